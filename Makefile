@@ -1,0 +1,30 @@
+# `make run`  : set everything up, then train the default Sgmod classifier.
+# `make test` : set everything up, then run the test suite.
+# Both are idempotent: a second call only re-installs when pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ARGS   ?= activation=sgmod
+
+.PHONY: run test setup data clean
+
+run: setup data
+	$(PY) src/train.py $(ARGS)
+
+test: setup
+	$(PY) -m pytest tests
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+data:
+	@bash scripts/install_data.sh
+
+clean:
+	rm -rf $(VENV) outputs

@@ -1,0 +1,77 @@
+"""The image-classification task as a LightningModule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from sgmod_study.activations import keep_in_bounds
+from sgmod_study.errors import ConfigError
+from sgmod_study.optim import build_optimizer, build_scheduler
+
+
+class Classifier(L.LightningModule):
+    """Cross-entropy classifier. Logs train/, val/ and test/ loss and accuracy, and val/acc_best."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        optimizer: Mapping,
+        scheduler: Mapping,
+        activation: Mapping,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing={label_smoothing} is not allowed: it must be in [0, 1)")
+        self.model = model
+        self.optimizer_cfg, self.scheduler_cfg, self.activation_cfg = optimizer, scheduler, activation
+        self.label_smoothing = label_smoothing
+        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes) for _ in range(3))
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # resuming from a checkpoint keeps the best so far
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _step(self, batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy, stage: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        loss_metric(loss, weight=len(labels))
+        acc_metric(logits, labels)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss_metric, on_step=on_step, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, self.train_loss, self.train_acc, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, self.val_loss, self.val_acc, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, self.test_loss, self.test_acc, "test")
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.model, self.optimizer_cfg, self.activation_cfg)
+        keep_in_bounds(optimizer, self.model)
+        scheduler = build_scheduler(optimizer, self.scheduler_cfg, self.trainer.max_epochs)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

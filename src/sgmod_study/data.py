@@ -1,0 +1,242 @@
+"""Image datasets as in-memory tensors, one Lightning data module for all of them.
+
+``data`` config: ``name`` (fashion_mnist | digits | mnist | cifar10) plus loader options.
+Every dataset here fits in memory many times over, so each split is a normalised float
+tensor and augmentation runs batch-wise on the training device.
+
+Fashion-MNIST is looked up in this order: ``data.data_dir`` (raw IDX files, gzipped or not,
+directly there or in torchvision's ``FashionMNIST/raw`` layout), the system copy from
+Debian's ``dataset-fashion-mnist`` (``data.system_dir``), then a torchvision download into
+``data.data_dir``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from sgmod_study.errors import ConfigError, check_choice, check_positive
+
+SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+# uint8 images (N, C, H, W) and int64 labels, for the train and test sets.
+Splits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (the MNIST family's format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ConfigError(f"{path} is not an unsigned-byte IDX file (header {data[:4].hex()})")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _idx_file(directory: Path, name: str) -> Path | None:
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_fashion_mnist(directory: str | Path) -> Path | None:
+    """The folder under ``directory`` holding all four Fashion-MNIST IDX files, if any."""
+    root = Path(directory).expanduser()
+    for folder in (root, root / "FashionMNIST" / "raw"):
+        if all(_idx_file(folder, name) for name in FASHION_MNIST_FILES):
+            return folder
+    return None
+
+
+def locate_fashion_mnist(data_dir: str, system_dir: str, download: bool) -> Path:
+    """Apply the lookup order; download into ``data_dir`` when allowed and needed."""
+    for directory in (data_dir, system_dir):
+        found = find_fashion_mnist(directory)
+        if found is not None:
+            return found
+    reason = "download disabled (data.download=false)"
+    if download:
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            for train in (True, False):
+                FashionMNIST(root=data_dir, train=train, download=True)
+            found = find_fashion_mnist(data_dir)
+            if found is not None:
+                return found
+            reason = f"the download finished but left no IDX files in {data_dir}"
+        except Exception as err:  # any network / filesystem failure ends in the same advice
+            reason = f"download failed: {type(err).__name__}: {err}".splitlines()[0]
+    raise ConfigError(
+        f"Fashion-MNIST not found. Looked in (1) data.data_dir={data_dir} (put the four IDX files there), "
+        f"(2) the system copy {system_dir} (apt-get install dataset-fashion-mnist), "
+        f"(3) a torchvision download into data.data_dir: {reason}"
+    )
+
+
+def load_fashion_mnist(data_dir: str, system_dir: str = SYSTEM_FASHION_MNIST, download: bool = True) -> Splits:
+    folder = locate_fashion_mnist(data_dir, system_dir, download)
+    arrays = [read_idx(_idx_file(folder, name)) for name in FASHION_MNIST_FILES]
+    train_x, train_y, test_x, test_y = (torch.from_numpy(a.copy()) for a in arrays)
+    return train_x.unsqueeze(1), train_y.long(), test_x.unsqueeze(1), test_y.long()
+
+
+def load_digits(data_dir: str, test_size: int = 360, **_) -> Splits:
+    """scikit-learn's 8x8 digits (ships inside the wheel), with a fixed held-out test set."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    images = torch.from_numpy((digits.images * 16).clip(0, 255).astype(np.uint8)).unsqueeze(1)
+    labels = torch.from_numpy(digits.target).long()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    test, train = order[:test_size], order[test_size:]
+    return images[train], labels[train], images[test], labels[test]
+
+
+def _load_torchvision(dataset_class_name: str) -> Callable[..., Splits]:
+    def load(data_dir: str, download: bool = True, **_) -> Splits:
+        import torchvision.datasets
+
+        cls = getattr(torchvision.datasets, dataset_class_name)
+        try:
+            train, test = (cls(root=data_dir, train=flag, download=download) for flag in (True, False))
+        except Exception as err:
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(
+                f"{dataset_class_name} not found in data.data_dir={data_dir} and not downloadable "
+                f"(data.download={download}): {first_line}"
+            ) from None
+        return (*_images_and_labels(train), *_images_and_labels(test))
+
+    return load
+
+
+def _images_and_labels(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.as_tensor(np.asarray(dataset.data))
+    images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)  # HWC -> CHW
+    return images.contiguous(), torch.as_tensor(np.asarray(dataset.targets)).long()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    load: Callable[..., Splits]
+    channels: int
+    image_size: int
+    num_classes: int
+
+
+DATASETS = {
+    "fashion_mnist": DatasetSpec(load_fashion_mnist, 1, 28, 10),
+    "digits": DatasetSpec(load_digits, 1, 8, 10),
+    "mnist": DatasetSpec(_load_torchvision("MNIST"), 1, 28, 10),
+    "cifar10": DatasetSpec(_load_torchvision("CIFAR10"), 3, 32, 10),
+}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    check_choice("data", name, DATASETS)
+    return DATASETS[name]
+
+
+def random_shift_flip(x: torch.Tensor, padding: int, flip: bool) -> torch.Tensor:
+    """Per-sample random translation by up to ``padding`` pixels (edge-replicated) and h-flip."""
+    n, c, h, w = x.shape
+    if padding:
+        padded = F.pad(x, (padding,) * 4, mode="replicate")
+        dy, dx = (torch.randint(0, 2 * padding + 1, (n,), device=x.device) for _ in range(2))
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        channel = torch.arange(c, device=x.device)[None, :, None, None]
+        x = padded[batch, channel, rows, cols]
+    if flip:
+        mirror = torch.rand(n, device=x.device) < 0.5
+        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Train/val split of the training set (fixed ``split_seed``); the test set is only for test."""
+
+    def __init__(
+        self,
+        name: str = "fashion_mnist",
+        data_dir: str = "data",
+        batch_size: int = 256,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        augment: bool = False,
+        shift: int = 2,
+        hflip: bool = False,
+        num_workers: int = 0,
+        **loader_options,
+    ) -> None:
+        super().__init__()
+        self.spec = dataset_spec(name)
+        check_positive("data.batch_size", batch_size)
+        self.name, self.data_dir, self.loader_options = name, data_dir, loader_options
+        self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
+        self.augment, self.shift, self.hflip, self.num_workers = augment, shift, hflip, num_workers
+        self.train_set = self.val_set = self.test_set = None
+
+    def prepare_data(self) -> None:
+        # Runs once per node before setup; any download happens here, not on every rank.
+        self.spec.load(self.data_dir, **self.loader_options)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train_x, train_y, test_x, test_y = self.spec.load(self.data_dir, **self.loader_options)
+        if not 0 < self.val_size < len(train_y):
+            raise ConfigError(f"data.val_size={self.val_size} is not allowed: it must be in 1..{len(train_y) - 1}")
+        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.split_seed))
+        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        mean, std = _channel_stats(train_x[train_idx])
+        self.train_set = TensorDataset(_normalise(train_x[train_idx], mean, std), train_y[train_idx])
+        self.val_set = TensorDataset(_normalise(train_x[val_idx], mean, std), train_y[val_idx])
+        self.test_set = TensorDataset(_normalise(test_x, mean, std), test_y)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.augment and self.trainer is not None and self.trainer.training:
+            images, labels = batch
+            return random_shift_flip(images, self.shift, self.hflip), labels
+        return batch
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = images.float() / 255
+    return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
+
+
+def _normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (images.float() / 255 - mean[:, None, None]) / std[:, None, None]

@@ -1,0 +1,106 @@
+"""What a run writes to its loggers besides losses and accuracies.
+
+- ``ActivationMonitor``: gamma/beta of every Sgmod layer (scalars, and histograms on
+  TensorBoard), so their trajectories can be read per layer.
+- ``GradNormMonitor``: the gradient norm of every layer's weight (the vanishing-gradient
+  diagnostic), measured before the optimizer step.
+- ``log_final_hparams``: the run's real hyperparameters with its final metrics, for
+  TensorBoard's HParams dashboard.
+
+Both monitors log every ``every_n_steps`` optimizer steps through ``trainer.loggers``, which
+write on rank zero only, so they work unchanged under DDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from sgmod_study.activations import Sgmod
+
+
+def _layer_name(parameter_name: str) -> str:
+    name = parameter_name.removeprefix("model.")
+    return name.rsplit(".", 1)[0]
+
+
+def _log_scalars(trainer: L.Trainer, values: Mapping[str, float]) -> None:
+    for logger in trainer.loggers:
+        logger.log_metrics(dict(values), step=trainer.global_step)
+
+
+class ActivationMonitor(L.Callback):
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every_n_steps = every_n_steps
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer, pl_module)  # the initial values start every trajectory
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self._log(trainer, pl_module)
+
+    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        scalars = {}
+        for layer, module in pl_module.named_modules():
+            if not isinstance(module, Sgmod):
+                continue
+            layer = layer.removeprefix("model.")
+            for param_name in ("gamma", "beta"):
+                values = getattr(module, param_name).detach().float()
+                tag = f"sgmod/{layer}/{param_name}"
+                scalars[tag] = values.mean().item()
+                if values.numel() > 1:
+                    scalars[f"{tag}_std"] = values.std().item()
+                self._histogram(trainer, tag, values)
+        if scalars:
+            _log_scalars(trainer, scalars)
+
+    @staticmethod
+    def _histogram(trainer: L.Trainer, tag: str, values: torch.Tensor) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_histogram(tag, values.cpu(), global_step=trainer.global_step)
+
+
+class GradNormMonitor(L.Callback):
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every_n_steps = every_n_steps
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        if trainer.global_step % self.every_n_steps:
+            return
+        norms = {
+            f"grad_norm/{_layer_name(name)}": p.grad.detach().norm().item()
+            for name, p in pl_module.named_parameters()
+            if p.grad is not None and p.dim() >= 2
+        }
+        if norms:
+            _log_scalars(trainer, norms)
+
+
+def flatten_config(cfg: Mapping, prefix: str = "") -> dict[str, str | int | float | bool]:
+    """Nested config -> {"optimizer.lr": 0.001, ...}; lists and None become strings (HParams needs scalars)."""
+    flat = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def log_final_hparams(trainer: L.Trainer, hparams: Mapping, metrics: Mapping[str, float]) -> None:
+    """One HParams entry with the final metrics under ``final/<metric>`` (no placeholder hp_metric).
+
+    The ``final/`` names keep these single points off the ``val/`` and ``test/`` curves.
+    """
+    final = {f"final/{name.replace('/', '_')}": float(value) for name, value in metrics.items()}
+    for logger in trainer.loggers:
+        logger.log_hyperparams(dict(hparams), metrics=final)

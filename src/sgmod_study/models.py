@@ -1,0 +1,168 @@
+"""Image classifiers whose hidden activation and norm come from the config groups.
+
+``model`` config: ``name`` (cnn | mlp | resnet) plus that model's options. Every hidden
+layer gets ``norm_act`` from ``sgmod_study.norms``, so activation and norm placement are
+the same across models. Layer names (``stage1.act``, ``layer3.act`` ...) are what
+TensorBoard shows for the per-layer gamma/beta and gradient norms.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from sgmod_study.errors import ConfigError, check_choice
+from sgmod_study.norms import conv_bias_needed, norm_act
+
+
+def _named(*layers: tuple[str, nn.Module] | list) -> nn.Sequential:
+    flat: list[tuple[str, nn.Module]] = []
+    for layer in layers:
+        flat.extend(layer if isinstance(layer, list) else [layer])
+    return nn.Sequential(OrderedDict(flat))
+
+
+class ConvNet(nn.Module):
+    """Per stage: conv3x3 -> norm/act -> maxpool. Head: FC -> norm/act -> dropout -> FC."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        act: Mapping,
+        norm: Mapping,
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 128,
+        dropout: float = 0.25,
+    ) -> None:
+        super().__init__()
+        final_size = image_size // 2 ** len(channels)
+        if final_size < 1:
+            raise ConfigError(
+                f"model.channels={list(channels)} has {len(channels)} pooling stages, too many for "
+                f"{image_size}x{image_size} images (at most {image_size.bit_length() - 1})"
+            )
+        bias = conv_bias_needed(norm)
+        stages, c_in = [], in_channels
+        for i, c in enumerate(channels, 1):
+            conv = ("conv", nn.Conv2d(c_in, c, 3, padding=1, bias=bias))
+            stages.append((f"stage{i}", _named(conv, norm_act(norm, act, c, True), ("pool", nn.MaxPool2d(2)))))
+            c_in = c
+        self.features = _named(*stages)
+        self.head = _named(
+            ("flatten", nn.Flatten()),
+            ("fc", nn.Linear(c_in * final_size**2, hidden, bias=bias)),
+            norm_act(norm, act, hidden, False),
+            ("dropout", nn.Dropout(dropout)),
+            ("out", nn.Linear(hidden, num_classes)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class MLP(nn.Module):
+    """``depth`` hidden layers of ``width``: Linear -> norm/act (-> dropout). For depth studies."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        act: Mapping,
+        norm: Mapping,
+        depth: int = 4,
+        width: int = 256,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ConfigError(f"model.depth={depth} is not allowed: it must be >= 1")
+        bias = conv_bias_needed(norm)
+        layers, d_in = [("flatten", nn.Flatten())], in_channels * image_size**2
+        for i in range(1, depth + 1):
+            block = [("fc", nn.Linear(d_in, width, bias=bias)), norm_act(norm, act, width, False)]
+            if dropout:
+                block.append(("dropout", nn.Dropout(dropout)))
+            layers.append((f"layer{i}", _named(*block)))
+            d_in = width
+        layers.append(("out", nn.Linear(width, num_classes)))
+        self.net = _named(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation residual block (He et al. 2016): x + conv(norm/act(conv(norm/act(x))))."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, act: Mapping, norm: Mapping) -> None:
+        super().__init__()
+        bias = conv_bias_needed(norm)
+        self.pre1 = _named(norm_act(norm, act, c_in, True))
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)
+        self.pre2 = _named(norm_act(norm, act, c_out, True))
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=bias)
+        needs_projection = stride != 1 or c_in != c_out
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) if needs_projection else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.pre1(x)
+        shortcut = x if self.shortcut is None else self.shortcut(out)
+        out = self.conv2(self.pre2(self.conv1(out)))
+        return out + shortcut
+
+
+class ResNet(nn.Module):
+    """Small pre-activation ResNet for 28x28 / 32x32 inputs: stem, stages (stride 2 after the first), pool, FC."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        act: Mapping,
+        norm: Mapping,
+        channels: Sequence[int] = (32, 64, 128),
+        blocks_per_stage: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        stages, c_in = [("stem", nn.Conv2d(in_channels, channels[0], 3, padding=1, bias=False))], channels[0]
+        for i, c in enumerate(channels, 1):
+            blocks = [
+                (f"block{j}", PreActBlock(c_in if j == 1 else c, c, 2 if (i > 1 and j == 1) else 1, act, norm))
+                for j in range(1, blocks_per_stage + 1)
+            ]
+            stages.append((f"stage{i}", _named(*blocks)))
+            c_in = c
+        self.features = _named(*stages)
+        self.head = _named(
+            norm_act(norm, act, c_in, True),
+            ("pool", nn.AdaptiveAvgPool2d(1)),
+            ("flatten", nn.Flatten()),
+            ("dropout", nn.Dropout(dropout)),
+            ("out", nn.Linear(c_in, num_classes)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+MODELS = {"cnn": ConvNet, "mlp": MLP, "resnet": ResNet}
+
+
+def build_model(
+    model_cfg: Mapping, act_cfg: Mapping, norm_cfg: Mapping, in_channels: int, image_size: int, num_classes: int
+) -> nn.Module:
+    options = dict(model_cfg)
+    name = options.pop("name", None)
+    check_choice("model", name, MODELS)
+    try:
+        return MODELS[name](in_channels, image_size, num_classes, act_cfg, norm_cfg, **options)
+    except TypeError as err:
+        raise ConfigError(f"model={name} got an option it does not take: {err}") from None

@@ -1,0 +1,94 @@
+"""One training run from a composed config: fit, test the best checkpoint, summarise."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from sgmod_study.classifier import Classifier
+from sgmod_study.data import ImageDataModule, dataset_spec
+from sgmod_study.diagnostics import ActivationMonitor, GradNormMonitor, flatten_config, log_final_hparams
+from sgmod_study.errors import ConfigError, check_choice
+from sgmod_study.models import build_model
+
+LOGGERS = ("tensorboard", "csv")
+# Config entries that say where things are, not how the model was trained.
+NOT_HYPERPARAMETERS = ("output_dir", "ckpt_path", "data.data_dir", "data.system_dir", "data.num_workers")
+
+
+def build_loggers(logger_cfg: Mapping, output_dir: Path) -> list[Logger]:
+    name = logger_cfg["name"]
+    check_choice("logger", name, LOGGERS)
+    if name == "tensorboard":
+        return [TensorBoardLogger(save_dir=output_dir, name="tensorboard", version="", default_hp_metric=False)]
+    return [CSVLogger(save_dir=output_dir, name="csv", version="")]
+
+
+def build_callbacks(cfg: Mapping, output_dir: Path) -> tuple[ModelCheckpoint, list[L.Callback]]:
+    checkpoint = ModelCheckpoint(
+        dirpath=output_dir / "checkpoints",
+        monitor=cfg["checkpoint"]["monitor"],
+        mode=cfg["checkpoint"]["mode"],
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        save_last=True,
+    )
+    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    every = cfg["diagnostics"]["every_n_steps"]
+    if every:
+        callbacks += [ActivationMonitor(every), GradNormMonitor(every)]
+    return checkpoint, callbacks
+
+
+def train(cfg: DictConfig) -> float:
+    """Train and test one configuration; return the value of ``cfg.optimized_metric``."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    output_dir = Path(c["output_dir"])
+    L.seed_everything(c["seed"], workers=True)
+    spec = dataset_spec(c["data"]["name"])
+    datamodule = ImageDataModule(**c["data"])
+    net = build_model(c["model"], c["activation"], c["norm"], spec.channels, spec.image_size, spec.num_classes)
+    module = Classifier(net, spec.num_classes, c["optimizer"], c["scheduler"], c["activation"], c["label_smoothing"])
+    checkpoint, callbacks = build_callbacks(c, output_dir)
+    trainer = L.Trainer(
+        **c["trainer"], logger=build_loggers(c["logger"], output_dir), callbacks=callbacks, default_root_dir=output_dir
+    )
+    ckpt_path = c["ckpt_path"]
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path} is not an existing checkpoint file (e.g. <run>/checkpoints/last.ckpt)")
+
+    started = time.monotonic()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    best = "best" if checkpoint.best_model_path else None  # no best checkpoint after e.g. fast_dev_run
+    for results in trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False):
+        metrics.update(results)
+
+    final = {name: metrics[name] for name in ("val/acc_best", "test/acc", "test/loss") if name in metrics}
+    hparams = {k: v for k, v in flatten_config(c).items() if not k.startswith(NOT_HYPERPARAMETERS)}
+    log_final_hparams(trainer, hparams, final)
+    if trainer.is_global_zero:
+        print_summary(c, final, trainer.current_epoch, time.monotonic() - started, output_dir)
+    return _optimized_value(c["optimized_metric"], metrics)
+
+
+def _optimized_value(name: str, metrics: Mapping[str, float]) -> float:
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name} was not logged; logged metrics: {', '.join(sorted(metrics))}")
+    return metrics[name]
+
+
+def print_summary(c: Mapping, final: Mapping[str, float], epochs: int, seconds: float, output_dir: Path) -> None:
+    act, norm, opt = c["activation"], c["norm"], c["optimizer"]
+    setup = (
+        f"{act['name']} | {c['model']['name']} | norm={norm['name']} ({norm['placement']} act) | "
+        f"{opt['name']} lr={opt['lr']:g} wd={opt['weight_decay']:g} | data={c['data']['name']} seed={c['seed']}"
+    )
+    results = "  ".join(f"{name}={value:.4f}" for name, value in final.items())
+    print(f"\n== {setup}\n== {results}  epochs={epochs}  time={seconds / 60:.1f} min\n== outputs: {output_dir}\n")
