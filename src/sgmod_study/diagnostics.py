@@ -103,4 +103,9 @@ def log_final_hparams(trainer: L.Trainer, hparams: Mapping, metrics: Mapping[str
     """
     final = {f"final/{name.replace('/', '_')}": float(value) for name, value in metrics.items()}
     for logger in trainer.loggers:
-        logger.log_hyperparams(dict(hparams), metrics=final)
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(dict(hparams), metrics=final)
+        else:  # e.g. CSVLogger: hparams.yaml, and the final metrics as one more row
+            logger.log_hyperparams(dict(hparams))
+            logger.log_metrics(final, step=trainer.global_step)
+        logger.finalize("success")  # the test already closed the writer; flush this last entry too

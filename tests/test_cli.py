@@ -1,0 +1,55 @@
+"""src/train.py as a user runs it: bad overrides, and single-run multi-process training."""
+
+import pytest
+
+from conftest import TINY, run_train
+from test_training import read_events
+
+
+def _error_line(result) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_unknown_activation_lists_the_choices(tmp_path):
+    result = run_train(["activation=swishy"], tmp_path / "run")
+    assert result.returncode != 0
+    assert "Could not find 'activation/swishy'" in result.stderr
+    for name in ("sgmod", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "sigmoid", "tanh"):
+        assert f"\t{name}\n" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("activation.gamma_init=50", "error: activation.gamma_init=50 is outside its allowed range [0.1, 10.0]"),
+        ("activation.beta_init=-7", "error: activation.beta_init=-7 is outside its allowed range [-5.0, 5.0]"),
+        ("optimizer.lr=-0.01", "error: optimizer.lr=-0.01 is not allowed: it must be a number > 0"),
+        ("norm.placement=middle", "error: norm.placement='middle' is not a known choice; valid choices: after, before"),
+    ],
+)
+def test_bad_values_stop_with_one_clear_line(tmp_path, override, expected):
+    line = _error_line(run_train([*TINY, override], tmp_path / "run"))
+    assert line.startswith(expected), line
+
+
+def test_missing_data_names_the_three_ways(tmp_path):
+    args = ["data.data_dir=" + str(tmp_path / "none"), "data.system_dir=" + str(tmp_path / "sys"), "data.download=false"]
+    line = _error_line(run_train(["trainer=cpu", *args], tmp_path / "run"))
+    assert line.startswith("error: Fashion-MNIST not found.")
+    assert "data.data_dir=" in line and "apt-get install dataset-fashion-mnist" in line and "torchvision download" in line
+
+
+def test_ddp_cpu_trains_two_processes_into_one_run(tmp_path):
+    runs = tmp_path / "runs"
+    result = run_train([*TINY, "trainer=ddp_cpu", "trainer.max_epochs=2"], runs / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in runs.iterdir()] == ["run"]  # the second process did not make its own
+    run = runs / "run"
+    assert "train_ddp_process_1.log" in {p.name for p in run.iterdir()}  # rank 1 really ran
+    assert result.stdout.count("== outputs:") == 1  # rank zero alone prints the summary
+    logs = read_events(run / "tensorboard")
+    assert len(logs["scalars"]["val/acc"]) == 2  # logged once per epoch, not once per process
+    assert len([t for t, _ in logs["hparams"] if t == "_hparams_/session_start_info"]) == 1
+    assert (run / "checkpoints" / "last.ckpt").is_file()

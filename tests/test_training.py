@@ -1,0 +1,93 @@
+"""Real (tiny) training runs in-process: accuracy, TensorBoard contents, resume."""
+
+import csv
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from conftest import compose_config
+from sgmod_study.training import train
+
+
+def read_events(log_dir: Path) -> dict:
+    """Scalars {tag: [(step, value)]}, histogram tags and HParams entries of every event file in log_dir."""
+    scalars, histograms, hparams = {}, set(), []
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        events = EventAccumulator(str(path), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(tag))
+        histograms.update(events.Tags()["histograms"])
+        try:
+            hparams_content = events.PluginTagToContent("hparams")
+        except KeyError:  # this event file holds no HParams entry
+            continue
+        for tag, content in hparams_content.items():
+            hparams.append((tag, plugin_data_pb2.HParamsPluginData.FromString(content)))
+    return {"scalars": scalars, "histograms": histograms, "hparams": hparams}
+
+
+def test_short_run_beats_chance_and_logs_everything(tmp_path, tiny_overrides):
+    cfg = compose_config([*tiny_overrides, "trainer.max_epochs=3"], tmp_path)
+    best_val = train(cfg)
+    assert best_val > 0.6  # 10 classes: chance is 0.1
+
+    logs = read_events(tmp_path / "tensorboard")
+    scalars = logs["scalars"]
+    for tag in ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"):
+        assert tag in scalars, tag
+    assert len(scalars["val/acc"]) == 3  # one per epoch, no sanity-check value
+    assert scalars["val/acc_best"][-1][1] == max(v for _, v in scalars["val/acc"])
+    assert scalars["test/acc"][0][1] > 0.6
+    assert "hp_metric" not in scalars
+
+    # gamma/beta of every Sgmod layer: scalars and histograms, starting from the init values
+    layers = ("features.stage1.act", "features.stage2.act", "head.act")
+    for layer in layers:
+        for name in ("gamma", "beta"):
+            assert f"sgmod/{layer}/{name}" in logs["histograms"]
+        first_step, first_gamma = scalars[f"sgmod/{layer}/gamma"][0]
+        assert (first_step, first_gamma) == (0, 1.0)
+        assert scalars[f"sgmod/{layer}/gamma"][-1][1] != 1.0  # it learned
+    assert {"grad_norm/features.stage1.conv", "grad_norm/head.out"} <= set(scalars)
+    assert all(v > 0 for _, v in scalars["grad_norm/features.stage1.conv"])
+
+    # HParams: the run's real hyperparameters with its final metrics
+    start = [data.session_start_info for tag, data in logs["hparams"] if tag == "_hparams_/session_start_info"]
+    assert len(start) == 1
+    hp = start[0].hparams
+    assert hp["activation.name"].string_value == "sgmod"
+    assert hp["optimizer.lr"].number_value == 0.001
+    assert hp["activation.gamma_init"].number_value == 1.0
+    assert "data.data_dir" not in hp
+    experiment = [data.experiment for tag, data in logs["hparams"] if tag == "_hparams_/experiment"][0]
+    metric_tags = {m.name.tag for m in experiment.metric_infos}
+    assert metric_tags == {"final/val_acc_best", "final/test_acc", "final/test_loss"}
+    assert scalars["final/test_acc"][0][1] == scalars["test/acc"][0][1]
+
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((tmp_path / "checkpoints").glob("best-epoch*.ckpt"))) == 1
+
+
+def test_resume_from_last_checkpoint_continues_the_epoch_count(tmp_path, tiny_overrides):
+    first = tmp_path / "first"
+    best_first = train(compose_config([*tiny_overrides, "trainer.max_epochs=2"], first))
+    last = first / "checkpoints" / "last.ckpt"
+
+    second = tmp_path / "second"
+    overrides = [*tiny_overrides, "trainer.max_epochs=3", f"ckpt_path={last}", "logger=csv"]
+    best_second = train(compose_config(overrides, second))
+
+    with open(second / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    trained_epochs = {int(r["epoch"]) for r in rows if r.get("train/acc")}
+    assert trained_epochs == {2}  # only the third epoch ran
+    assert best_second >= best_first  # val/acc_best was restored, not restarted
+
+
+def test_csv_logger_option(tmp_path, tiny_overrides):
+    train(compose_config([*tiny_overrides, "logger=csv", "trainer.max_epochs=1"], tmp_path))
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"val/acc", "val/acc_best", "test/acc", "sgmod/head.act/gamma"} <= set(header)
+    assert not (tmp_path / "tensorboard").exists()
