@@ -35,9 +35,9 @@ def test_short_run_beats_chance_and_logs_everything(tmp_path, tiny_overrides):
 
     logs = read_events(tmp_path / "tensorboard")
     scalars = logs["scalars"]
-    for tag in ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"):
+    for tag in ("train/loss", "train/loss_step", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"):
         assert tag in scalars, tag
-    assert len(scalars["val/acc"]) == 3  # one per epoch, no sanity-check value
+    assert len(scalars["val/acc"]) == len(scalars["train/loss"]) == 3  # one per epoch, no sanity-check value
     assert scalars["val/acc_best"][-1][1] == max(v for _, v in scalars["val/acc"])
     assert scalars["test/acc"][0][1] > 0.6
     assert "hp_metric" not in scalars
@@ -91,3 +91,32 @@ def test_csv_logger_option(tmp_path, tiny_overrides):
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"val/acc", "val/acc_best", "test/acc", "sgmod/head.act/gamma"} <= set(header)
     assert not (tmp_path / "tensorboard").exists()
+
+
+def test_study_strategies_are_plain_options(tmp_path, tiny_overrides):
+    """Dropout, weight decay, clipping, label smoothing, mixed precision, augmentation, schedules."""
+    strategies = [
+        "model.dropout=0.3",
+        "optimizer=sgd",
+        "optimizer.weight_decay=0.001",
+        "scheduler=step",
+        "scheduler.step_size=1",
+        "trainer.gradient_clip_val=1.0",
+        "label_smoothing=0.1",
+        "trainer.precision=bf16-mixed",
+        "data.augment=true",
+        "seed=7",
+        "trainer.max_epochs=3",
+    ]
+    cfg = compose_config([*tiny_overrides, *strategies], tmp_path)
+    assert train(cfg) > 0.5
+    saved = (tmp_path / "tensorboard" / "hparams.yaml").read_text()
+    for line in ("label_smoothing: 0.1", "trainer.precision: bf16-mixed", "data.augment: true", "seed: 7"):
+        assert line in saved
+
+
+def test_same_seed_same_result(tmp_path, tiny_overrides):
+    overrides = [*tiny_overrides, "trainer.max_epochs=1", "trainer.deterministic=true"]
+    first = train(compose_config(overrides, tmp_path / "a"))
+    second = train(compose_config(overrides, tmp_path / "b"))
+    assert first == second

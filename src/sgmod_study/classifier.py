@@ -17,7 +17,11 @@ from sgmod_study.optim import build_optimizer, build_scheduler
 
 
 class Classifier(L.LightningModule):
-    """Cross-entropy classifier. Logs train/, val/ and test/ loss and accuracy, and val/acc_best."""
+    """Cross-entropy classifier.
+
+    Logs per epoch ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/acc_best``,
+    ``test/loss``, ``test/acc``; and ``train/loss_step`` every ``trainer.log_every_n_steps``.
+    """
 
     def __init__(
         self,
@@ -48,13 +52,14 @@ class Classifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         loss_metric(loss, weight=len(labels))
         acc_metric(logits, labels)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss_metric, on_step=on_step, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self.train_loss, self.train_acc, "train")
+        loss = self._step(batch, self.train_loss, self.train_acc, "train")
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False)  # the per-step curve
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.val_loss, self.val_acc, "val")

@@ -135,19 +135,26 @@ def _images_and_labels(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return images.contiguous(), torch.as_tensor(np.asarray(dataset.targets)).long()
 
 
+def prepare_fashion_mnist(data_dir: str, system_dir: str = SYSTEM_FASHION_MNIST, download: bool = True) -> None:
+    locate_fashion_mnist(data_dir, system_dir, download)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     load: Callable[..., Splits]
     channels: int
     image_size: int
     num_classes: int
+    # Makes the files available (downloads them if needed) without loading them; None: nothing to fetch.
+    prepare: Callable[..., object] | None = None
 
 
+_MNIST, _CIFAR10 = _load_torchvision("MNIST"), _load_torchvision("CIFAR10")
 DATASETS = {
-    "fashion_mnist": DatasetSpec(load_fashion_mnist, 1, 28, 10),
+    "fashion_mnist": DatasetSpec(load_fashion_mnist, 1, 28, 10, prepare=prepare_fashion_mnist),
     "digits": DatasetSpec(load_digits, 1, 8, 10),
-    "mnist": DatasetSpec(_load_torchvision("MNIST"), 1, 28, 10),
-    "cifar10": DatasetSpec(_load_torchvision("CIFAR10"), 3, 32, 10),
+    "mnist": DatasetSpec(_MNIST, 1, 28, 10, prepare=_MNIST),
+    "cifar10": DatasetSpec(_CIFAR10, 3, 32, 10, prepare=_CIFAR10),
 }
 
 
@@ -198,8 +205,9 @@ class ImageDataModule(L.LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
 
     def prepare_data(self) -> None:
-        # Runs once per node before setup; any download happens here, not on every rank.
-        self.spec.load(self.data_dir, **self.loader_options)
+        # Runs once per node before setup: any download happens here, not on every rank.
+        if self.spec.prepare is not None:
+            self.spec.prepare(self.data_dir, **self.loader_options)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

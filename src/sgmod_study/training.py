@@ -55,6 +55,8 @@ def train(cfg: DictConfig) -> float:
     datamodule = ImageDataModule(**c["data"])
     net = build_model(c["model"], c["activation"], c["norm"], spec.channels, spec.image_size, spec.num_classes)
     module = Classifier(net, spec.num_classes, c["optimizer"], c["scheduler"], c["activation"], c["label_smoothing"])
+    hparams = {k: v for k, v in flatten_config(c).items() if not k.startswith(NOT_HYPERPARAMETERS)}
+    module.save_hyperparameters(hparams)  # into every checkpoint and the loggers' hparams.yaml
     checkpoint, callbacks = build_callbacks(c, output_dir)
     trainer = L.Trainer(
         **c["trainer"], logger=build_loggers(c["logger"], output_dir), callbacks=callbacks, default_root_dir=output_dir
@@ -71,7 +73,6 @@ def train(cfg: DictConfig) -> float:
         metrics.update(results)
 
     final = {name: metrics[name] for name in ("val/acc_best", "test/acc", "test/loss") if name in metrics}
-    hparams = {k: v for k, v in flatten_config(c).items() if not k.startswith(NOT_HYPERPARAMETERS)}
     log_final_hparams(trainer, hparams, final)
     if trainer.is_global_zero:
         print_summary(c, final, trainer.current_epoch, time.monotonic() - started, output_dir)
