@@ -1,9 +1,14 @@
-"""Train one configuration: python src/train.py activation=sgmod [other overrides]."""
+"""Train one configuration: python src/train.py activation=sgmod [other overrides].
+
+Exit codes: 0 done, 2 bad configuration or missing data, 3 training diverged.
+"""
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from sgmod_study.errors import ConfigError
+from sgmod_study.errors import ConfigError, TrainingDiverged
 from sgmod_study.training import train
 
 
@@ -12,7 +17,11 @@ def main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
     except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except TrainingDiverged as err:
+        print(f"diverged: {err}", file=sys.stderr)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def test_study_strategies_are_plain_options(tmp_path, tiny_overrides):
         "scheduler=step",
         "scheduler.step_size=1",
         "trainer.gradient_clip_val=1.0",
-        "label_smoothing=0.1",
+        "task.label_smoothing=0.1",
         "trainer.precision=bf16-mixed",
         "data.augment=true",
         "seed=7",
@@ -111,7 +111,7 @@ def test_study_strategies_are_plain_options(tmp_path, tiny_overrides):
     cfg = compose_config([*tiny_overrides, *strategies], tmp_path)
     assert train(cfg) > 0.5
     saved = (tmp_path / "tensorboard" / "hparams.yaml").read_text()
-    for line in ("label_smoothing: 0.1", "trainer.precision: bf16-mixed", "data.augment: true", "seed: 7"):
+    for line in ("task.label_smoothing: 0.1", "trainer.precision: bf16-mixed", "data.augment: true", "seed: 7"):
         assert line in saved
 
 

@@ -12,7 +12,9 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from sgmod_study.activations import keep_in_bounds
+from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError
+from sgmod_study.models import build_model
 from sgmod_study.optim import build_optimizer, build_scheduler
 
 
@@ -22,6 +24,8 @@ class Classifier(L.LightningModule):
     Logs per epoch ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/acc_best``,
     ``test/loss``, ``test/acc``; and ``train/loss_step`` every ``trainer.log_every_n_steps``.
     """
+
+    FINAL_METRICS = ("val/acc_best", "test/acc", "test/loss")
 
     def __init__(
         self,
@@ -80,3 +84,9 @@ class Classifier(L.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def build_classifier(c: Mapping, spec: DatasetSpec) -> Classifier:
+    """The classification task from the resolved config ``c``."""
+    net = build_model(c["model"], c["activation"], c["norm"], spec.channels, spec.image_size, spec.num_classes)
+    return Classifier(net, spec.num_classes, c["optimizer"], c["scheduler"], c["activation"], c["task"]["label_smoothing"])

@@ -190,6 +190,7 @@ class ImageDataModule(L.LightningDataModule):
         batch_size: int = 256,
         val_size: int = 5000,
         split_seed: int = 0,
+        scaling: str = "standardize",
         augment: bool = False,
         shift: int = 2,
         hflip: bool = False,
@@ -199,8 +200,9 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         self.spec = dataset_spec(name)
         check_positive("data.batch_size", batch_size)
+        check_choice("data.scaling", scaling, SCALINGS)
         self.name, self.data_dir, self.loader_options = name, data_dir, loader_options
-        self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
+        self.batch_size, self.val_size, self.split_seed, self.scaling = batch_size, val_size, split_seed, scaling
         self.augment, self.shift, self.hflip, self.num_workers = augment, shift, hflip, num_workers
         self.train_set = self.val_set = self.test_set = None
 
@@ -217,10 +219,10 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"data.val_size={self.val_size} is not allowed: it must be in 1..{len(train_y) - 1}")
         order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.split_seed))
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]
-        mean, std = _channel_stats(train_x[train_idx])
-        self.train_set = TensorDataset(_normalise(train_x[train_idx], mean, std), train_y[train_idx])
-        self.val_set = TensorDataset(_normalise(train_x[val_idx], mean, std), train_y[val_idx])
-        self.test_set = TensorDataset(_normalise(test_x, mean, std), test_y)
+        scale = _scaler(train_x[train_idx], self.scaling)
+        self.train_set = TensorDataset(scale(train_x[train_idx]), train_y[train_idx])
+        self.val_set = TensorDataset(scale(train_x[val_idx]), train_y[val_idx])
+        self.test_set = TensorDataset(scale(test_x), test_y)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
@@ -241,10 +243,14 @@ class ImageDataModule(L.LightningDataModule):
         return batch
 
 
-def _channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x = images.float() / 255
-    return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
+SCALINGS = ("standardize", "symmetric")
 
 
-def _normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (images.float() / 255 - mean[:, None, None]) / std[:, None, None]
+def _scaler(train_images: torch.Tensor, scaling: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 -> float: ``standardize`` with the training split's per-channel statistics, or
+    ``symmetric`` to [-1, 1] (a tanh generator's range)."""
+    if scaling == "symmetric":
+        return lambda images: images.float() / 127.5 - 1
+    x = train_images.float() / 255
+    mean, std = x.mean(dim=(0, 2, 3))[:, None, None], x.std(dim=(0, 2, 3))[:, None, None]
+    return lambda images: (images.float() / 255 - mean) / std

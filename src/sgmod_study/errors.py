@@ -1,8 +1,12 @@
-"""The one exception type for bad user input: train.py prints its message as a single line."""
+"""Failures the toolkit reports as one line; train.py maps each to its own exit code."""
 
 
 class ConfigError(ValueError):
-    """A configuration value (or a missing resource it points to) that cannot be used."""
+    """A configuration value (or a missing resource it points to) that cannot be used. Exit code 2."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Training went non-finite or collapsed; the run stops instead of burning its budget. Exit code 3."""
 
 
 def check_choice(key: str, value, choices) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from sgmod_study.activations import build_activation
 from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.norms import conv_bias_needed, norm_act
 
@@ -166,3 +167,51 @@ def build_model(
         return MODELS[name](in_channels, image_size, num_classes, act_cfg, norm_cfg, **options)
     except TypeError as err:
         raise ConfigError(f"model={name} got an option it does not take: {err}") from None
+
+
+class Generator(nn.Module):
+    """DCGAN generator for 28x28 (or 32x32) images.
+
+    latent -> FC -> (2w, s/4, s/4) -> norm/act -> ConvT -> (w, s/2, s/2) -> norm/act -> ConvT -> tanh.
+    """
+
+    def __init__(self, latent_dim: int, channels: int, image_size: int, act: Mapping, norm: Mapping, width: int = 64):
+        super().__init__()
+        self.start = (2 * width, image_size // 4, image_size // 4)
+        bias = conv_bias_needed(norm)
+        self.project = nn.Linear(latent_dim, 2 * width * (image_size // 4) ** 2, bias=bias)
+        self.body = _named(
+            ("block0", _named(norm_act(norm, act, 2 * width, True))),
+            ("up1", nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=bias)),
+            ("block1", _named(norm_act(norm, act, width, True))),
+            ("up2", nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1)),
+            ("out", nn.Tanh()),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.project(z).view(-1, *self.start))
+
+
+class Discriminator(nn.Module):
+    """DCGAN discriminator: strided conv -> act, strided conv -> norm/act, FC -> one logit.
+
+    No norm on the first layer (DCGAN convention). ``spectral_norm`` wraps every weight layer.
+    """
+
+    def __init__(
+        self, channels: int, image_size: int, act: Mapping, norm: Mapping, width: int = 64, spectral_norm: bool = False
+    ):
+        super().__init__()
+        wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda layer: layer)
+        bias = conv_bias_needed(norm)
+        self.body = _named(
+            ("conv1", wrap(nn.Conv2d(channels, width, 4, stride=2, padding=1))),
+            ("act1", build_activation(act, width)),
+            ("conv2", wrap(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=bias))),
+            ("block2", _named(norm_act(norm, act, 2 * width, True))),
+            ("flatten", nn.Flatten()),
+            ("logit", wrap(nn.Linear(2 * width * (image_size // 4) ** 2, 1))),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images).squeeze(1)

@@ -11,12 +11,13 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from sgmod_study.classifier import Classifier
+from sgmod_study.classifier import build_classifier
 from sgmod_study.data import ImageDataModule, dataset_spec
 from sgmod_study.diagnostics import ActivationMonitor, GradNormMonitor, flatten_config, log_final_hparams
 from sgmod_study.errors import ConfigError, check_choice
-from sgmod_study.models import build_model
+from sgmod_study.gan import build_gan
 
+TASKS = {"classifier": build_classifier, "gan": build_gan}
 LOGGERS = ("tensorboard", "csv")
 # Config entries that say where things are, not how the model was trained.
 NOT_HYPERPARAMETERS = ("output_dir", "ckpt_path", "data.data_dir", "data.system_dir", "data.num_workers")
@@ -53,8 +54,8 @@ def train(cfg: DictConfig) -> float:
     L.seed_everything(c["seed"], workers=True)
     spec = dataset_spec(c["data"]["name"])
     datamodule = ImageDataModule(**c["data"])
-    net = build_model(c["model"], c["activation"], c["norm"], spec.channels, spec.image_size, spec.num_classes)
-    module = Classifier(net, spec.num_classes, c["optimizer"], c["scheduler"], c["activation"], c["label_smoothing"])
+    check_choice("task", c["task"]["name"], TASKS)
+    module = TASKS[c["task"]["name"]](c, spec)
     hparams = {k: v for k, v in flatten_config(c).items() if not k.startswith(NOT_HYPERPARAMETERS)}
     module.save_hyperparameters(hparams)  # into every checkpoint and the loggers' hparams.yaml
     checkpoint, callbacks = build_callbacks(c, output_dir)
@@ -72,7 +73,7 @@ def train(cfg: DictConfig) -> float:
     for results in trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False):
         metrics.update(results)
 
-    final = {name: metrics[name] for name in ("val/acc_best", "test/acc", "test/loss") if name in metrics}
+    final = {name: metrics[name] for name in module.FINAL_METRICS if name in metrics}
     log_final_hparams(trainer, hparams, final)
     if trainer.is_global_zero:
         print_summary(c, final, trainer.current_epoch, time.monotonic() - started, output_dir)
@@ -88,7 +89,7 @@ def _optimized_value(name: str, metrics: Mapping[str, float]) -> float:
 def print_summary(c: Mapping, final: Mapping[str, float], epochs: int, seconds: float, output_dir: Path) -> None:
     act, norm, opt = c["activation"], c["norm"], c["optimizer"]
     setup = (
-        f"{act['name']} | {c['model']['name']} | norm={norm['name']} ({norm['placement']} act) | "
+        f"{c['task']['name']} | {act['name']} | {c['model']['name']} | norm={norm['name']} ({norm['placement']} act) | "
         f"{opt['name']} lr={opt['lr']:g} wd={opt['weight_decay']:g} | data={c['data']['name']} seed={c['seed']}"
     )
     results = "  ".join(f"{name}={value:.4f}" for name, value in final.items())
