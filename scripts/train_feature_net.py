@@ -1,9 +1,9 @@
 """Re-create the FID/KID feature network shipped in src/sgmod_study/assets/.
 
-    python scripts/train_feature_net.py            # about 4 minutes on 2 CPU cores
+    python scripts/train_feature_net.py            # about 8 minutes on 2 CPU cores
 
 Trains ``sgmod_study.feature_net.FeatureNet`` on the full Fashion-MNIST training set
-(seeded, random shifts and flips), reports its test accuracy, writes the weights in float16
+(seeded, random shifts), reports its test accuracy, writes the weights in float16
 and prints their sha256 (paste it into ``WEIGHTS_SHA256``). It also writes the small
 held-out test sample the test suite classifies (tests/data/fashion_mnist_test_sample.npz).
 """
@@ -38,14 +38,14 @@ def train(epochs: int, seed: int, data_dir: str) -> tuple[FeatureNet, float, tor
     torch.manual_seed(seed)
     train_x, train_y, test_x, test_y = load_fashion_mnist(data_dir, SYSTEM_FASHION_MNIST)
     net = FeatureNet()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=4e-3, weight_decay=1e-4)
     steps = epochs * ((len(train_y) + 255) // 256)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=4e-3, total_steps=steps)
     for epoch in range(epochs):
         net.train()
         order = torch.randperm(len(train_y))
         for batch in order.split(256):
-            x = random_shift_flip(to_input(train_x[batch]), padding=2, flip=True)
+            x = random_shift_flip(to_input(train_x[batch]), padding=2, flip=False)
             loss = F.cross_entropy(net(x), train_y[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -57,7 +57,7 @@ def train(epochs: int, seed: int, data_dir: str) -> tuple[FeatureNet, float, tor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--sample-size", type=int, default=256)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+
+from sgmod_study.data import FASHION_MNIST_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -46,3 +51,68 @@ def run_train(args: list[str], run_dir: Path, timeout: int = 300) -> subprocess.
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if gz else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def make_fake_fashion_mnist(folder: Path, n_train: int = 40, n_test: int = 10, fill: int = 0, gz: bool = True) -> Path:
+    """The four IDX files with images all equal to ``fill`` (which copy was read is visible)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arrays = [
+        np.full((n_train, 28, 28), fill),
+        rng.integers(0, 10, n_train),
+        np.full((n_test, 28, 28), fill),
+        rng.integers(0, 10, n_test),
+    ]
+    for name, array in zip(FASHION_MNIST_FILES, arrays):
+        write_idx(folder / (f"{name}.gz" if gz else name), array, gz)
+    return folder
+
+
+FASHION_SAMPLE = ROOT / "tests" / "data" / "fashion_mnist_test_sample.npz"
+
+
+def load_fashion_sample() -> tuple[np.ndarray, np.ndarray]:
+    """256 real Fashion-MNIST test images (uint8, 28x28) and labels, shipped with the tests."""
+    with np.load(FASHION_SAMPLE) as sample:
+        return sample["images"], sample["labels"]
+
+
+@pytest.fixture(scope="session")
+def fashion_sample_dir(tmp_path_factory) -> Path:
+    """The shipped real sample as a Fashion-MNIST folder (the same images as train and test set)."""
+    folder = tmp_path_factory.mktemp("fashion_sample")
+    images, labels = load_fashion_sample()
+    for name, array in zip(FASHION_MNIST_FILES, (images, labels, images, labels)):
+        write_idx(folder / f"{name}.gz", array, gz=True)
+    return folder
+
+
+def gan_overrides(data_dir: Path) -> list[str]:
+    """A GAN run of a few seconds on the shipped sample."""
+    return [
+        "task=gan",
+        f"data.data_dir={data_dir}",
+        "data.system_dir=/nonexistent",
+        "data.download=false",
+        "data.batch_size=32",
+        "data.val_size=64",
+        "model.width=8",
+        "model.latent_dim=16",
+        "task.eval_samples=64",
+        "task.kid_subset_size=32",
+        "task.grid_size=16",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.log_every_n_steps=1",
+        "diagnostics.every_n_steps=1",
+    ]

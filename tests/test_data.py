@@ -1,42 +1,19 @@
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from sgmod_study.data import FASHION_MNIST_FILES, ImageDataModule, load_fashion_mnist, random_shift_flip, read_idx
+from conftest import make_fake_fashion_mnist, write_idx
+from sgmod_study.data import ImageDataModule, load_fashion_mnist, random_shift_flip, read_idx
 from sgmod_study.errors import ConfigError
-
-
-def _write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    opener = gzip.open if gz else open
-    with opener(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def make_fake_fashion_mnist(folder: Path, n_train: int = 40, n_test: int = 10, fill: int = 0, gz: bool = True) -> Path:
-    """The four IDX files with images all equal to ``fill`` (which copy was read is visible)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    arrays = [
-        np.full((n_train, 28, 28), fill),
-        rng.integers(0, 10, n_train),
-        np.full((n_test, 28, 28), fill),
-        rng.integers(0, 10, n_test),
-    ]
-    for name, array in zip(FASHION_MNIST_FILES, arrays):
-        _write_idx(folder / (f"{name}.gz" if gz else name), array, gz)
-    return folder
 
 
 def test_read_idx_round_trip(tmp_path):
     array = np.arange(2 * 3 * 4).reshape(2, 3, 4)
     for gz in (True, False):
         path = tmp_path / ("a.gz" if gz else "a")
-        _write_idx(path, array, gz)
+        write_idx(path, array, gz)
         np.testing.assert_array_equal(read_idx(path), array)
 
 
@@ -100,7 +77,7 @@ def test_split_is_fixed_disjoint_and_test_set_separate(tmp_path):
     folder = make_fake_fashion_mnist(tmp_path / "fm", n_train=50, n_test=7)
     # give every training image a unique value so splits can be compared
     train = np.repeat(np.arange(50)[:, None, None], 28, 1).repeat(28, 2)
-    _write_idx(folder / "train-images-idx3-ubyte.gz", train, gz=True)
+    write_idx(folder / "train-images-idx3-ubyte.gz", train, gz=True)
 
     def split(seed):
         dm = ImageDataModule("fashion_mnist", data_dir=str(folder), system_dir="/nonexistent", download=False,

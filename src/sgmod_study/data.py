@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sgmod_study.errors import ConfigError, check_choice, check_positive
 
 SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+SCALINGS = ("standardize", "symmetric")
 FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -241,9 +242,6 @@ class ImageDataModule(L.LightningDataModule):
             images, labels = batch
             return random_shift_flip(images, self.shift, self.hflip), labels
         return batch
-
-
-SCALINGS = ("standardize", "symmetric")
 
 
 def _scaler(train_images: torch.Tensor, scaling: str) -> Callable[[torch.Tensor], torch.Tensor]:

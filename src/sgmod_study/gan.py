@@ -7,6 +7,7 @@ rates, discriminator steps per generator step, evaluation size, divergence thres
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-class _Features(nn.Identity):
+class PrecomputedFeatures(nn.Identity):
     """torchmetrics' "feature extractor" for features we computed already (once, for FID and KID)."""
 
     def __init__(self, num_features: int) -> None:
@@ -68,6 +69,7 @@ class GAN(L.LightningModule):
     fixed-noise sample grid at each evaluation."""
 
     FINAL_METRICS = ("val/fid_best", "val/kid", "test/fid", "test/kid")
+    DDP_FIND_UNUSED_PARAMETERS = True  # the discriminator step leaves the generator without gradients
 
     def __init__(
         self,
@@ -104,11 +106,11 @@ class GAN(L.LightningModule):
         self._collapsed_for = 0
 
     def _fid(self, reset_real: bool) -> FrechetInceptionDistance:
-        return FrechetInceptionDistance(feature=_Features(self.features.num_features), reset_real_features=reset_real)
+        return FrechetInceptionDistance(feature=PrecomputedFeatures(self.features.num_features), reset_real_features=reset_real)
 
     def _kid(self, subset_size: int, reset_real: bool) -> KernelInceptionDistance:
         return KernelInceptionDistance(
-            feature=_Features(self.features.num_features), subset_size=subset_size, reset_real_features=reset_real
+            feature=PrecomputedFeatures(self.features.num_features), subset_size=subset_size, reset_real_features=reset_real
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -206,7 +208,8 @@ class GAN(L.LightningModule):
     def _log_samples(self) -> None:
         if not self.trainer.is_global_zero:
             return
-        grid = make_grid((self.generator(self.fixed_noise) + 1) / 2, nrow=8).clamp(0, 1)
+        square = math.ceil(math.sqrt(len(self.fixed_noise)))
+        grid = make_grid((self.generator(self.fixed_noise) + 1) / 2, nrow=square).clamp(0, 1)
         for logger in self.loggers:
             if hasattr(logger.experiment, "add_image"):
                 logger.experiment.add_image("samples", grid, global_step=self.global_step)
@@ -244,6 +247,8 @@ def build_gan(c: Mapping, spec: DatasetSpec) -> GAN:
     discriminator = Discriminator(spec.channels, spec.image_size, d_cfg["activation"], d_cfg["norm"], model["width"],
                                   d_cfg["spectral_norm"])
     activations = {"generator": g_cfg["activation"], "discriminator": d_cfg["activation"]}
+    # the frozen feature net is in eval mode on purpose; Lightning would warn about it at fit start
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
     return GAN(generator, discriminator, FrozenFeatures(load_feature_net()), c["optimizer"], activations, c["task"])
 
 

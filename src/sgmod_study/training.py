@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
 from sgmod_study.classifier import build_classifier
@@ -59,8 +60,9 @@ def train(cfg: DictConfig) -> float:
     hparams = {k: v for k, v in flatten_config(c).items() if not k.startswith(NOT_HYPERPARAMETERS)}
     module.save_hyperparameters(hparams)  # into every checkpoint and the loggers' hparams.yaml
     checkpoint, callbacks = build_callbacks(c, output_dir)
+    trainer_options = {**c["trainer"], "strategy": _strategy(c["trainer"].get("strategy", "auto"), module)}
     trainer = L.Trainer(
-        **c["trainer"], logger=build_loggers(c["logger"], output_dir), callbacks=callbacks, default_root_dir=output_dir
+        **trainer_options, logger=build_loggers(c["logger"], output_dir), callbacks=callbacks, default_root_dir=output_dir
     )
     ckpt_path = c["ckpt_path"]
     if ckpt_path is not None and not Path(ckpt_path).is_file():
@@ -78,6 +80,14 @@ def train(cfg: DictConfig) -> float:
     if trainer.is_global_zero:
         print_summary(c, final, trainer.current_epoch, time.monotonic() - started, output_dir)
     return _optimized_value(c["optimized_metric"], metrics)
+
+
+def _strategy(strategy, module: L.LightningModule):
+    # DDP must be told when a task's backward passes leave some parameters without gradients
+    # (the GAN's discriminator step never reaches the generator), or it raises at the first step.
+    if strategy == "ddp" and getattr(module, "DDP_FIND_UNUSED_PARAMETERS", False):
+        return DDPStrategy(find_unused_parameters=True)
+    return strategy
 
 
 def _optimized_value(name: str, metrics: Mapping[str, float]) -> float:
