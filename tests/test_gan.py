@@ -101,6 +101,7 @@ def test_one_training_epoch_with_each_loss(tmp_path, fashion_sample_dir, loss, d
     assert len(scalars["train/g_loss"]) == 3
     assert "sgmod/generator.body.block0.act/gamma" in logs["histograms"]
     assert "sgmod/discriminator.body.act1/gamma" in logs["histograms"]
+    assert {"grad_norm/generator.body.up1", "grad_norm/discriminator.body.conv1"} <= set(scalars)
     assert (tmp_path / "samples" / "epoch000.png").is_file()
 
 
@@ -158,6 +159,7 @@ def test_per_network_activation_override(tmp_path, fashion_sample_dir):
         ("task.loss=wgan_gp", "task.loss=wgan_gp with a batch-normalised discriminator"),
         ("scheduler=cosine", "task=gan trains with constant learning rates: scheduler=cosine"),
         ("model=cnn", "task=gan needs model=dcgan or model=dcgan_baseline, got model=cnn"),
+        ("trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val=1.0 is not supported with task=gan"),
         ("task.loss=wasserstein", "task.loss='wasserstein' is not a known choice; valid choices: bce, hinge, wgan_gp"),
     ],
 )

@@ -7,7 +7,7 @@
 - ``log_final_hparams``: the run's real hyperparameters with its final metrics, for
   TensorBoard's HParams dashboard.
 
-Both monitors log every ``every_n_steps`` optimizer steps through ``trainer.loggers``, which
+Both monitors log every ``every_n_steps`` training batches through ``trainer.loggers``, which
 write on rank zero only, so they work unchanged under DDP.
 """
 
@@ -27,6 +27,11 @@ def _layer_name(parameter_name: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
+def _due(trainer: L.Trainer, every_n_steps: int) -> bool:
+    """Every N training batches: global_step counts optimizer steps, two per batch for a GAN."""
+    return (trainer.global_step // max(1, len(trainer.optimizers))) % every_n_steps == 0
+
+
 def _log_scalars(trainer: L.Trainer, values: Mapping[str, float]) -> None:
     for logger in trainer.loggers:
         logger.log_metrics(dict(values), step=trainer.global_step)
@@ -40,7 +45,7 @@ class ActivationMonitor(L.Callback):
         self._log(trainer, pl_module)  # the initial values start every trajectory
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        if trainer.global_step % self.every_n_steps == 0:
+        if _due(trainer, self.every_n_steps):
             self._log(trainer, pl_module)
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -71,12 +76,13 @@ class GradNormMonitor(L.Callback):
         self.every_n_steps = every_n_steps
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        if trainer.global_step % self.every_n_steps:
+        if not _due(trainer, self.every_n_steps):
             return
+        stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}  # G or D in a GAN
         norms = {
             f"grad_norm/{_layer_name(name)}": p.grad.detach().norm().item()
             for name, p in pl_module.named_parameters()
-            if p.grad is not None and p.dim() >= 2
+            if id(p) in stepped and p.grad is not None and p.dim() >= 2
         }
         if norms:
             _log_scalars(trainer, norms)

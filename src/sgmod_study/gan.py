@@ -106,12 +106,12 @@ class GAN(L.LightningModule):
         self._collapsed_for = 0
 
     def _fid(self, reset_real: bool) -> FrechetInceptionDistance:
-        return FrechetInceptionDistance(feature=PrecomputedFeatures(self.features.num_features), reset_real_features=reset_real)
+        features = PrecomputedFeatures(self.features.num_features)
+        return FrechetInceptionDistance(feature=features, reset_real_features=reset_real)
 
     def _kid(self, subset_size: int, reset_real: bool) -> KernelInceptionDistance:
-        return KernelInceptionDistance(
-            feature=PrecomputedFeatures(self.features.num_features), subset_size=subset_size, reset_real_features=reset_real
-        )
+        features = PrecomputedFeatures(self.features.num_features)
+        return KernelInceptionDistance(feature=features, subset_size=subset_size, reset_real_features=reset_real)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
@@ -241,7 +241,7 @@ def build_gan(c: Mapping, spec: DatasetSpec) -> GAN:
     if model["name"] != "dcgan":
         raise ConfigError(f"task=gan needs model=dcgan or model=dcgan_baseline, got model={model['name']}")
     g_cfg, d_cfg = model["generator"], model["discriminator"]
-    _check_gan_setup(c["task"]["loss"], d_cfg["norm"], spec.channels, c["scheduler"])
+    _check_gan_setup(c, spec)
     generator = Generator(model["latent_dim"], spec.channels, spec.image_size, g_cfg["activation"], g_cfg["norm"],
                           model["width"])
     discriminator = Discriminator(spec.channels, spec.image_size, d_cfg["activation"], d_cfg["norm"], model["width"],
@@ -252,16 +252,19 @@ def build_gan(c: Mapping, spec: DatasetSpec) -> GAN:
     return GAN(generator, discriminator, FrozenFeatures(load_feature_net()), c["optimizer"], activations, c["task"])
 
 
-def _check_gan_setup(loss: str, discriminator_norm: Mapping, channels: int, scheduler: Mapping) -> None:
+def _check_gan_setup(c: Mapping, spec: DatasetSpec) -> None:
     """Combinations that cannot give a meaningful result fail before training."""
-    if scheduler["name"] != "none":
-        raise ConfigError(f"task=gan trains with constant learning rates: scheduler={scheduler['name']} is not "
+    if c["scheduler"]["name"] != "none":
+        raise ConfigError(f"task=gan trains with constant learning rates: scheduler={c['scheduler']['name']} is not "
                           "supported, use scheduler=none")
-    if loss == "wgan_gp" and discriminator_norm["name"] == "batch":
+    if c["trainer"].get("gradient_clip_val"):
+        raise ConfigError(f"trainer.gradient_clip_val={c['trainer']['gradient_clip_val']} is not supported with "
+                          "task=gan (Lightning cannot clip manually optimised models); leave it null")
+    if c["task"]["loss"] == "wgan_gp" and c["model"]["discriminator"]["norm"]["name"] == "batch":
         raise ConfigError(
             "task.loss=wgan_gp with a batch-normalised discriminator: the gradient penalty is per sample, "
             "BatchNorm mixes samples; use model.discriminator.norm={name:layer} (or group/none)"
         )
-    if channels != 1:
+    if spec.channels != 1:
         raise ConfigError("task=gan measures FID/KID with a Fashion-MNIST feature net: use a 1-channel dataset "
                           "(data=fashion_mnist or mnist)")
