@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from sgmod_study.data import ImageDataModule, dataset_spec
 from sgmod_study.diagnostics import ActivationMonitor, GradNormMonitor, flatten_config, log_final_hparams
 from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.gan import build_gan
+from sgmod_study.sweeper import RESULT_FILE, pruning_callback
 
 TASKS = {"classifier": build_classifier, "gan": build_gan}
 LOGGERS = ("tensorboard", "csv")
@@ -45,11 +47,18 @@ def build_callbacks(cfg: Mapping, output_dir: Path) -> tuple[ModelCheckpoint, li
     every = cfg["diagnostics"]["every_n_steps"]
     if every:
         callbacks += [ActivationMonitor(every), GradNormMonitor(every)]
+    pruning = pruning_callback(_first(cfg["optimized_metric"]))
+    if pruning is not None:
+        callbacks.append(pruning)
     return checkpoint, callbacks
 
 
 def train(cfg: DictConfig) -> float:
-    """Train and test one configuration; return the value of ``cfg.optimized_metric``."""
+    """Train and test one configuration; return the value of ``cfg.optimized_metric``.
+
+    The value and the final metrics are also written to ``<output_dir>/result.json``, where
+    the sweeper reads a trial's outcome.
+    """
     c = OmegaConf.to_container(cfg, resolve=True)
     output_dir = Path(c["output_dir"])
     L.seed_everything(c["seed"], workers=True)
@@ -77,9 +86,11 @@ def train(cfg: DictConfig) -> float:
 
     final = {name: metrics[name] for name in module.FINAL_METRICS if name in metrics}
     log_final_hparams(trainer, hparams, final)
+    value = _optimized_value(c["optimized_metric"], metrics)
     if trainer.is_global_zero:
         print_summary(c, final, trainer.current_epoch, time.monotonic() - started, output_dir)
-    return _optimized_value(c["optimized_metric"], metrics)
+        (output_dir / RESULT_FILE).write_text(json.dumps({"value": value, "metrics": final}, indent=2))
+    return value
 
 
 def _strategy(strategy, module: L.LightningModule):
@@ -90,10 +101,16 @@ def _strategy(strategy, module: L.LightningModule):
     return strategy
 
 
-def _optimized_value(name: str, metrics: Mapping[str, float]) -> float:
-    if name not in metrics:
-        raise ConfigError(f"optimized_metric={name} was not logged; logged metrics: {', '.join(sorted(metrics))}")
-    return metrics[name]
+def _first(names: str | list[str]) -> str:
+    return names[0] if isinstance(names, list) else names
+
+
+def _optimized_value(names: str | list[str], metrics: Mapping[str, float]) -> float | list[float]:
+    """The optimized metric's value, or a list of values for a multi-objective sweep."""
+    for name in names if isinstance(names, list) else [names]:
+        if name not in metrics:
+            raise ConfigError(f"optimized_metric={name} was not logged; logged metrics: {', '.join(sorted(metrics))}")
+    return [metrics[n] for n in names] if isinstance(names, list) else metrics[names]
 
 
 def print_summary(c: Mapping, final: Mapping[str, float], epochs: int, seconds: float, output_dir: Path) -> None:

@@ -1,0 +1,103 @@
+"""The Hydra side of ``sgmod_study.sweeper``: config schema and the Sweeper plugin class.
+
+Registered as ``hydra/sweeper=sgmod_optuna`` so it never clashes with hydra-optuna-sweeper's
+``optuna``. The schema follows that plugin's (sampler, direction, storage, study_name,
+n_trials, n_jobs, max_failure_rate, params, custom_search_space) plus pruner, enqueue_trials,
+trial_timeout and trials_per_gpu.
+"""
+
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+from hydra.utils import get_method, instantiate
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+@dataclass
+class SgmodOptunaSweeperConf:
+    _target_: str = "hydra_plugins.sgmod_sweeper.sgmod_sweeper.SgmodOptunaSweeper"
+    _recursive_: bool = False  # sampler and pruner stay configs: the pruner is rebuilt in each trial
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
+    sampler: Any = MISSING
+    pruner: Any = MISSING
+    direction: Any = "minimize"  # or maximize, or a list of them for several objectives
+    storage: Optional[str] = None  # None: outputs/optuna/<study_name>.journal; or a journal path / RDB URL
+    study_name: Optional[str] = None
+    n_trials: int = 20  # finished (complete + pruned) trials the study should have
+    n_jobs: int = 1  # trials running at once
+    max_failure_rate: float = 0.0  # the sweep stops once more than this x n_trials trials failed
+    params: Optional[Dict[str, str]] = None
+    custom_search_space: Optional[str] = None  # "module.function": fn(cfg, trial) -> dict of extra overrides
+    enqueue_trials: List[Any] = field(default_factory=list)
+    trial_timeout: Optional[float] = None  # seconds
+    trials_per_gpu: int = 1
+
+
+def _sampler(target: str, **defaults: Any) -> Dict[str, Any]:
+    return {"_target_": target, **defaults}
+
+
+SAMPLERS = {
+    "tpe": _sampler("optuna.samplers.TPESampler", seed=None, n_startup_trials=5),
+    "random": _sampler("optuna.samplers.RandomSampler", seed=None),
+    "cmaes": _sampler("optuna.samplers.CmaEsSampler", seed=None),
+    "gp": _sampler("optuna.samplers.GPSampler", seed=None),
+    "qmc": _sampler("optuna.samplers.QMCSampler", seed=None),
+    "nsgaii": _sampler("optuna.samplers.NSGAIISampler", seed=None),
+    "grid": _sampler("optuna.samplers.GridSampler", seed=None),  # search space: the choice() params
+}
+PRUNERS = {
+    "none": {"_target_": "optuna.pruners.NopPruner"},
+    "median": {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 3, "n_warmup_steps": 1},
+    "successive_halving": {"_target_": "optuna.pruners.SuccessiveHalvingPruner"},
+    "hyperband": {"_target_": "optuna.pruners.HyperbandPruner"},
+}
+
+store = ConfigStore.instance()
+store.store(group="hydra/sweeper", name="sgmod_optuna", node=SgmodOptunaSweeperConf, provider="sgmod_study")
+for name, node in SAMPLERS.items():
+    store.store(group="hydra/sweeper/sampler", name=name, node=node, provider="sgmod_study")
+for name, node in PRUNERS.items():
+    store.store(group="hydra/sweeper/pruner", name=name, node=node, provider="sgmod_study")
+
+
+class SgmodOptunaSweeper(Sweeper):
+    def __init__(self, sampler: Any, pruner: Any, **settings: Any) -> None:
+        self.sampler_cfg, self.pruner_cfg, self.settings = sampler, pruner, settings
+        self.config: Optional[DictConfig] = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        self.config = config
+
+    def sweep(self, arguments: List[str]) -> None:
+        from sgmod_study.sweeper import Sweep, SweepFailed, SweepSettings, search_space, write_results
+
+        s = self.settings
+        space, fixed = search_space(s["params"] or {}, arguments)
+        sampler_cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True)
+        if sampler_cfg["_target_"].endswith("GridSampler"):
+            sampler_cfg["search_space"] = {k: list(d.choices) for k, d in space.items()}
+        study_name = s["study_name"] or self.config.hydra.job.name
+        settings = SweepSettings(
+            study_name=study_name,
+            direction=OmegaConf.to_container(s["direction"]) if OmegaConf.is_list(s["direction"]) else s["direction"],
+            n_trials=s["n_trials"], n_jobs=s["n_jobs"], storage=s["storage"], sampler=instantiate(sampler_cfg),
+            pruner=OmegaConf.to_container(self.pruner_cfg, resolve=True),
+            max_failure_rate=s["max_failure_rate"],
+            enqueue_trials=[dict(t) for t in OmegaConf.to_container(OmegaConf.create(s["enqueue_trials"]))],
+            trial_timeout=s["trial_timeout"], trials_per_gpu=s["trials_per_gpu"],
+            custom_search_space=get_method(s["custom_search_space"]) if s["custom_search_space"] else None,
+        )
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep = Sweep(settings, space, fixed, sweep_dir, Path(sys.argv[0]).resolve(), self.config)
+        try:
+            study = sweep.run()
+        except SweepFailed as err:
+            print(f"sweep stopped: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+        write_results(study, sweep_dir)

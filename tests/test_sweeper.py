@@ -1,0 +1,143 @@
+"""The Optuna sweeper: search-space grammar, and real sweeps of tiny trials (digits, CPU)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from conftest import ROOT
+from sgmod_study.sweeper import distribution, search_space
+
+# one trial: a 1-epoch CNN on scikit-learn digits, ~5 s of which most is process start-up
+TRIAL = ["data=digits", "trainer=cpu", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+         "trainer.enable_model_summary=false", "diagnostics.every_n_steps=null", "model.channels=[8]",
+         "model.hidden=16"]
+
+
+def _dist(line: str):
+    return distribution(OverridesParser.create().parse_overrides([line])[0])
+
+
+def test_hydra_sweep_grammar_maps_to_optuna_distributions():
+    assert _dist("x=tag(int, interval(-5, 5))") == IntDistribution(-5, 5)
+    assert _dist("x=tag(int, log, interval(1, 64))") == IntDistribution(1, 64, log=True)
+    assert _dist("x=interval(-5.0, 5.0)") == FloatDistribution(-5.0, 5.0)
+    assert _dist("x=tag(log, interval(1e-4, 1e-2))") == FloatDistribution(1e-4, 1e-2, log=True)
+    assert _dist("x=choice(relu, sgmod)") == CategoricalDistribution(["relu", "sgmod"])
+    assert _dist("x=range(1, 5)") == IntDistribution(1, 4)  # stop excluded
+    assert _dist("x=range(0, 10, 3)") == IntDistribution(0, 9, step=3)
+    floats = _dist("x=range(0.5, 2.0, 0.5)")  # 0.5, 1.0, 1.5: stop excluded for floats too
+    assert isinstance(floats, FloatDistribution) and (floats.low, floats.high, floats.step) == (0.5, 1.5, 0.5)
+
+
+def test_search_space_splits_sweeps_from_fixed_overrides():
+    space, fixed = search_space({"optimizer.lr": "tag(log, interval(1e-4, 1e-2))"}, ["data=digits", "seed=choice(1,2)"])
+    assert set(space) == {"optimizer.lr", "seed"}
+    assert fixed == ["data=digits"]
+
+
+def sweep(tmp_path, *args, n_trials=6, n_jobs=1, extra=(), wait=True):
+    """python src/train.py -m hparams_search=sgmod_classifier on digits; the study in tmp_path."""
+    command = [
+        sys.executable, str(ROOT / "src" / "train.py"), "-m", "hparams_search=sgmod_classifier", *TRIAL,
+        f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.n_jobs={n_jobs}",
+        f"hydra.sweeper.storage={tmp_path / 'study.journal'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.sweeper.sampler.seed=0", *args, *extra,
+    ]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return process
+    output, _ = process.communicate(timeout=600)
+    return process.returncode, output
+
+
+def load(tmp_path, name="sgmod_classifier") -> optuna.Study:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def states(study) -> list[str]:
+    return [t.state.name for t in study.trials]
+
+
+def test_six_trial_tpe_sweep_runs_baseline_first_and_writes_results(tmp_path):
+    code, output = sweep(tmp_path)
+    assert code == 0, output[-3000:]
+    study = load(tmp_path)
+    assert states(study) == ["COMPLETE"] * 6
+    first = study.trials[0].params
+    assert first == {"activation.gamma_init": 1.0, "activation.beta_init": 0.0, "optimizer.lr": 0.001,
+                     "optimizer.weight_decay": 0.0001}  # the enqueued baseline
+    sweep_dir = tmp_path / "sweep"
+    assert sorted(p.name for p in sweep_dir.glob("trial_*")) == [f"trial_{i:04d}" for i in range(6)]
+    rows = (sweep_dir / "trials.csv").read_text().splitlines()
+    assert len(rows) == 7 and rows[0].startswith("number,state,values,duration_s")
+    best = json.loads((sweep_dir / "best.json").read_text())
+    assert best["values"] == [study.best_value] and best["number"] == study.best_trial.number
+    assert "hydra.run.dir=" in best["command"]
+    # every trial is a single run with its own folder, result and TensorBoard logs
+    result = json.loads((sweep_dir / "trial_0000" / "result.json").read_text())
+    assert result["value"] == study.trials[0].value
+    assert (sweep_dir / "trial_0000" / "tensorboard").is_dir()
+
+
+def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
+    process = sweep(tmp_path, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(1)
+        if (tmp_path / "study.journal").exists():
+            finished = [t for t in load(tmp_path).trials if t.state == TrialState.COMPLETE]
+            if len(finished) >= 2:
+                break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = load(tmp_path)
+    assert TrialState.RUNNING in {t.state for t in killed.trials}  # the trial it was running
+
+    code, output = sweep(tmp_path)
+    assert code == 0, output[-3000:]
+    study = load(tmp_path)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6
+    assert [t.number for t in study.trials] == list(range(len(study.trials)))  # no duplicate numbers
+    orphans = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(orphans) == 1 and "killed" in orphans[0].user_attrs["fail_reason"]
+
+
+def test_failing_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
+    # trial 0 has a bad config (exit 2); trial 1 trains with lr 1e12: val/loss is NaN
+    enqueue = ("hydra.sweeper.enqueue_trials=[{activation.gamma_init:50.0},{optimizer.lr:1.0e12}]")
+    code, output = sweep(tmp_path, "optimized_metric=val/loss", "hydra.sweeper.direction=minimize",
+                         "hydra.sweeper.max_failure_rate=0.7", enqueue, n_trials=3)
+    assert code == 0, output[-3000:]
+    study = load(tmp_path)
+    assert states(study)[:2] == ["FAIL", "FAIL"]
+    assert states(study).count("COMPLETE") == 3
+    assert study.trials[0].user_attrs["fail_reason"].startswith("bad configuration: error: activation.gamma_init=50.0")
+    assert "not a finite number" in study.trials[1].user_attrs["fail_reason"]
+
+
+def test_too_many_failures_stop_the_sweep_with_the_list(tmp_path):
+    code, output = sweep(tmp_path, "activation.gamma_bounds=[0.1,0.2]", n_trials=3)  # every sampled gamma_init > 0.2 fails
+    assert code != 0
+    assert "1 trials failed, more than max_failure_rate=0.0 x n_trials=3 allows" in output
+    assert "trial 0: bad configuration" in output and "trial_0000" in output
+
+
+def test_two_jobs_run_concurrently_on_distinct_slots(tmp_path):
+    code, output = sweep(tmp_path, n_trials=4, n_jobs=2)
+    assert code == 0, output[-3000:]
+    trials = load(tmp_path).trials
+    assert {t.user_attrs["slot"] for t in trials} == {0, 1}
+    first, second = trials[0], trials[1]
+    assert first.user_attrs["slot"] != second.user_attrs["slot"]
+    assert second.datetime_start < first.datetime_complete  # they overlapped
