@@ -141,3 +141,60 @@ def test_two_jobs_run_concurrently_on_distinct_slots(tmp_path):
     first, second = trials[0], trials[1]
     assert first.user_attrs["slot"] != second.user_attrs["slot"]
     assert second.datetime_start < first.datetime_complete  # they overlapped
+
+
+def test_median_pruner_prunes_a_clearly_bad_trial(tmp_path):
+    good = "{optimizer.lr:0.003,activation.gamma_init:1.0,activation.beta_init:0.0,optimizer.weight_decay:0.0001}"
+    bad = "{optimizer.lr:1.0e-07,activation.gamma_init:1.0,activation.beta_init:0.0,optimizer.weight_decay:0.0001}"
+    code, output = sweep(
+        tmp_path, "trainer.max_epochs=4", "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=2",
+        "hydra.sweeper.pruner.n_warmup_steps=0", f"hydra.sweeper.enqueue_trials=[{good},{good},{bad}]", n_trials=3,
+    )
+    assert code == 0, output[-3000:]
+    study = load(tmp_path)
+    assert states(study) == ["COMPLETE", "COMPLETE", "PRUNED"]
+    pruned = study.trials[2]
+    assert pruned.value is not None and pruned.value < study.trials[0].value  # its last reported value
+    assert len(pruned.intermediate_values) < 4  # stopped before its last epoch
+
+
+def test_custom_search_space_adds_conditional_parameters(tmp_path):
+    code, output = sweep(tmp_path, "hydra.sweeper.custom_search_space=sgmod_study.sweeper.sgmod_lr_mult_space",
+                         n_trials=2)
+    assert code == 0, output[-3000:]
+    study = load(tmp_path)
+    for trial in study.trials:
+        assert 0.1 <= trial.params["activation.lr_mult"] <= 10.0
+        assert f"activation.lr_mult={trial.params['activation.lr_mult']}" in trial.user_attrs["command"]
+    saved = (tmp_path / "sweep" / "trial_0001" / ".hydra" / "overrides.yaml").read_text()
+    assert "activation.lr_mult=" in saved  # the trial process really got it
+
+
+def test_multi_objective_sweep_writes_the_pareto_front(tmp_path):
+    code, output = sweep(tmp_path, "optimized_metric=[val/acc_best,test/loss]",
+                         "hydra.sweeper.direction=[maximize,minimize]", "hydra/sweeper/sampler=nsgaii", n_trials=3)
+    assert code == 0, output[-3000:]
+    study = load(tmp_path)
+    assert [len(t.values) for t in study.trials] == [2, 2, 2]
+    best = json.loads((tmp_path / "sweep" / "best.json").read_text())
+    front = best if isinstance(best, list) else [best]
+    assert {b["number"] for b in front} == {t.number for t in study.best_trials}
+
+
+def test_ddp_trials_run_as_single_runs_without_a_second_sweep(tmp_path):
+    code, output = sweep(tmp_path, "trainer=ddp_cpu", n_trials=2)
+    assert code == 0, output[-3000:]
+    assert states(load(tmp_path)) == ["COMPLETE", "COMPLETE"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.journal", "sweep"]
+    sweep_dir = tmp_path / "sweep"
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["trial_0000", "trial_0001"]
+    for trial in ("trial_0000", "trial_0001"):
+        assert (sweep_dir / trial / "train_ddp_process_1.log").is_file()  # two processes per trial
+        assert not list((sweep_dir / trial).glob("*/trial_*"))  # no nested sweep
+
+
+def test_baseline_search_names_its_study_after_the_activation(tmp_path):
+    code, output = sweep(tmp_path, "hparams_search=baseline_classifier", "activation=relu", n_trials=1)
+    assert code == 0, output[-3000:]
+    study = load(tmp_path, name="baseline_classifier_relu")
+    assert study.trials[0].params == {"optimizer.lr": 0.001, "optimizer.weight_decay": 0.0001}

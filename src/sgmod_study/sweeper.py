@@ -352,9 +352,10 @@ class OptunaPruning(L.Callback):
         storage, _ = open_storage(os.environ[ENV_STORAGE], os.environ[ENV_STUDY], Path("."))
         study = optuna.load_study(study_name=os.environ[ENV_STUDY], storage=storage, pruner=pruner)
         self.trial = optuna.trial.Trial(study, int(os.environ[ENV_TRIAL_ID]))
+        self.enabled = len(study.directions) == 1  # Optuna cannot prune multi-objective trials
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        if not self.enabled or trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         prune = False
         if trainer.is_global_zero:
@@ -398,3 +399,11 @@ def write_results(study: optuna.Study, sweep_dir: Path) -> None:
         for t in best
     ]
     (sweep_dir / "best.json").write_text(json.dumps(summary if len(summary) > 1 else summary[0], indent=2))
+
+
+def sgmod_lr_mult_space(cfg, trial: optuna.Trial) -> dict:
+    """A ``custom_search_space`` example: tune gamma/beta's learning-rate multiplier, but only
+    when the activation is Sgmod (conditional spaces do not fit Hydra's override grammar)."""
+    if cfg.activation.name != "sgmod":
+        return {}
+    return {"activation.lr_mult": trial.suggest_float("activation.lr_mult", 0.1, 10.0, log=True)}
