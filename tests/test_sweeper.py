@@ -14,6 +14,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from conftest import ROOT
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from sgmod_study.sweeper import distribution, search_space
 
 # one trial: a 1-epoch CNN on scikit-learn digits, ~5 s of which most is process start-up
@@ -83,6 +84,16 @@ def test_six_trial_tpe_sweep_runs_baseline_first_and_writes_results(tmp_path):
     best = json.loads((sweep_dir / "best.json").read_text())
     assert best["values"] == [study.best_value] and best["number"] == study.best_trial.number
     assert "hydra.run.dir=" in best["command"]
+    best_config = (sweep_dir / "best_config.yaml").read_text()
+    assert f"gamma_init: {study.best_trial.params['activation.gamma_init']}" in best_config
+    for plot in ("optimization_history", "param_importances", "parallel_coordinate", "gamma_beta_contour"):
+        assert (sweep_dir / "plots" / f"{plot}.png").stat().st_size > 5000, plot
+    figures = set()
+    for path in (sweep_dir / "tensorboard").glob("events.out.tfevents.*"):
+        events = EventAccumulator(str(path), size_guidance={"images": 0})
+        events.Reload()
+        figures.update(events.Tags()["images"])
+    assert {"sweep/optimization_history", "sweep/gamma_beta_contour"} <= figures
     # every trial is a single run with its own folder, result and TensorBoard logs
     result = json.loads((sweep_dir / "trial_0000" / "result.json").read_text())
     assert result["value"] == study.trials[0].value

@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -374,8 +375,9 @@ def pruning_callback(optimized_metric: str) -> OptunaPruning | None:
 # -- results -------------------------------------------------------------------------------------
 
 def write_results(study: optuna.Study, sweep_dir: Path) -> None:
-    """trials.csv (every trial: params, value, state, duration, slot, folder, failure reason) and
-    best.json (the best trial, or the Pareto front for several objectives)."""
+    """trials.csv (every trial: params, value, state, duration, slot, folder, failure reason),
+    best.json (the best trial, or the Pareto front for several objectives), best_config.yaml
+    (the best trial's full config) and the plots."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     params = sorted({name for t in trials for name in t.params})
@@ -399,6 +401,55 @@ def write_results(study: optuna.Study, sweep_dir: Path) -> None:
         for t in best
     ]
     (sweep_dir / "best.json").write_text(json.dumps(summary if len(summary) > 1 else summary[0], indent=2))
+    config = Path(best[0].user_attrs.get("folder", "")) / ".hydra" / "config.yaml"
+    if config.is_file():
+        shutil.copyfile(config, sweep_dir / "best_config.yaml")
+    write_plots(study, sweep_dir)
+
+
+def write_plots(study: optuna.Study, sweep_dir: Path) -> list[str]:
+    """Optuna's plots as PNG files in <sweep>/plots/ and as figures in <sweep>/tensorboard/.
+
+    A plot that needs more finished trials than there are yet is skipped until there are.
+    """
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+    from torch.utils.tensorboard import SummaryWriter
+
+    plots = {"pareto_front": optuna_plots.plot_pareto_front} if len(study.directions) > 1 else {
+        "optimization_history": optuna_plots.plot_optimization_history,
+        "param_importances": optuna_plots.plot_param_importances,
+        "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
+    }
+    gamma_beta = ["activation.gamma_init", "activation.beta_init"]
+    if len(study.directions) == 1 and all(p in study.best_trial.params for p in gamma_beta):
+        plots["gamma_beta_contour"] = lambda s: optuna_plots.plot_contour(s, params=gamma_beta)
+    folder = sweep_dir / "plots"
+    folder.mkdir(exist_ok=True)
+    written = []
+    step = len(study.get_trials(deepcopy=False, states=FINISHED))
+    with SummaryWriter(str(sweep_dir / "tensorboard")) as writer, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib backend experimental
+        for name, plot in plots.items():
+            try:
+                figure = _figure(plot(study))
+            except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials for this plot yet
+                continue
+            figure.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
+            writer.add_figure(f"sweep/{name}", figure, global_step=step)  # closes the figure
+            written.append(name)
+    plt.close("all")
+    return written
+
+
+def _figure(axes):
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    return first.figure
 
 
 def sgmod_lr_mult_space(cfg, trial: optuna.Trial) -> dict:
