@@ -7,12 +7,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?= activation=sgmod
 
-.PHONY: run test setup data clean
+.PHONY: run test setup data services clean
 
 run: setup data
 	$(PY) src/train.py $(ARGS)
 
-test: setup
+test: setup services
 	$(PY) -m pytest tests
 
 setup: $(VENV)/.installed
@@ -25,6 +25,9 @@ $(VENV)/.installed: pyproject.toml
 
 data:
 	@bash scripts/install_data.sh
+
+services:
+	@bash scripts/install_test_services.sh
 
 clean:
 	rm -rf $(VENV) outputs

@@ -2,10 +2,14 @@
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -45,13 +49,14 @@ def test_search_space_splits_sweeps_from_fixed_overrides():
     assert fixed == ["data=digits"]
 
 
-def sweep(tmp_path, *args, n_trials=6, n_jobs=1, extra=(), wait=True):
+def sweep(tmp_path, *args, n_trials=6, n_jobs=1, storage=None, wait=True):
     """python src/train.py -m hparams_search=sgmod_classifier on digits; the study in tmp_path."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, str(ROOT / "src" / "train.py"), "-m", "hparams_search=sgmod_classifier", *TRIAL,
         f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.n_jobs={n_jobs}",
-        f"hydra.sweeper.storage={tmp_path / 'study.journal'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        "hydra.sweeper.sampler.seed=0", *args, *extra,
+        f"hydra.sweeper.storage={storage or tmp_path / 'study.journal'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.sweeper.sampler.seed=0", *args,
     ]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if not wait:
@@ -209,3 +214,57 @@ def test_baseline_search_names_its_study_after_the_activation(tmp_path):
     assert code == 0, output[-3000:]
     study = load(tmp_path, name="baseline_classifier_relu")
     assert study.trials[0].params == {"optimizer.lr": 0.001, "optimizer.weight_decay": 0.0001}
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throw-away PostgreSQL server on loopback (.ci/run installs Debian's postgresql)."""
+    bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    if not bindirs:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries missing: .ci/run should have installed postgresql")
+        pytest.skip("PostgreSQL server binaries missing (apt-get install postgresql)")
+    bindir = bindirs[-1]
+    data = Path(tempfile.mkdtemp(prefix="sgmod-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(data, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    # -l: the server must not inherit our pipes, or run() waits for it to exit
+    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"),
+                    "-w", "start"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                   capture_output=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
+    workers = [sweep(tmp_path / f"worker{i}", storage=postgres_url, n_trials=5, wait=False) for i in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    study = optuna.load_study(study_name="sgmod_classifier", storage=postgres_url)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 5
+    assert {t.user_attrs["folder"].split("/worker")[1][0] for t in complete} == {"0", "1"}  # both worked
+    assert all(t.user_attrs.get("interrupted") for t in study.trials if t.state == TrialState.FAIL)
+
+
+def test_slots_map_to_gpus_with_several_trials_per_gpu():
+    from sgmod_study.sweeper import slot_device
+
+    assert [slot_device(s, 1, 4) for s in range(4)] == ["0", "1", "2", "3"]
+    assert [slot_device(s, 2, 4) for s in range(8)] == ["0", "0", "1", "1", "2", "2", "3", "3"]
+    assert slot_device(3, 1, 0) is None  # CPU machine: slots share the CPU
+
+
+def test_trial_timeout_kills_the_trial_and_records_why(tmp_path):
+    code, output = sweep(tmp_path, "hydra.sweeper.trial_timeout=1", n_trials=2)
+    assert code != 0  # max_failure_rate=0: the first timeout stops the sweep
+    trial = load(tmp_path).trials[0]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "timed out after 1 s"

@@ -92,10 +92,25 @@ def search_space(params: Mapping[str, str], arguments: Sequence[str]) -> tuple[d
 def open_storage(storage: str | None, study_name: str, default_dir: Path):
     """A journal file under ``default_dir`` when no storage is given; an RDB URL otherwise."""
     if storage is not None and "://" in storage:
-        return optuna.storages.RDBStorage(storage), storage
+        return _rdb_storage(storage), storage
     path = Path(storage) if storage is not None else default_dir / f"{study_name}.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path))), str(path)
+
+
+def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    # Workers started together on an empty database race to create Optuna's tables; the loser
+    # sees a duplicate-key error and simply finds the tables on its next try.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
 
 
 def fail_orphaned_trials(study: optuna.Study) -> list[int]:
@@ -218,6 +233,8 @@ class Sweep:
 
     def _start(self, slot: int) -> None:
         trial = self.study.ask(self.space)
+        if self._surplus(trial):
+            return
         extra = self.settings.custom_search_space(self.config, trial) if self.settings.custom_search_space else None
         folder = self.sweep_dir / f"trial_{trial.number:04d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -238,6 +255,18 @@ class Sweep:
         log.close()
         self.running[slot] = RunningTrial(trial, process, folder, time.monotonic())
         print(f"[sweep] trial {trial.number} started on slot {slot} ({device or 'cpu'}): {trial.params}")
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """Another worker of a shared study asked at the same moment and the study needs one trial
+        fewer than the two of us started: the later-numbered trial gives way."""
+        ahead = [t for t in self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+                 if t.number < trial.number]
+        if len(ahead) < self.settings.n_trials:
+            return False
+        trial.set_user_attr("fail_reason", "not needed: the study had n_trials trials when it started")
+        trial.set_user_attr("interrupted", True)
+        self.study.tell(trial, state=TrialState.FAIL)
+        return True
 
     def _collect_finished(self) -> None:
         for slot, run in list(self.running.items()):

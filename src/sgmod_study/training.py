@@ -114,9 +114,12 @@ def _optimized_value(names: str | list[str], metrics: Mapping[str, float]) -> fl
 
 
 def print_summary(c: Mapping, final: Mapping[str, float], epochs: int, seconds: float, output_dir: Path) -> None:
-    act, norm, opt = c["activation"], c["norm"], c["optimizer"]
+    act, norm, opt, model = c["activation"], c["norm"], c["optimizer"], c["model"]
+    activation = act["name"]
+    if "generator" in model:  # a GAN: each network may have its own activation
+        activation = f"G={model['generator']['activation']['name']} D={model['discriminator']['activation']['name']}"
     setup = (
-        f"{c['task']['name']} | {act['name']} | {c['model']['name']} | norm={norm['name']} ({norm['placement']} act) | "
+        f"{c['task']['name']} | {activation} | {c['model']['name']} | norm={norm['name']} ({norm['placement']} act) | "
         f"{opt['name']} lr={opt['lr']:g} wd={opt['weight_decay']:g} | data={c['data']['name']} seed={c['seed']}"
     )
     results = "  ".join(f"{name}={value:.4f}" for name, value in final.items())
