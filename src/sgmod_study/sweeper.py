@@ -244,7 +244,7 @@ class Sweep:
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         chosen = {**trial.params, **(extra or {})}
-        overrides = [*self.fixed, *(f"{k}={_override_value(v)}" for k, v in chosen.items()), f"hydra.run.dir={folder}"]
+        overrides = [*self.fixed, *(f"{k}={v}" for k, v in chosen.items()), f"hydra.run.dir={folder}"]
         for key, value in (("slot", slot), ("device", device or "cpu"), ("folder", str(folder)),
                            ("command", " ".join(["python", str(self.entry_script), *overrides]))):
             trial.set_user_attr(key, value)
@@ -334,10 +334,6 @@ def _gpu_count() -> int:
         return torch.cuda.device_count()
     except Exception:
         return 0
-
-
-def _override_value(value) -> str:
-    return str(value) if not isinstance(value, str) else value
 
 
 def _exit_reason(code: int, folder: Path) -> str:
