@@ -111,9 +111,9 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     while time.time() < deadline:
         time.sleep(1)
         if (tmp_path / "study.journal").exists():
-            finished = [t for t in load(tmp_path).trials if t.state == TrialState.COMPLETE]
-            if len(finished) >= 2:
-                break
+            trial_states = [t.state for t in load(tmp_path).trials]
+            if trial_states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in trial_states:
+                break  # two finished, the third in flight
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed = load(tmp_path)
@@ -203,7 +203,8 @@ def test_ddp_trials_run_as_single_runs_without_a_second_sweep(tmp_path):
     assert states(load(tmp_path)) == ["COMPLETE", "COMPLETE"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.journal", "sweep"]
     sweep_dir = tmp_path / "sweep"
-    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["trial_0000", "trial_0001"]
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["plots", "tensorboard", "trial_0000",
+                                                                         "trial_0001"]
     for trial in ("trial_0000", "trial_0001"):
         assert (sweep_dir / trial / "train_ddp_process_1.log").is_file()  # two processes per trial
         assert not list((sweep_dir / trial).glob("*/trial_*"))  # no nested sweep
@@ -268,3 +269,16 @@ def test_trial_timeout_kills_the_trial_and_records_why(tmp_path):
     assert code != 0  # max_failure_rate=0: the first timeout stops the sweep
     trial = load(tmp_path).trials[0]
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "timed out after 1 s"
+
+
+def test_workers_through_the_submitit_launcher_share_the_study(tmp_path):
+    """The SLURM path, run with hydra-submitit-launcher's local executor: two worker jobs."""
+    code, output = sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.sweeper.workers=2",
+                         "hydra.launcher.timeout_min=10", n_trials=4)
+    assert code == 0, output[-3000:]
+    study = load(tmp_path)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4
+    owners = {t.system_attrs["sgmod:owner"] for t in study.trials}
+    assert len(owners) == 2  # both worker jobs ran trials
+    assert (tmp_path / "sweep" / ".submitit").is_dir()

@@ -323,6 +323,24 @@ class Sweep:
         )
 
 
+def run_worker(config, *, settings: SweepSettings, space, fixed, sweep_dir: Path, entry_script: Path) -> optuna.Study:
+    """One sweep worker: in the sweeper's own process, or as a job of a Hydra launcher."""
+    return Sweep(settings, space, fixed, sweep_dir, entry_script, config).run()
+
+
+def run_workers(launcher, workers: int, fixed: Sequence[str]) -> optuna.Study:
+    """Start ``workers`` sweep workers as jobs of a Hydra launcher (SLURM through submitit, or its
+    local executor) and wait for them; they share the study through its storage. A job composes
+    its config from the fixed command-line overrides (the launcher adds only Hydra's own)."""
+    from hydra.core.utils import JobStatus
+
+    returns = launcher.launch([[*fixed, f"+sweep_worker={i}"] for i in range(workers)], initial_job_idx=0)
+    failed = [(i, r._return_value) for i, r in enumerate(returns) if r.status != JobStatus.COMPLETED]
+    if failed:
+        raise SweepFailed("sweep workers failed: " + "; ".join(f"worker {i}: {err!r}" for i, err in failed))
+    return returns[0].return_value
+
+
 class SweepFailed(RuntimeError):
     """Too many failed trials; the message lists them and where their logs are."""
 

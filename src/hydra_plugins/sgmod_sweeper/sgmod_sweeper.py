@@ -9,10 +9,12 @@ trial_timeout and trials_per_gpu.
 
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.utils import get_method, instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -36,6 +38,9 @@ class SgmodOptunaSweeperConf:
     enqueue_trials: List[Any] = field(default_factory=list)
     trial_timeout: Optional[float] = None  # seconds
     trials_per_gpu: int = 1
+    # >1: start this many sweep workers as jobs of the configured Hydra launcher (e.g.
+    # hydra/launcher=slurm, one worker per node, each running n_jobs trials); they share `storage`
+    workers: int = 1
 
 
 def _sampler(target: str, **defaults: Any) -> Dict[str, Any]:
@@ -72,10 +77,10 @@ class SgmodOptunaSweeper(Sweeper):
         self.config: Optional[DictConfig] = None
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
-        self.config = config
+        self.config, self.hydra_context = config, hydra_context
 
     def sweep(self, arguments: List[str]) -> None:
-        from sgmod_study.sweeper import Sweep, SweepFailed, SweepSettings, search_space, write_results
+        from sgmod_study.sweeper import SweepFailed, SweepSettings, run_worker, run_workers, search_space, write_results
 
         s = self.settings
         space, fixed = search_space(s["params"] or {}, arguments)
@@ -94,9 +99,16 @@ class SgmodOptunaSweeper(Sweeper):
             custom_search_space=get_method(s["custom_search_space"]) if s["custom_search_space"] else None,
         )
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep = Sweep(settings, space, fixed, sweep_dir, Path(sys.argv[0]).resolve(), self.config)
+        worker = partial(run_worker, settings=settings, space=space, fixed=fixed, sweep_dir=sweep_dir,
+                         entry_script=Path(sys.argv[0]).resolve())
         try:
-            study = sweep.run()
+            if s["workers"] > 1:
+                launcher = Plugins.instance().instantiate_launcher(
+                    hydra_context=self.hydra_context, task_function=worker, config=self.config
+                )
+                study = run_workers(launcher, s["workers"], fixed)
+            else:
+                study = worker(self.config)
         except SweepFailed as err:
             print(f"sweep stopped: {err}", file=sys.stderr)
             raise SystemExit(1) from None
