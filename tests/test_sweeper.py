@@ -282,3 +282,16 @@ def test_workers_through_the_submitit_launcher_share_the_study(tmp_path):
     owners = {t.system_attrs["sgmod:owner"] for t in study.trials}
     assert len(owners) == 2  # both worker jobs ran trials
     assert (tmp_path / "sweep" / ".submitit").is_dir()
+
+
+def test_grid_sampler_needs_choices(tmp_path):
+    code, output = sweep(tmp_path, "hydra/sweeper/sampler=grid", n_trials=1)
+    assert code == 2
+    assert "error: hydra/sweeper/sampler=grid needs choice(...) parameters; not choices: ['activation.gamma_init'" in output
+
+
+def test_grid_sampler_walks_the_choices(tmp_path):
+    code, output = sweep(tmp_path, "hydra/sweeper/sampler=grid", "hydra.sweeper.params=null", "hydra.sweeper.enqueue_trials=[]",
+                         "seed=choice(1,2)", n_trials=2)
+    assert code == 0, output[-3000:]
+    assert sorted(t.params["seed"] for t in load(tmp_path).trials) == [1, 2]

@@ -204,6 +204,7 @@ class Sweep:
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.running: dict[int, RunningTrial] = {}  # by slot
+        self.grid_exhausted = False
         self.gpu_count = _gpu_count()
 
     def run(self) -> optuna.Study:
@@ -215,11 +216,12 @@ class Sweep:
             self._collect_finished()
             self._check_failure_rate()
             finished = count(self.study, *FINISHED)
-            if finished >= self.settings.n_trials and not self.running:
+            if (finished >= self.settings.n_trials or self.grid_exhausted) and not self.running:
                 break
             in_flight = count(self.study, TrialState.RUNNING)  # every worker's, for a shared study
             free = [slot for slot in range(self.settings.n_jobs) if slot not in self.running]
-            for slot in free[: max(0, self.settings.n_trials - finished - in_flight)]:
+            wanted = 0 if self.grid_exhausted else self.settings.n_trials - finished - in_flight
+            for slot in free[: max(0, wanted)]:
                 self._start(slot)
             if not self.running and finished < self.settings.n_trials and in_flight:
                 time.sleep(1.0)  # other workers run the last trials
@@ -265,7 +267,7 @@ class Sweep:
             return False
         trial.set_user_attr("fail_reason", "not needed: the study had n_trials trials when it started")
         trial.set_user_attr("interrupted", True)
-        self.study.tell(trial, state=TrialState.FAIL)
+        self._record(trial, state=TrialState.FAIL)
         return True
 
     def _collect_finished(self) -> None:
@@ -285,7 +287,7 @@ class Sweep:
     def _tell(self, run: RunningTrial) -> None:
         code = run.process.returncode
         if code == EXIT_PRUNED:
-            self.study.tell(run.trial, state=TrialState.PRUNED)
+            self._record(run.trial, state=TrialState.PRUNED)
             print(f"[sweep] trial {run.trial.number} pruned")
             return
         if code != 0:
@@ -295,12 +297,22 @@ class Sweep:
         if values is None or any(not math.isfinite(v) for v in values):
             self._fail(run, f"objective is not a finite number: {values}")
             return
-        self.study.tell(run.trial, values if len(values) > 1 else values[0])
+        self._record(run.trial, values if len(values) > 1 else values[0])
         print(f"[sweep] trial {run.trial.number} finished: {values}")
+
+    def _record(self, trial: optuna.Trial, values=None, state: TrialState | None = None) -> None:
+        try:
+            self.study.tell(trial, values, state=state)
+        except RuntimeError as err:
+            # GridSampler calls study.stop() once its grid is covered, which Optuna only allows
+            # inside study.optimize; the trial is stored all the same (tell's finally clause).
+            if "Study.stop" not in str(err):
+                raise
+            self.grid_exhausted = True
 
     def _fail(self, run: RunningTrial, reason: str) -> None:
         run.trial.set_user_attr("fail_reason", reason)
-        self.study.tell(run.trial, state=TrialState.FAIL)
+        self._record(run.trial, state=TrialState.FAIL)
         print(f"[sweep] trial {run.trial.number} FAILED: {reason} (log: {run.folder / 'trial.log'})")
 
     def _check_failure_rate(self) -> None:

@@ -80,17 +80,44 @@ class SgmodOptunaSweeper(Sweeper):
         self.config, self.hydra_context = config, hydra_context
 
     def sweep(self, arguments: List[str]) -> None:
-        from sgmod_study.sweeper import SweepFailed, SweepSettings, run_worker, run_workers, search_space, write_results
+        from sgmod_study.errors import ConfigError
+        from sgmod_study.sweeper import SweepFailed, run_worker, run_workers, search_space, write_results
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        try:
+            space, fixed = search_space(self.settings["params"] or {}, arguments)
+            worker = partial(run_worker, settings=self._settings(space), space=space, fixed=fixed,
+                             sweep_dir=sweep_dir, entry_script=Path(sys.argv[0]).resolve())
+            if self.settings["workers"] > 1:
+                launcher = Plugins.instance().instantiate_launcher(
+                    hydra_context=self.hydra_context, task_function=worker, config=self.config
+                )
+                study = run_workers(launcher, self.settings["workers"], fixed)
+            else:
+                study = worker(self.config)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except SweepFailed as err:
+            print(f"sweep stopped: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+        write_results(study, sweep_dir)
+
+    def _settings(self, space: Dict[str, Any]) -> Any:
+        from sgmod_study.errors import ConfigError
+        from sgmod_study.sweeper import SweepSettings
 
         s = self.settings
-        space, fixed = search_space(s["params"] or {}, arguments)
         sampler_cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True)
         if sampler_cfg["_target_"].endswith("GridSampler"):
+            not_choices = [k for k, d in space.items() if not hasattr(d, "choices")]
+            if not_choices:
+                raise ConfigError(f"hydra/sweeper/sampler=grid needs choice(...) parameters; not choices: {not_choices}")
             sampler_cfg["search_space"] = {k: list(d.choices) for k, d in space.items()}
-        study_name = s["study_name"] or self.config.hydra.job.name
-        settings = SweepSettings(
-            study_name=study_name,
-            direction=OmegaConf.to_container(s["direction"]) if OmegaConf.is_list(s["direction"]) else s["direction"],
+        direction = s["direction"]
+        return SweepSettings(
+            study_name=s["study_name"] or self.config.hydra.job.name,
+            direction=OmegaConf.to_container(direction) if OmegaConf.is_list(direction) else direction,
             n_trials=s["n_trials"], n_jobs=s["n_jobs"], storage=s["storage"], sampler=instantiate(sampler_cfg),
             pruner=OmegaConf.to_container(self.pruner_cfg, resolve=True),
             max_failure_rate=s["max_failure_rate"],
@@ -98,18 +125,3 @@ class SgmodOptunaSweeper(Sweeper):
             trial_timeout=s["trial_timeout"], trials_per_gpu=s["trials_per_gpu"],
             custom_search_space=get_method(s["custom_search_space"]) if s["custom_search_space"] else None,
         )
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        worker = partial(run_worker, settings=settings, space=space, fixed=fixed, sweep_dir=sweep_dir,
-                         entry_script=Path(sys.argv[0]).resolve())
-        try:
-            if s["workers"] > 1:
-                launcher = Plugins.instance().instantiate_launcher(
-                    hydra_context=self.hydra_context, task_function=worker, config=self.config
-                )
-                study = run_workers(launcher, s["workers"], fixed)
-            else:
-                study = worker(self.config)
-        except SweepFailed as err:
-            print(f"sweep stopped: {err}", file=sys.stderr)
-            raise SystemExit(1) from None
-        write_results(study, sweep_dir)
