@@ -7,13 +7,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?= activation=sgmod
 
-.PHONY: run test setup data services clean
+.PHONY: run test lint setup data services clean
 
 run: setup data
 	$(PY) src/train.py $(ARGS)
 
 test: setup services
 	$(PY) -m pytest tests
+
+lint: setup
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
 
 setup: $(VENV)/.installed
 

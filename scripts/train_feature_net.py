@@ -73,7 +73,7 @@ def main() -> None:
     np.savez_compressed(SAMPLE, images=test_x[-n:, 0].numpy(), labels=test_y[-n:].numpy())
     print(f"test accuracy (float32 weights): {test_accuracy:.4f}")
     print(f"weights: {WEIGHTS} ({WEIGHTS.stat().st_size / 1024:.0f} KiB)")
-    print(f"WEIGHTS_SHA256 = \"{sha256_of(WEIGHTS)}\"")
+    print(f'WEIGHTS_SHA256 = "{sha256_of(WEIGHTS)}"')
     print(f"held-out sample: {SAMPLE} ({SAMPLE.stat().st_size / 1024:.0f} KiB)")
 
 

@@ -70,7 +70,7 @@ def make_fake_fashion_mnist(folder: Path, n_train: int = 40, n_test: int = 10, f
         np.full((n_test, 28, 28), fill),
         rng.integers(0, 10, n_test),
     ]
-    for name, array in zip(FASHION_MNIST_FILES, arrays):
+    for name, array in zip(FASHION_MNIST_FILES, arrays, strict=True):
         write_idx(folder / (f"{name}.gz" if gz else name), array, gz)
     return folder
 
@@ -89,7 +89,7 @@ def fashion_sample_dir(tmp_path_factory) -> Path:
     """The shipped real sample as a Fashion-MNIST folder (the same images as train and test set)."""
     folder = tmp_path_factory.mktemp("fashion_sample")
     images, labels = load_fashion_sample()
-    for name, array in zip(FASHION_MNIST_FILES, (images, labels, images, labels)):
+    for name, array in zip(FASHION_MNIST_FILES, (images, labels, images, labels), strict=True):
         write_idx(folder / f"{name}.gz", array, gz=True)
     return folder
 

@@ -69,7 +69,11 @@ def test_random_init_is_around_init_and_inside_bounds():
 
 @pytest.mark.parametrize(
     "kwargs, bad",
-    [({"gamma_init": 20.0}, "gamma_init=20.0"), ({"beta_init": -6.0}, "beta_init=-6.0"), ({"gamma_init": 0.05}, "gamma_init=0.05")],
+    [
+        ({"gamma_init": 20.0}, "gamma_init=20.0"),
+        ({"beta_init": -6.0}, "beta_init=-6.0"),
+        ({"gamma_init": 0.05}, "gamma_init=0.05"),
+    ],
 )
 def test_init_outside_bounds_is_a_clear_error(kwargs, bad):
     with pytest.raises(ConfigError, match=rf"{bad} is outside its allowed range \[") as err:

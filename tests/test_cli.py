@@ -35,10 +35,16 @@ def test_bad_values_stop_with_one_clear_line(tmp_path, override, expected):
 
 
 def test_missing_data_names_the_three_ways(tmp_path):
-    args = ["data.data_dir=" + str(tmp_path / "none"), "data.system_dir=" + str(tmp_path / "sys"), "data.download=false"]
+    args = [
+        "data.data_dir=" + str(tmp_path / "none"),
+        "data.system_dir=" + str(tmp_path / "sys"),
+        "data.download=false",
+    ]
     line = _error_line(run_train(["trainer=cpu", *args], tmp_path / "run"))
     assert line.startswith("error: Fashion-MNIST not found.")
-    assert "data.data_dir=" in line and "apt-get install dataset-fashion-mnist" in line and "torchvision download" in line
+    assert (
+        "data.data_dir=" in line and "apt-get install dataset-fashion-mnist" in line and "torchvision download" in line
+    )
 
 
 def test_ddp_cpu_trains_two_processes_into_one_run(tmp_path):

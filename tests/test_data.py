@@ -80,8 +80,15 @@ def test_split_is_fixed_disjoint_and_test_set_separate(tmp_path):
     write_idx(folder / "train-images-idx3-ubyte.gz", train, gz=True)
 
     def split(seed):
-        dm = ImageDataModule("fashion_mnist", data_dir=str(folder), system_dir="/nonexistent", download=False,
-                             val_size=10, split_seed=seed, batch_size=8)
+        dm = ImageDataModule(
+            "fashion_mnist",
+            data_dir=str(folder),
+            system_dir="/nonexistent",
+            download=False,
+            val_size=10,
+            split_seed=seed,
+            batch_size=8,
+        )
         dm.setup("fit")
         return dm
 
@@ -105,7 +112,9 @@ def test_digits_dataset_needs_no_download():
 
 
 def test_unknown_dataset_and_bad_val_size():
-    with pytest.raises(ConfigError, match="data='imagenet' is not a known choice; valid choices: cifar10, digits, fashion_mnist, mnist"):
+    with pytest.raises(
+        ConfigError, match="data='imagenet' is not a known choice; valid choices: cifar10, digits, fashion_mnist, mnist"
+    ):
         ImageDataModule("imagenet")
     dm = ImageDataModule("digits", val_size=5000)
     with pytest.raises(ConfigError, match=r"data.val_size=5000 is not allowed: it must be in 1\.\."):

@@ -95,8 +95,17 @@ def test_one_training_epoch_with_each_loss(tmp_path, fashion_sample_dir, loss, d
     assert fid_best > 0
     logs = read_events(tmp_path / "tensorboard")
     scalars = logs["scalars"]
-    for tag in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/fid", "val/kid", "val/fid_best",
-                "test/fid", "test/kid"):
+    for tag in (
+        "train/d_loss",
+        "train/g_loss",
+        "train/d_real",
+        "train/d_fake",
+        "val/fid",
+        "val/kid",
+        "val/fid_best",
+        "test/fid",
+        "test/kid",
+    ):
         assert tag in scalars, tag
     assert len(scalars["train/g_loss"]) == 3
     assert "sgmod/generator.body.block0.act/gamma" in logs["histograms"]
@@ -127,21 +136,25 @@ def test_forced_nan_stops_the_run_with_the_divergence_message(tmp_path, fashion_
 
 def test_collapsed_discriminator_stops_the_run(tmp_path, fashion_sample_dir):
     overrides = [*gan_overrides(fashion_sample_dir), "task.collapse_loss=1e9", "task.collapse_steps=2"]
-    with pytest.raises(TrainingDiverged, match=r"discriminator collapsed at step \d+: d_loss < 1000000000.0 for 2 consecutive"):
+    with pytest.raises(
+        TrainingDiverged, match=r"discriminator collapsed at step \d+: d_loss < 1000000000.0 for 2 consecutive"
+    ):
         train(compose_config(overrides, tmp_path))
 
 
 def test_divergence_exit_code_from_the_command_line(tmp_path, fashion_sample_dir):
-    result = run_train([*gan_overrides(fashion_sample_dir), "task.collapse_loss=1e9", "task.collapse_steps=1"],
-                       tmp_path / "run")
+    result = run_train(
+        [*gan_overrides(fashion_sample_dir), "task.collapse_loss=1e9", "task.collapse_steps=1"], tmp_path / "run"
+    )
     assert result.returncode == 3
     assert re.match(r"diverged: discriminator collapsed at step \d+: ", result.stderr.strip().splitlines()[-1])
 
 
 def test_per_network_activation_override(tmp_path, fashion_sample_dir):
-    from sgmod_study.gan import build_gan
-    from sgmod_study.data import dataset_spec
     from omegaconf import OmegaConf
+
+    from sgmod_study.data import dataset_spec
+    from sgmod_study.gan import build_gan
 
     cfg = compose_config([*gan_overrides(fashion_sample_dir), "model=dcgan_baseline"], tmp_path)
     gan = build_gan(OmegaConf.to_container(cfg, resolve=True), dataset_spec("fashion_mnist"))

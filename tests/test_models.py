@@ -29,7 +29,7 @@ def _train_one_step(model_cfg, act, norm, placement, size=8, channels=1):
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
-    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters())]
+    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)]
     assert all(changed), "every parameter should move after one AdamW step"
     return model
 
@@ -67,7 +67,11 @@ def test_bad_model_settings_are_clear_errors():
         build_model({"name": "cnn", "channels": [8, 16, 32, 64]}, {"name": "relu"}, {"name": "none"}, 1, 8, 10)
     with pytest.raises(ConfigError, match="model='vit' is not a known choice; valid choices: cnn, mlp, resnet"):
         build_model({"name": "vit"}, {"name": "relu"}, {"name": "none"}, 1, 8, 10)
-    with pytest.raises(ConfigError, match="norm='instance' is not a known choice; valid choices: batch, group, layer, none"):
+    with pytest.raises(
+        ConfigError, match="norm='instance' is not a known choice; valid choices: batch, group, layer, none"
+    ):
         build_model(MODEL_CFGS["cnn"], {"name": "relu"}, {"name": "instance"}, 1, 8, 10)
-    with pytest.raises(ConfigError, match="norm.placement='middle' is not a known choice; valid choices: after, before"):
+    with pytest.raises(
+        ConfigError, match="norm.placement='middle' is not a known choice; valid choices: after, before"
+    ):
         build_model(MODEL_CFGS["cnn"], {"name": "relu"}, {"name": "batch", "placement": "middle"}, 1, 8, 10)

@@ -71,7 +71,10 @@ def test_step_schedule_decays_by_factor():
     [
         ({"name": "adamw", "lr": -0.1}, r"optimizer.lr=-0.1 is not allowed: it must be a number > 0"),
         ({"name": "adamw", "lr": 1e-3, "weight_decay": -1}, r"optimizer.weight_decay=-1 is not allowed"),
-        ({"name": "lion", "lr": 1e-3}, r"optimizer='lion' is not a known choice; valid choices: adam, adamw, rmsprop, sgd"),
+        (
+            {"name": "lion", "lr": 1e-3},
+            r"optimizer='lion' is not a known choice; valid choices: adam, adamw, rmsprop, sgd",
+        ),
     ],
 )
 def test_bad_optimizer_settings_are_clear_errors(opt_cfg, message):

@@ -16,15 +16,22 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from sgmod_study.sweeper import distribution, search_space
 
 # one trial: a 1-epoch CNN on scikit-learn digits, ~5 s of which most is process start-up
-TRIAL = ["data=digits", "trainer=cpu", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false", "diagnostics.every_n_steps=null", "model.channels=[8]",
-         "model.hidden=16"]
+TRIAL = [
+    "data=digits",
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "diagnostics.every_n_steps=null",
+    "model.channels=[8]",
+    "model.hidden=16",
+]
 
 
 def _dist(line: str):
@@ -53,10 +60,17 @@ def sweep(tmp_path, *args, n_trials=6, n_jobs=1, storage=None, wait=True):
     """python src/train.py -m hparams_search=sgmod_classifier on digits; the study in tmp_path."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, str(ROOT / "src" / "train.py"), "-m", "hparams_search=sgmod_classifier", *TRIAL,
-        f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.n_jobs={n_jobs}",
-        f"hydra.sweeper.storage={storage or tmp_path / 'study.journal'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        "hydra.sweeper.sampler.seed=0", *args,
+        sys.executable,
+        str(ROOT / "src" / "train.py"),
+        "-m",
+        "hparams_search=sgmod_classifier",
+        *TRIAL,
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweeper.n_jobs={n_jobs}",
+        f"hydra.sweeper.storage={storage or tmp_path / 'study.journal'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.sweeper.sampler.seed=0",
+        *args,
     ]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if not wait:
@@ -66,7 +80,9 @@ def sweep(tmp_path, *args, n_trials=6, n_jobs=1, storage=None, wait=True):
 
 
 def load(tmp_path, name="sgmod_classifier") -> optuna.Study:
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal")))
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal"))
+    )
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -80,8 +96,12 @@ def test_six_trial_tpe_sweep_runs_baseline_first_and_writes_results(tmp_path):
     study = load(tmp_path)
     assert states(study) == ["COMPLETE"] * 6
     first = study.trials[0].params
-    assert first == {"activation.gamma_init": 1.0, "activation.beta_init": 0.0, "optimizer.lr": 0.001,
-                     "optimizer.weight_decay": 0.0001}  # the enqueued baseline
+    assert first == {
+        "activation.gamma_init": 1.0,
+        "activation.beta_init": 0.0,
+        "optimizer.lr": 0.001,
+        "optimizer.weight_decay": 0.0001,
+    }  # the enqueued baseline
     sweep_dir = tmp_path / "sweep"
     assert sorted(p.name for p in sweep_dir.glob("trial_*")) == [f"trial_{i:04d}" for i in range(6)]
     rows = (sweep_dir / "trials.csv").read_text().splitlines()
@@ -131,9 +151,15 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
 
 def test_failing_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     # trial 0 has a bad config (exit 2); trial 1 trains with lr 1e12: val/loss is NaN
-    enqueue = ("hydra.sweeper.enqueue_trials=[{activation.gamma_init:50.0},{optimizer.lr:1.0e12}]")
-    code, output = sweep(tmp_path, "optimized_metric=val/loss", "hydra.sweeper.direction=minimize",
-                         "hydra.sweeper.max_failure_rate=0.7", enqueue, n_trials=3)
+    enqueue = "hydra.sweeper.enqueue_trials=[{activation.gamma_init:50.0},{optimizer.lr:1.0e12}]"
+    code, output = sweep(
+        tmp_path,
+        "optimized_metric=val/loss",
+        "hydra.sweeper.direction=minimize",
+        "hydra.sweeper.max_failure_rate=0.7",
+        enqueue,
+        n_trials=3,
+    )
     assert code == 0, output[-3000:]
     study = load(tmp_path)
     assert states(study)[:2] == ["FAIL", "FAIL"]
@@ -143,7 +169,9 @@ def test_failing_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_too_many_failures_stop_the_sweep_with_the_list(tmp_path):
-    code, output = sweep(tmp_path, "activation.gamma_bounds=[0.1,0.2]", n_trials=3)  # every sampled gamma_init > 0.2 fails
+    code, output = sweep(
+        tmp_path, "activation.gamma_bounds=[0.1,0.2]", n_trials=3
+    )  # every sampled gamma_init > 0.2 fails
     assert code != 0
     assert "1 trials failed, more than max_failure_rate=0.0 x n_trials=3 allows" in output
     assert "trial 0: bad configuration" in output and "trial_0000" in output
@@ -163,8 +191,13 @@ def test_median_pruner_prunes_a_clearly_bad_trial(tmp_path):
     good = "{optimizer.lr:0.003,activation.gamma_init:1.0,activation.beta_init:0.0,optimizer.weight_decay:0.0001}"
     bad = "{optimizer.lr:1.0e-07,activation.gamma_init:1.0,activation.beta_init:0.0,optimizer.weight_decay:0.0001}"
     code, output = sweep(
-        tmp_path, "trainer.max_epochs=4", "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=2",
-        "hydra.sweeper.pruner.n_warmup_steps=0", f"hydra.sweeper.enqueue_trials=[{good},{good},{bad}]", n_trials=3,
+        tmp_path,
+        "trainer.max_epochs=4",
+        "hydra/sweeper/pruner=median",
+        "hydra.sweeper.pruner.n_startup_trials=2",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+        f"hydra.sweeper.enqueue_trials=[{good},{good},{bad}]",
+        n_trials=3,
     )
     assert code == 0, output[-3000:]
     study = load(tmp_path)
@@ -175,8 +208,9 @@ def test_median_pruner_prunes_a_clearly_bad_trial(tmp_path):
 
 
 def test_custom_search_space_adds_conditional_parameters(tmp_path):
-    code, output = sweep(tmp_path, "hydra.sweeper.custom_search_space=sgmod_study.sweeper.sgmod_lr_mult_space",
-                         n_trials=2)
+    code, output = sweep(
+        tmp_path, "hydra.sweeper.custom_search_space=sgmod_study.sweeper.sgmod_lr_mult_space", n_trials=2
+    )
     assert code == 0, output[-3000:]
     study = load(tmp_path)
     for trial in study.trials:
@@ -187,8 +221,13 @@ def test_custom_search_space_adds_conditional_parameters(tmp_path):
 
 
 def test_multi_objective_sweep_writes_the_pareto_front(tmp_path):
-    code, output = sweep(tmp_path, "optimized_metric=[val/acc_best,test/loss]",
-                         "hydra.sweeper.direction=[maximize,minimize]", "hydra/sweeper/sampler=nsgaii", n_trials=3)
+    code, output = sweep(
+        tmp_path,
+        "optimized_metric=[val/acc_best,test/loss]",
+        "hydra.sweeper.direction=[maximize,minimize]",
+        "hydra/sweeper/sampler=nsgaii",
+        n_trials=3,
+    )
     assert code == 0, output[-3000:]
     study = load(tmp_path)
     assert [len(t.values) for t in study.trials] == [2, 2, 2]
@@ -203,8 +242,12 @@ def test_ddp_trials_run_as_single_runs_without_a_second_sweep(tmp_path):
     assert states(load(tmp_path)) == ["COMPLETE", "COMPLETE"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.journal", "sweep"]
     sweep_dir = tmp_path / "sweep"
-    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["plots", "tensorboard", "trial_0000",
-                                                                         "trial_0001"]
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == [
+        "plots",
+        "tensorboard",
+        "trial_0000",
+        "trial_0001",
+    ]
     for trial in ("trial_0000", "trial_0001"):
         assert (sweep_dir / trial / "train_ddp_process_1.log").is_file()  # two processes per trial
         assert not list((sweep_dir / trial).glob("*/trial_*"))  # no nested sweep
@@ -233,15 +276,23 @@ def postgres_url():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
     options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
     # -l: the server must not inherit our pipes, or run() waits for it to exit
-    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"),
-                    "-w", "start"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"), "-w", "start"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                   capture_output=True)
+    subprocess.run(
+        [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+    )
     shutil.rmtree(data, ignore_errors=True)
 
 
@@ -273,8 +324,13 @@ def test_trial_timeout_kills_the_trial_and_records_why(tmp_path):
 
 def test_workers_through_the_submitit_launcher_share_the_study(tmp_path):
     """The SLURM path, run with hydra-submitit-launcher's local executor: two worker jobs."""
-    code, output = sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.sweeper.workers=2",
-                         "hydra.launcher.timeout_min=10", n_trials=4)
+    code, output = sweep(
+        tmp_path,
+        "hydra/launcher=submitit_local",
+        "hydra.sweeper.workers=2",
+        "hydra.launcher.timeout_min=10",
+        n_trials=4,
+    )
     assert code == 0, output[-3000:]
     study = load(tmp_path)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -287,11 +343,20 @@ def test_workers_through_the_submitit_launcher_share_the_study(tmp_path):
 def test_grid_sampler_needs_choices(tmp_path):
     code, output = sweep(tmp_path, "hydra/sweeper/sampler=grid", n_trials=1)
     assert code == 2
-    assert "error: hydra/sweeper/sampler=grid needs choice(...) parameters; not choices: ['activation.gamma_init'" in output
+    assert (
+        "error: hydra/sweeper/sampler=grid needs choice(...) parameters; not choices: ['activation.gamma_init'"
+        in output
+    )
 
 
 def test_grid_sampler_walks_the_choices(tmp_path):
-    code, output = sweep(tmp_path, "hydra/sweeper/sampler=grid", "hydra.sweeper.params=null", "hydra.sweeper.enqueue_trials=[]",
-                         "seed=choice(1,2)", n_trials=2)
+    code, output = sweep(
+        tmp_path,
+        "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.params=null",
+        "hydra.sweeper.enqueue_trials=[]",
+        "seed=choice(1,2)",
+        n_trials=2,
+    )
     assert code == 0, output[-3000:]
     assert sorted(t.params["seed"] for t in load(tmp_path).trials) == [1, 2]

@@ -35,7 +35,16 @@ def test_short_run_beats_chance_and_logs_everything(tmp_path, tiny_overrides):
 
     logs = read_events(tmp_path / "tensorboard")
     scalars = logs["scalars"]
-    for tag in ("train/loss", "train/loss_step", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"):
+    for tag in (
+        "train/loss",
+        "train/loss_step",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/acc_best",
+        "test/loss",
+        "test/acc",
+    ):
         assert tag in scalars, tag
     assert len(scalars["val/acc"]) == len(scalars["train/loss"]) == 3  # one per epoch, no sanity-check value
     assert scalars["val/acc_best"][-1][1] == max(v for _, v in scalars["val/acc"])

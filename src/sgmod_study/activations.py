@@ -83,7 +83,9 @@ def _checked_bounds(name: str, init: float, bounds: Bounds) -> tuple[float, floa
         return None
     lo, hi = (float(b) for b in bounds)
     if not lo < hi:
-        raise ConfigError(f"activation.{name}_bounds={[lo, hi]} is not allowed: the lower bound must be below the upper")
+        raise ConfigError(
+            f"activation.{name}_bounds={[lo, hi]} is not allowed: the lower bound must be below the upper"
+        )
     if not lo <= init <= hi:
         raise ConfigError(
             f"activation.{name}_init={init} is outside its allowed range [{lo}, {hi}] "

@@ -89,4 +89,6 @@ class Classifier(L.LightningModule):
 def build_classifier(c: Mapping, spec: DatasetSpec) -> Classifier:
     """The classification task from the resolved config ``c``."""
     net = build_model(c["model"], c["activation"], c["norm"], spec.channels, spec.image_size, spec.num_classes)
-    return Classifier(net, spec.num_classes, c["optimizer"], c["scheduler"], c["activation"], c["task"]["label_smoothing"])
+    return Classifier(
+        net, spec.num_classes, c["optimizer"], c["scheduler"], c["activation"], c["task"]["label_smoothing"]
+    )

@@ -33,8 +33,11 @@ class FeatureNet(nn.Module):
             return layers + [nn.MaxPool2d(2)] if pool else layers
 
         self.body = nn.Sequential(
-            *stage(1, 32, True), *stage(32, 64, True), *stage(64, self.num_features, False),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            *stage(1, 32, True),
+            *stage(32, 64, True),
+            *stage(64, self.num_features, False),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.classifier = nn.Linear(self.num_features, 10)
 

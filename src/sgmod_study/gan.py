@@ -90,7 +90,9 @@ class GAN(L.LightningModule):
         self.lr_d = task["lr_d"] or optimizer["lr"]
         self.d_steps, self.gp_weight = task["d_steps"], task["gp_weight"]
         self.eval_samples, self.collapse_steps, self.collapse_loss = (
-            task["eval_samples"], task["collapse_steps"], task["collapse_loss"]
+            task["eval_samples"],
+            task["collapse_steps"],
+            task["collapse_loss"],
         )
         for key in ("d_steps", "eval_samples", "grid_size", "kid_subset_size"):
             check_positive(f"task.{key}", task[key])
@@ -131,7 +133,11 @@ class GAN(L.LightningModule):
         opt_d.zero_grad()
         self.manual_backward(d_loss)
         opt_d.step()
-        logs = {"train/d_loss": d_loss, "train/d_real": self._score(real_logits), "train/d_fake": self._score(fake_logits)}
+        logs = {
+            "train/d_loss": d_loss,
+            "train/d_real": self._score(real_logits),
+            "train/d_fake": self._score(fake_logits),
+        }
 
         g_loss = None
         if (batch_idx + 1) % self.d_steps == 0:
@@ -197,7 +203,8 @@ class GAN(L.LightningModule):
         real_count = int(fid.real_features_num_samples) * self.trainer.world_size
         if real_count < kid.subset_size:
             raise ConfigError(
-                f"task.kid_subset_size={kid.subset_size} is larger than the {real_count} real images evaluated; lower it"
+                f"task.kid_subset_size={kid.subset_size} is larger than the {real_count} real images "
+                "evaluated; lower it"
             )
         fid_value, (kid_value, _) = fid.compute(), kid.compute()
         fid.reset()
@@ -242,10 +249,12 @@ def build_gan(c: Mapping, spec: DatasetSpec) -> GAN:
         raise ConfigError(f"task=gan needs model=dcgan or model=dcgan_baseline, got model={model['name']}")
     g_cfg, d_cfg = model["generator"], model["discriminator"]
     _check_gan_setup(c, spec)
-    generator = Generator(model["latent_dim"], spec.channels, spec.image_size, g_cfg["activation"], g_cfg["norm"],
-                          model["width"])
-    discriminator = Discriminator(spec.channels, spec.image_size, d_cfg["activation"], d_cfg["norm"], model["width"],
-                                  d_cfg["spectral_norm"])
+    generator = Generator(
+        model["latent_dim"], spec.channels, spec.image_size, g_cfg["activation"], g_cfg["norm"], model["width"]
+    )
+    discriminator = Discriminator(
+        spec.channels, spec.image_size, d_cfg["activation"], d_cfg["norm"], model["width"], d_cfg["spectral_norm"]
+    )
     activations = {"generator": g_cfg["activation"], "discriminator": d_cfg["activation"]}
     # the frozen feature net is in eval mode on purpose; Lightning would warn about it at fit start
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
@@ -255,16 +264,22 @@ def build_gan(c: Mapping, spec: DatasetSpec) -> GAN:
 def _check_gan_setup(c: Mapping, spec: DatasetSpec) -> None:
     """Combinations that cannot give a meaningful result fail before training."""
     if c["scheduler"]["name"] != "none":
-        raise ConfigError(f"task=gan trains with constant learning rates: scheduler={c['scheduler']['name']} is not "
-                          "supported, use scheduler=none")
+        raise ConfigError(
+            f"task=gan trains with constant learning rates: scheduler={c['scheduler']['name']} is not "
+            "supported, use scheduler=none"
+        )
     if c["trainer"].get("gradient_clip_val"):
-        raise ConfigError(f"trainer.gradient_clip_val={c['trainer']['gradient_clip_val']} is not supported with "
-                          "task=gan (Lightning cannot clip manually optimised models); leave it null")
+        raise ConfigError(
+            f"trainer.gradient_clip_val={c['trainer']['gradient_clip_val']} is not supported with "
+            "task=gan (Lightning cannot clip manually optimised models); leave it null"
+        )
     if c["task"]["loss"] == "wgan_gp" and c["model"]["discriminator"]["norm"]["name"] == "batch":
         raise ConfigError(
             "task.loss=wgan_gp with a batch-normalised discriminator: the gradient penalty is per sample, "
             "BatchNorm mixes samples; use model.discriminator.norm={name:layer} (or group/none)"
         )
     if spec.channels != 1:
-        raise ConfigError("task=gan measures FID/KID with a Fashion-MNIST feature net: use a 1-channel dataset "
-                          "(data=fashion_mnist or mnist)")
+        raise ConfigError(
+            "task=gan measures FID/KID with a Fashion-MNIST feature net: use a 1-channel dataset "
+            "(data=fashion_mnist or mnist)"
+        )

@@ -71,7 +71,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, sched_cfg: Mapping, max_ep
     check_choice("scheduler", name, SCHEDULERS)
     if name == "cosine":
         if not max_epochs or max_epochs < 1:
-            raise ConfigError(f"scheduler=cosine needs trainer.max_epochs >= 1, got {max_epochs}; or use scheduler=none")
+            raise ConfigError(
+                f"scheduler=cosine needs trainer.max_epochs >= 1, got {max_epochs}; or use scheduler=none"
+            )
         return _cosine(optimizer, max_epochs, sched_cfg.get("min_lr_ratio", 0.0))
     if name == "step":
         check_positive("scheduler.step_size", sched_cfg.get("step_size"))

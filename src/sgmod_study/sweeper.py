@@ -42,12 +42,16 @@ EXIT_PRUNED = 4
 RESULT_FILE = "result.json"
 # Environment of a trial process: how its pruning callback re-attaches to the study.
 ENV_STORAGE, ENV_STUDY, ENV_TRIAL_ID, ENV_PRUNER = (
-    "SGMOD_OPTUNA_STORAGE", "SGMOD_OPTUNA_STUDY", "SGMOD_OPTUNA_TRIAL_ID", "SGMOD_OPTUNA_PRUNER"
+    "SGMOD_OPTUNA_STORAGE",
+    "SGMOD_OPTUNA_STUDY",
+    "SGMOD_OPTUNA_TRIAL_ID",
+    "SGMOD_OPTUNA_PRUNER",
 )
 OWNER_ATTR = "sgmod:owner"  # host:pid of the sweeper process that runs the trial
 
 
 # -- search space ------------------------------------------------------------------------------
+
 
 def distribution(override: Override) -> BaseDistribution:
     """Optuna distribution of one sweep override in Hydra's grammar.
@@ -88,6 +92,7 @@ def search_space(params: Mapping[str, str], arguments: Sequence[str]) -> tuple[d
 
 
 # -- the study -----------------------------------------------------------------------------------
+
 
 def open_storage(storage: str | None, study_name: str, default_dir: Path):
     """A journal file under ``default_dir`` when no storage is given; an RDB URL otherwise."""
@@ -146,6 +151,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 # -- running trials ------------------------------------------------------------------------------
 
+
 @dataclass
 class SweepSettings:
     study_name: str
@@ -191,16 +197,28 @@ def slot_device(slot: int, trials_per_gpu: int, gpu_count: int) -> str | None:
 class Sweep:
     """Keeps ``n_jobs`` trial processes running until the study has ``n_trials`` finished trials."""
 
-    def __init__(self, settings: SweepSettings, space: Mapping[str, BaseDistribution], fixed: Sequence[str],
-                 sweep_dir: Path, entry_script: Path, config=None) -> None:
+    def __init__(
+        self,
+        settings: SweepSettings,
+        space: Mapping[str, BaseDistribution],
+        fixed: Sequence[str],
+        sweep_dir: Path,
+        entry_script: Path,
+        config=None,
+    ) -> None:
         self.settings, self.space, self.fixed, self.config = settings, dict(space), list(fixed), config
         self.sweep_dir, self.entry_script = sweep_dir, entry_script
-        self.storage, self.storage_name = open_storage(settings.storage, settings.study_name,
-                                                       Path("outputs") / "optuna")
+        self.storage, self.storage_name = open_storage(
+            settings.storage, settings.study_name, Path("outputs") / "optuna"
+        )
         directions = settings.direction if isinstance(settings.direction, list) else None
         self.study = optuna.create_study(
-            study_name=settings.study_name, storage=self.storage, sampler=settings.sampler,
-            direction=None if directions else settings.direction, directions=directions, load_if_exists=True,
+            study_name=settings.study_name,
+            storage=self.storage,
+            sampler=settings.sampler,
+            direction=None if directions else settings.direction,
+            directions=directions,
+            load_if_exists=True,
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.running: dict[int, RunningTrial] = {}  # by slot
@@ -240,20 +258,34 @@ class Sweep:
         extra = self.settings.custom_search_space(self.config, trial) if self.settings.custom_search_space else None
         folder = self.sweep_dir / f"trial_{trial.number:04d}"
         folder.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, ENV_STORAGE: self.storage_name, ENV_STUDY: self.study.study_name,
-               ENV_TRIAL_ID: str(trial._trial_id), ENV_PRUNER: json.dumps(self.settings.pruner or {})}
+        env = {
+            **os.environ,
+            ENV_STORAGE: self.storage_name,
+            ENV_STUDY: self.study.study_name,
+            ENV_TRIAL_ID: str(trial._trial_id),
+            ENV_PRUNER: json.dumps(self.settings.pruner or {}),
+        }
         device = slot_device(slot, self.settings.trials_per_gpu, self.gpu_count)
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         chosen = {**trial.params, **(extra or {})}
         overrides = [*self.fixed, *(f"{k}={v}" for k, v in chosen.items()), f"hydra.run.dir={folder}"]
-        for key, value in (("slot", slot), ("device", device or "cpu"), ("folder", str(folder)),
-                           ("command", " ".join(["python", str(self.entry_script), *overrides]))):
+        for key, value in (
+            ("slot", slot),
+            ("device", device or "cpu"),
+            ("folder", str(folder)),
+            ("command", " ".join(["python", str(self.entry_script), *overrides])),
+        ):
             trial.set_user_attr(key, value)
         self.study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, self.owner)
         log = open(folder / "trial.log", "w")
-        process = subprocess.Popen([sys.executable, str(self.entry_script), *overrides], stdout=log,
-                                   stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(
+            [sys.executable, str(self.entry_script), *overrides],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
         log.close()
         self.running[slot] = RunningTrial(trial, process, folder, time.monotonic())
         print(f"[sweep] trial {trial.number} started on slot {slot} ({device or 'cpu'}): {trial.params}")
@@ -261,8 +293,11 @@ class Sweep:
     def _surplus(self, trial: optuna.Trial) -> bool:
         """Another worker of a shared study asked at the same moment and the study needs one trial
         fewer than the two of us started: the later-numbered trial gives way."""
-        ahead = [t for t in self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-                 if t.number < trial.number]
+        ahead = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            if t.number < trial.number
+        ]
         if len(ahead) < self.settings.n_trials:
             return False
         trial.set_user_attr("fail_reason", "not needed: the study had n_trials trials when it started")
@@ -319,16 +354,21 @@ class Sweep:
         """Stop once more than max_failure_rate * n_trials trials have failed (0: at the first).
 
         Trials interrupted by a killed sweep are not failures of their configuration."""
-        failed = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                  if not t.user_attrs.get("interrupted")]
+        failed = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if not t.user_attrs.get("interrupted")
+        ]
         allowed = self.settings.max_failure_rate * self.settings.n_trials
         if len(failed) <= allowed:
             return
         for run in self.running.values():
             run.process.kill()
         write_results(self.study, self.sweep_dir)
-        lines = [f"  trial {t.number}: {t.user_attrs.get('fail_reason', '?')} ({t.user_attrs.get('folder', '?')})"
-                 for t in failed]
+        lines = [
+            f"  trial {t.number}: {t.user_attrs.get('fail_reason', '?')} ({t.user_attrs.get('folder', '?')})"
+            for t in failed
+        ]
         raise SweepFailed(
             f"{len(failed)} trials failed, more than max_failure_rate={self.settings.max_failure_rate} x "
             f"n_trials={self.settings.n_trials} allows:\n" + "\n".join(lines)
@@ -391,6 +431,7 @@ def _result_values(folder: Path) -> list[float] | None:
 
 # -- inside a trial process ----------------------------------------------------------------------
 
+
 class OptunaPruning(L.Callback):
     """Lightning callback: report the optimized metric after each validation; stop if pruned.
 
@@ -429,6 +470,7 @@ def pruning_callback(optimized_metric: str) -> OptunaPruning | None:
 
 # -- results -------------------------------------------------------------------------------------
 
+
 def write_results(study: optuna.Study, sweep_dir: Path) -> None:
     """trials.csv (every trial: params, value, state, duration, slot, folder, failure reason),
     best.json (the best trial, or the Pareto front for several objectives), best_config.yaml
@@ -439,20 +481,35 @@ def write_results(study: optuna.Study, sweep_dir: Path) -> None:
     attrs = ("slot", "device", "fail_reason", "folder")
     with open(sweep_dir / "trials.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["number", "state", "values", "duration_s", "datetime_start", "datetime_complete",
-                         *params, *attrs])
+        writer.writerow(
+            ["number", "state", "values", "duration_s", "datetime_start", "datetime_complete", *params, *attrs]
+        )
         for t in trials:
             duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else ""
-            writer.writerow([t.number, t.state.name, "" if t.values is None else ";".join(map(str, t.values)),
-                             duration, t.datetime_start, t.datetime_complete or "",
-                             *(t.params.get(p, "") for p in params), *(t.user_attrs.get(a, "") for a in attrs)])
+            writer.writerow(
+                [
+                    t.number,
+                    t.state.name,
+                    "" if t.values is None else ";".join(map(str, t.values)),
+                    duration,
+                    t.datetime_start,
+                    t.datetime_complete or "",
+                    *(t.params.get(p, "") for p in params),
+                    *(t.user_attrs.get(a, "") for a in attrs),
+                ]
+            )
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return
     best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
     summary = [
-        {"number": t.number, "values": t.values, "params": t.params, "folder": t.user_attrs.get("folder"),
-         "command": t.user_attrs.get("command")}
+        {
+            "number": t.number,
+            "values": t.values,
+            "params": t.params,
+            "folder": t.user_attrs.get("folder"),
+            "command": t.user_attrs.get("command"),
+        }
         for t in best
     ]
     (sweep_dir / "best.json").write_text(json.dumps(summary if len(summary) > 1 else summary[0], indent=2))
@@ -476,11 +533,15 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[str]:
     from optuna.visualization import matplotlib as optuna_plots
     from torch.utils.tensorboard import SummaryWriter
 
-    plots = {"pareto_front": optuna_plots.plot_pareto_front} if len(study.directions) > 1 else {
-        "optimization_history": optuna_plots.plot_optimization_history,
-        "param_importances": optuna_plots.plot_param_importances,
-        "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
-    }
+    plots = (
+        {"pareto_front": optuna_plots.plot_pareto_front}
+        if len(study.directions) > 1
+        else {
+            "optimization_history": optuna_plots.plot_optimization_history,
+            "param_importances": optuna_plots.plot_param_importances,
+            "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
+        }
+    )
     gamma_beta = ["activation.gamma_init", "activation.beta_init"]
     if len(study.directions) == 1 and all(p in study.best_trial.params for p in gamma_beta):
         plots["gamma_beta_contour"] = lambda s: optuna_plots.plot_contour(s, params=gamma_beta)

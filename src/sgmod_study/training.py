@@ -71,11 +71,16 @@ def train(cfg: DictConfig) -> float:
     checkpoint, callbacks = build_callbacks(c, output_dir)
     trainer_options = {**c["trainer"], "strategy": _strategy(c["trainer"].get("strategy", "auto"), module)}
     trainer = L.Trainer(
-        **trainer_options, logger=build_loggers(c["logger"], output_dir), callbacks=callbacks, default_root_dir=output_dir
+        **trainer_options,
+        logger=build_loggers(c["logger"], output_dir),
+        callbacks=callbacks,
+        default_root_dir=output_dir,
     )
     ckpt_path = c["ckpt_path"]
     if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} is not an existing checkpoint file (e.g. <run>/checkpoints/last.ckpt)")
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} is not an existing checkpoint file (e.g. <run>/checkpoints/last.ckpt)"
+        )
 
     started = time.monotonic()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -6,7 +6,6 @@ n_trials, n_jobs, max_failure_rate, params, custom_search_space) plus pruner, en
 trial_timeout and trials_per_gpu.
 """
 
-
 import sys
 from dataclasses import dataclass, field
 from functools import partial
@@ -86,8 +85,14 @@ class SgmodOptunaSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             space, fixed = search_space(self.settings["params"] or {}, arguments)
-            worker = partial(run_worker, settings=self._settings(space), space=space, fixed=fixed,
-                             sweep_dir=sweep_dir, entry_script=Path(sys.argv[0]).resolve())
+            worker = partial(
+                run_worker,
+                settings=self._settings(space),
+                space=space,
+                fixed=fixed,
+                sweep_dir=sweep_dir,
+                entry_script=Path(sys.argv[0]).resolve(),
+            )
             if self.settings["workers"] > 1:
                 launcher = Plugins.instance().instantiate_launcher(
                     hydra_context=self.hydra_context, task_function=worker, config=self.config
@@ -112,16 +117,22 @@ class SgmodOptunaSweeper(Sweeper):
         if sampler_cfg["_target_"].endswith("GridSampler"):
             not_choices = [k for k, d in space.items() if not hasattr(d, "choices")]
             if not_choices:
-                raise ConfigError(f"hydra/sweeper/sampler=grid needs choice(...) parameters; not choices: {not_choices}")
+                raise ConfigError(
+                    f"hydra/sweeper/sampler=grid needs choice(...) parameters; not choices: {not_choices}"
+                )
             sampler_cfg["search_space"] = {k: list(d.choices) for k, d in space.items()}
         direction = s["direction"]
         return SweepSettings(
             study_name=s["study_name"] or self.config.hydra.job.name,
             direction=OmegaConf.to_container(direction) if OmegaConf.is_list(direction) else direction,
-            n_trials=s["n_trials"], n_jobs=s["n_jobs"], storage=s["storage"], sampler=instantiate(sampler_cfg),
+            n_trials=s["n_trials"],
+            n_jobs=s["n_jobs"],
+            storage=s["storage"],
+            sampler=instantiate(sampler_cfg),
             pruner=OmegaConf.to_container(self.pruner_cfg, resolve=True),
             max_failure_rate=s["max_failure_rate"],
             enqueue_trials=[dict(t) for t in OmegaConf.to_container(OmegaConf.create(s["enqueue_trials"]))],
-            trial_timeout=s["trial_timeout"], trials_per_gpu=s["trials_per_gpu"],
+            trial_timeout=s["trial_timeout"],
+            trials_per_gpu=s["trials_per_gpu"],
             custom_search_space=get_method(s["custom_search_space"]) if s["custom_search_space"] else None,
         )
