@@ -1,0 +1,215 @@
+"""From a directory of runs to the statistics a comparison needs (no re-training).
+
+A run is a folder with Hydra's ``.hydra/config.yaml`` and, when it finished, the
+``result.json`` that ``training.train`` writes. Runs are grouped by the configuration keys
+that define a question (e.g. ``activation.name``); the seeds inside a group are replicates.
+Each group gets mean, standard deviation and a 95% t confidence interval of a metric, and a
+paired t-test by seed against the named baseline group, Holm-corrected over the groups.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from scipy import stats
+
+from sgmod_study.diagnostics import flatten_config
+
+
+@dataclass
+class Run:
+    folder: Path
+    config: dict  # flat: {"activation.name": "sgmod", "seed": 1, ...}
+    metrics: dict | None  # None: the run did not finish (no result.json)
+
+    def label(self, keys: Sequence[str]) -> str:
+        return ", ".join(str(self.config.get(k)) for k in keys)
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Every run folder under ``paths`` (a folder holding ``.hydra/config.yaml``)."""
+    runs = []
+    for path in paths:
+        for config_file in sorted(Path(path).glob("**/.hydra/config.yaml")):
+            folder = config_file.parent.parent
+            config = flatten_config(yaml.safe_load(config_file.read_text()) or {})
+            result = folder / "result.json"
+            metrics = json.loads(result.read_text())["metrics"] if result.is_file() else None
+            runs.append(Run(folder, config, metrics))
+    return runs
+
+
+@dataclass
+class GroupStats:
+    label: str
+    values: dict  # seed -> metric value
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    p_value: float | None = None  # paired t-test against the baseline, Holm-corrected
+    p_raw: float | None = None
+    paired_n: int = 0
+    missing: list[str] = field(default_factory=list)  # folders of runs that did not finish
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean, sample standard deviation and the t-distribution confidence interval."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, math.nan, math.nan
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running_max = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running_max = max(running_max, (len(p_values) - rank) * p_values[i])
+        adjusted[i] = min(1.0, running_max)
+    return adjusted
+
+
+def compare(runs: Sequence[Run], group_by: Sequence[str], metric: str, baseline: str) -> list[GroupStats]:
+    """Per-group statistics of ``metric``; paired tests by seed against the group labelled ``baseline``."""
+    groups: dict[str, GroupStats] = {}
+    for run in runs:
+        label = run.label(group_by)
+        group = groups.setdefault(label, GroupStats(label, {}, math.nan, math.nan, math.nan, math.nan))
+        if run.metrics is None or metric not in run.metrics:
+            group.missing.append(str(run.folder))
+        else:
+            group.values[run.config.get("seed")] = float(run.metrics[metric])
+    for group in groups.values():
+        if group.values:
+            group.mean, group.std, group.ci_low, group.ci_high = mean_ci(list(group.values.values()))
+    reference = groups.get(baseline)
+    tested = [g for g in groups.values() if reference is not None and g is not reference]
+    for group in tested:
+        seeds = sorted(set(group.values) & set(reference.values))
+        group.paired_n = len(seeds)
+        if len(seeds) >= 2:
+            differences = [group.values[s] - reference.values[s] for s in seeds]
+            if any(d != differences[0] for d in differences):
+                ours, theirs = [group.values[s] for s in seeds], [reference.values[s] for s in seeds]
+                group.p_raw = float(stats.ttest_rel(ours, theirs).pvalue)
+            else:  # identical differences: no variance, the t-test is undefined
+                group.p_raw = 0.0 if differences[0] != 0 else 1.0
+    with_p = [g for g in tested if g.p_raw is not None]
+    for group, adjusted in zip(with_p, holm([g.p_raw for g in with_p]), strict=True):
+        group.p_value = adjusted
+    return sorted(groups.values(), key=lambda g: g.label)
+
+
+def conclusion(
+    groups: Sequence[GroupStats], baseline: str, metric: str, higher_is_better: bool, alpha: float = 0.05
+) -> str:
+    """Plain-language summary that claims only what the corrected tests support."""
+    reference = next((g for g in groups if g.label == baseline), None)
+    if reference is None or not reference.values:
+        return f"No finished runs of the baseline ({baseline}): nothing can be compared."
+    better, worse, unclear = [], [], []
+    for group in groups:
+        if group is reference or group.p_value is None:
+            continue
+        delta = group.mean - reference.mean
+        improved = delta > 0 if higher_is_better else delta < 0
+        if group.p_value < alpha:
+            (better if improved else worse).append(f"{group.label} ({delta:+.4f}, p={group.p_value:.3g})")
+        else:
+            unclear.append(group.label)
+    lines = []
+    if better:
+        lines.append(f"Significantly better than {baseline} on {metric}: " + "; ".join(better) + ".")
+    if worse:
+        lines.append(f"Significantly worse than {baseline} on {metric}: " + "; ".join(worse) + ".")
+    if unclear:
+        lines.append(
+            f"No significant difference from {baseline} (Holm-corrected paired t-test, alpha={alpha}): "
+            + ", ".join(unclear)
+            + "."
+        )
+    if not lines:
+        lines.append(f"Too few paired seeds to test anything against {baseline}.")
+    return " ".join(lines)
+
+
+def markdown_table(groups: Sequence[GroupStats], baseline: str, metric: str) -> str:
+    rows = [
+        f"| configuration | n | mean {metric} | std | 95% CI | paired n | p (Holm) vs {baseline} | missing |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for g in groups:
+        p = "baseline" if g.label == baseline else ("-" if g.p_value is None else f"{g.p_value:.3g}")
+        ci = "-" if math.isnan(g.ci_low) else f"[{g.ci_low:.4f}, {g.ci_high:.4f}]"
+        std = "-" if math.isnan(g.std) else f"{g.std:.4f}"
+        mean = "-" if math.isnan(g.mean) else f"{g.mean:.4f}"
+        rows.append(f"| {g.label} | {g.n} | {mean} | {std} | {ci} | {g.paired_n or '-'} | {p} | {len(g.missing)} |")
+    return "\n".join(rows)
+
+
+def missing_runs(groups: Sequence[GroupStats]) -> list[str]:
+    return [folder for g in groups for folder in g.missing]
+
+
+def metric_direction(metric: str) -> bool:
+    """Whether higher is better: accuracies yes; losses, FID and KID no."""
+    name = metric.rsplit("/", 1)[-1]
+    return not any(word in name for word in ("loss", "fid", "kid"))
+
+
+def bar_chart(groups: Sequence[GroupStats], metric: str, path: Path) -> None:
+    """Mean and 95% CI per configuration, with every seed's value as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [g for g in groups if g.values]
+    figure, axes = plt.subplots(figsize=(max(4, 0.8 * len(shown) + 2), 3.5))
+    for x, g in enumerate(shown):
+        half = 0 if math.isnan(g.ci_high) else g.ci_high - g.mean
+        axes.errorbar(x, g.mean, yerr=half, fmt="o", capsize=4, color="tab:blue")
+        axes.scatter([x] * g.n, list(g.values.values()), s=10, color="tab:gray", alpha=0.6)
+    axes.set_xticks(range(len(shown)), [g.label for g in shown], rotation=30, ha="right")
+    axes.set_ylabel(metric)
+    axes.set_title(f"{metric}: mean and 95% CI over seeds")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_report(paths: Sequence[str | Path], group_by: Sequence[str], metric: str, baseline: str, out: Path) -> str:
+    """report.md (table, conclusion, missing runs) and figures/ under ``out``; returns the Markdown."""
+    groups = compare(find_runs(paths), group_by, metric, baseline)
+    higher = metric_direction(metric)
+    figure = out / "figures" / f"{metric.replace('/', '_')}_by_{'_'.join(group_by)}.png"
+    bar_chart(groups, metric, figure)
+    missing = missing_runs(groups)
+    text = "\n\n".join(
+        [
+            f"# {metric} by {', '.join(group_by)}",
+            f"Runs from: {', '.join(str(p) for p in paths)}. Baseline: {baseline}. "
+            f"{'Higher' if higher else 'Lower'} is better.",
+            markdown_table(groups, baseline, metric),
+            f"![{metric}](figures/{figure.name})",
+            "## Conclusion\n\n" + conclusion(groups, baseline, metric, higher),
+            "## Missing or crashed runs\n\n" + ("\n".join(f"- {m}" for m in missing) if missing else "None."),
+        ]
+    )
+    (out / "report.md").write_text(text + "\n")
+    return text

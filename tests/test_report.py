@@ -1,0 +1,100 @@
+"""The report on synthetic run folders with known metrics, checked against scipy."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from sgmod_study.report import compare, conclusion, find_runs, holm, write_report
+
+RELU = [0.900, 0.905, 0.910, 0.902, 0.908]
+SGMOD = [0.912, 0.915, 0.921, 0.913, 0.919]  # better than relu on every seed
+TANH = [0.899, 0.906, 0.909, 0.904, 0.905]  # indistinguishable from relu
+
+
+def make_runs(root, accuracies: dict, missing: tuple = ()):
+    """One folder per (activation, seed) as train.py leaves it; `missing` runs have no result.json."""
+    for activation, values in accuracies.items():
+        for seed, value in enumerate(values):
+            folder = root / f"{activation}_{seed}"
+            (folder / ".hydra").mkdir(parents=True)
+            config = {"activation": {"name": activation}, "seed": seed, "optimizer": {"lr": 0.001}}
+            (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+            if (activation, seed) not in missing:
+                (folder / "result.json").write_text(json.dumps({"value": value, "metrics": {"test/acc": value}}))
+    return root
+
+
+def _by_label(groups):
+    return {g.label: g for g in groups}
+
+
+def test_means_cis_and_p_values_match_scipy(tmp_path):
+    runs = find_runs([make_runs(tmp_path, {"relu": RELU, "sgmod": SGMOD, "tanh": TANH})])
+    groups = _by_label(compare(runs, ["activation.name"], "test/acc", baseline="relu"))
+    sgmod = groups["sgmod"]
+    assert sgmod.n == 5 and sgmod.mean == pytest.approx(np.mean(SGMOD))
+    assert sgmod.std == pytest.approx(np.std(SGMOD, ddof=1))
+    low, high = stats.t.interval(0.95, 4, loc=np.mean(SGMOD), scale=stats.sem(SGMOD))
+    assert (sgmod.ci_low, sgmod.ci_high) == (pytest.approx(low), pytest.approx(high))
+    raw = [stats.ttest_rel(SGMOD, RELU).pvalue, stats.ttest_rel(TANH, RELU).pvalue]
+    assert sgmod.p_raw == pytest.approx(raw[0]) and groups["tanh"].p_raw == pytest.approx(raw[1])
+    # Holm over the two comparisons: the smaller p doubled, the larger at least as large
+    assert sgmod.p_value == pytest.approx(min(1, 2 * raw[0]))
+    assert groups["tanh"].p_value == pytest.approx(max(min(1, 2 * raw[0]), raw[1]))
+    assert groups["relu"].p_value is None
+
+
+def test_holm_matches_the_textbook_procedure():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+
+
+def test_missing_runs_are_listed_not_dropped(tmp_path):
+    make_runs(tmp_path, {"relu": RELU, "sgmod": SGMOD}, missing=(("sgmod", 3),))
+    groups = _by_label(compare(find_runs([tmp_path]), ["activation.name"], "test/acc", "relu"))
+    assert groups["sgmod"].n == 4 and groups["sgmod"].paired_n == 4
+    assert groups["sgmod"].missing == [str(tmp_path / "sgmod_3")]
+    text = write_report([tmp_path], ["activation.name"], "test/acc", "relu", tmp_path / "report")
+    assert f"- {tmp_path / 'sgmod_3'}" in text
+
+
+def test_conclusion_flips_when_the_data_flips(tmp_path):
+    def verdict(sgmod_values, folder):
+        groups = compare(
+            find_runs([make_runs(folder, {"relu": RELU, "sgmod": sgmod_values, "tanh": TANH})]),
+            ["activation.name"],
+            "test/acc",
+            "relu",
+        )
+        return conclusion(groups, "relu", "test/acc", higher_is_better=True)
+
+    better = verdict(SGMOD, tmp_path / "a")
+    worse = verdict([2 * r - s for r, s in zip(RELU, SGMOD, strict=True)], tmp_path / "b")  # mirrored below relu
+    assert better.startswith("Significantly better than relu on test/acc: sgmod (+0.0110")
+    assert "Significantly worse" not in better
+    assert worse.startswith("Significantly worse than relu on test/acc: sgmod (-0.0110")
+    for text in (better, worse):
+        assert "No significant difference from relu (Holm-corrected paired t-test, alpha=0.05): tanh." in text
+
+
+def test_report_writes_markdown_and_a_non_empty_figure(tmp_path):
+    make_runs(tmp_path / "runs", {"relu": RELU, "sgmod": SGMOD})
+    write_report([tmp_path / "runs"], ["activation.name"], "test/acc", "relu", tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| sgmod | 5 | 0.9160 |" in report and "| relu | 5 | 0.9050 |" in report
+    figure = tmp_path / "report" / "figures" / "test_acc_by_activation.name.png"
+    assert figure.stat().st_size > 5000
+    assert "![test/acc](figures/test_acc_by_activation.name.png)" in report
+
+
+def test_single_seed_has_no_interval_and_no_test(tmp_path):
+    groups = _by_label(
+        compare(
+            find_runs([make_runs(tmp_path, {"relu": [0.9], "sgmod": [0.91]})]), ["activation.name"], "test/acc", "relu"
+        )
+    )
+    assert math.isnan(groups["sgmod"].ci_low) and groups["sgmod"].p_value is None
