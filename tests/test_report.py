@@ -98,3 +98,27 @@ def test_single_seed_has_no_interval_and_no_test(tmp_path):
         )
     )
     assert math.isnan(groups["sgmod"].ci_low) and groups["sgmod"].p_value is None
+
+
+def test_an_experiment_grid_feeds_the_report(tmp_path):
+    """experiment=compare_activations cut down to 2 activations x 2 seeds, then the report on it."""
+    from test_sweeper import load, sweep
+
+    code, output = sweep(
+        tmp_path,
+        "hydra.sweeper.params.activation='choice(relu,sgmod)'",
+        "hydra.sweeper.params.seed='choice(0,1)'",
+        n_trials=4,
+        search="experiment=compare_activations",
+    )
+    assert code == 0, output[-3000:]
+    study = load(tmp_path, name="compare_activations")
+    assert sorted((t.params["activation"], t.params["seed"]) for t in study.trials) == [
+        ("relu", 0),
+        ("relu", 1),
+        ("sgmod", 0),
+        ("sgmod", 1),
+    ]
+    groups = {g.label: g for g in compare(find_runs([tmp_path / "sweep"]), ["activation.name"], "test/acc", "relu")}
+    assert set(groups) == {"relu", "sgmod"}
+    assert groups["relu"].n == groups["sgmod"].n == 2 and groups["sgmod"].paired_n == 2

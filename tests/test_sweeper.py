@@ -56,14 +56,14 @@ def test_search_space_splits_sweeps_from_fixed_overrides():
     assert fixed == ["data=digits"]
 
 
-def sweep(tmp_path, *args, n_trials=6, n_jobs=1, storage=None, wait=True):
-    """python src/train.py -m hparams_search=sgmod_classifier on digits; the study in tmp_path."""
+def sweep(tmp_path, *args, n_trials=6, n_jobs=1, storage=None, wait=True, search="hparams_search=sgmod_classifier"):
+    """python src/train.py -m <search> on digits; the study in tmp_path."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
         str(ROOT / "src" / "train.py"),
         "-m",
-        "hparams_search=sgmod_classifier",
+        search,
         *TRIAL,
         f"hydra.sweeper.n_trials={n_trials}",
         f"hydra.sweeper.n_jobs={n_jobs}",
@@ -254,7 +254,7 @@ def test_ddp_trials_run_as_single_runs_without_a_second_sweep(tmp_path):
 
 
 def test_baseline_search_names_its_study_after_the_activation(tmp_path):
-    code, output = sweep(tmp_path, "hparams_search=baseline_classifier", "activation=relu", n_trials=1)
+    code, output = sweep(tmp_path, "activation=relu", n_trials=1, search="hparams_search=baseline_classifier")
     assert code == 0, output[-3000:]
     study = load(tmp_path, name="baseline_classifier_relu")
     assert study.trials[0].params == {"optimizer.lr": 0.001, "optimizer.weight_decay": 0.0001}
