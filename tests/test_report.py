@@ -122,3 +122,23 @@ def test_an_experiment_grid_feeds_the_report(tmp_path):
     groups = {g.label: g for g in compare(find_runs([tmp_path / "sweep"]), ["activation.name"], "test/acc", "relu")}
     assert set(groups) == {"relu", "sgmod"}
     assert groups["relu"].n == groups["sgmod"].n == 2 and groups["sgmod"].paired_n == 2
+
+
+@pytest.mark.parametrize(
+    "experiment", ["compare_activations", "norm_placement", "depth", "sgmod_ablations", "gan_placement"]
+)
+def test_experiment_grids_are_complete(experiment):
+    """Each experiment's n_trials is its whole grid, and every grid value composes into a config."""
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+    from sgmod_study.sweeper import search_space
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        space, fixed = search_space(dict(cfg.hydra.sweeper.params), [])
+        assert fixed == [] and all(hasattr(d, "choices") for d in space.values())
+        assert cfg.hydra.sweeper.n_trials == math.prod(len(d.choices) for d in space.values())
+        for key, distribution in space.items():
+            for value in distribution.choices:
+                compose("train", overrides=[f"experiment={experiment}", f"{key}={value}"])
