@@ -142,3 +142,32 @@ def test_experiment_grids_are_complete(experiment):
         for key, distribution in space.items():
             for value in distribution.choices:
                 compose("train", overrides=[f"experiment={experiment}", f"{key}={value}"])
+
+
+def add_curves(folder, val_acc, gamma_end=None, grad_norms=None):
+    """TensorBoard scalars as a run writes them: val/acc per epoch, Sgmod gamma/beta, grad norms."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(folder / "tensorboard")) as writer:
+        for epoch, value in enumerate(val_acc):
+            writer.add_scalar("val/acc", value, (epoch + 1) * 100)
+        if gamma_end is not None:
+            for step, gamma in ((0, 1.0), (100, (1 + gamma_end) / 2), (200, gamma_end)):
+                writer.add_scalar("sgmod/features.stage1.act/gamma", gamma, step)
+                writer.add_scalar("sgmod/features.stage1.act/beta", -gamma / 10, step)
+        for layer, norm in enumerate(grad_norms or [], start=1):
+            writer.add_scalar(f"grad_norm/net.layer{layer}.fc", norm, 0)
+
+
+def test_curves_trajectories_and_gradient_norms_reach_the_report(tmp_path):
+    make_runs(tmp_path / "runs", {"relu": RELU[:2], "sgmod": SGMOD[:2]})
+    for seed in (0, 1):
+        add_curves(tmp_path / "runs" / f"relu_{seed}", [0.8, 0.85, 0.9], grad_norms=[1.0, 0.9, 0.8])
+        add_curves(
+            tmp_path / "runs" / f"sgmod_{seed}", [0.7, 0.8, 0.91], gamma_end=2.0 + seed, grad_norms=[1e-3, 1e-2, 1e-1]
+        )
+    text = write_report([tmp_path / "runs"], ["activation.name"], "test/acc", "relu", tmp_path / "report")
+    for figure in ("learning_curves", "sgmod_trajectories", "gradient_norms_by_depth"):
+        assert (tmp_path / "report" / "figures" / f"{figure}.png").stat().st_size > 5000, figure
+        assert f"(figures/{figure}.png)" in text
+    assert "| features.stage1.act | 2.500 | -0.250 |" in text  # final gamma/beta, mean of the two seeds

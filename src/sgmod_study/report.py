@@ -30,6 +30,22 @@ class Run:
     def label(self, keys: Sequence[str]) -> str:
         return ", ".join(str(self.config.get(k)) for k in keys)
 
+    def scalars(self) -> dict[str, list[tuple[int, float]]]:
+        return read_scalars(self.folder / "tensorboard")
+
+
+def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series of the TensorBoard event files in ``log_dir``: {tag: [(step, value)]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            series.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(tag))
+    return {tag: sorted(points) for tag, points in series.items()}
+
 
 def find_runs(paths: Iterable[str | Path]) -> list[Run]:
     """Every run folder under ``paths`` (a folder holding ``.hydra/config.yaml``)."""
@@ -173,11 +189,7 @@ def metric_direction(metric: str) -> bool:
 
 def bar_chart(groups: Sequence[GroupStats], metric: str, path: Path) -> None:
     """Mean and 95% CI per configuration, with every seed's value as a dot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     shown = [g for g in groups if g.values]
     figure, axes = plt.subplots(figsize=(max(4, 0.8 * len(shown) + 2), 3.5))
     for x, g in enumerate(shown):
@@ -187,19 +199,125 @@ def bar_chart(groups: Sequence[GroupStats], metric: str, path: Path) -> None:
     axes.set_xticks(range(len(shown)), [g.label for g in shown], rotation=30, ha="right")
     axes.set_ylabel(metric)
     axes.set_title(f"{metric}: mean and 95% CI over seeds")
-    figure.tight_layout()
+    _save(figure, path)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(runs: Sequence[Run], group_by: Sequence[str], tag: str, path: Path) -> bool:
+    """Mean over seeds of a per-epoch series (e.g. val/acc) per configuration, with a min-max band."""
+    curves: dict[str, list[list[float]]] = {}
+    for run in runs:
+        values = [v for _, v in run.scalars().get(tag, [])]
+        if values:
+            curves.setdefault(run.label(group_by), []).append(values)
+    if not curves:
+        return False
+    plt = _plt()
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for label, series in sorted(curves.items()):
+        length = min(len(s) for s in series)
+        epochs = list(range(1, length + 1))
+        columns = [[s[i] for s in series] for i in range(length)]
+        mean = [sum(c) / len(c) for c in columns]
+        axes.plot(epochs, mean, label=f"{label} (n={len(series)})")
+        axes.fill_between(epochs, [min(c) for c in columns], [max(c) for c in columns], alpha=0.2)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(tag)
+    axes.legend(fontsize=7)
+    axes.set_title(f"{tag}: mean over seeds, band = min..max")
+    _save(figure, path)
+    return True
+
+
+def sgmod_trajectories(runs: Sequence[Run], path: Path) -> dict[str, tuple[float, float]]:
+    """gamma and beta of every Sgmod layer over training (first seed of each run), and where they
+    end up (mean over runs): {layer: (gamma, beta)}."""
+    final: dict[str, list[tuple[float, float]]] = {}
+    plt = _plt()
+    figure, (gamma_axes, beta_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    for run in runs:
+        scalars = run.scalars()
+        for tag, points in scalars.items():
+            if not (tag.startswith("sgmod/") and tag.endswith("/gamma")):
+                continue
+            layer = tag[len("sgmod/") : -len("/gamma")]
+            beta = scalars.get(f"sgmod/{layer}/beta", [])
+            gamma_axes.plot(*zip(*points, strict=True), alpha=0.5, label=layer if run is runs[0] else None)
+            if beta:
+                beta_axes.plot(*zip(*beta, strict=True), alpha=0.5)
+                final.setdefault(layer, []).append((points[-1][1], beta[-1][1]))
+    if final:
+        gamma_axes.set_title("gamma (channel mean) per layer")
+        beta_axes.set_title("beta (channel mean) per layer")
+        gamma_axes.set_xlabel("step")
+        beta_axes.set_xlabel("step")
+        gamma_axes.legend(fontsize=7)
+        _save(figure, path)
+    else:
+        plt.close(figure)
+    return {layer: tuple(sum(v) / len(v) for v in zip(*ends, strict=True)) for layer, ends in final.items()}
+
+
+def gradient_norms_by_depth(runs: Sequence[Run], group_by: Sequence[str], path: Path) -> bool:
+    """Mean gradient norm of each hidden layer (grad_norm/net.layerK.fc) against K, per configuration."""
+    by_group: dict[str, dict[int, list[float]]] = {}
+    for run in runs:
+        for tag, points in run.scalars().items():
+            if tag.startswith("grad_norm/net.layer") and tag.endswith(".fc"):
+                depth = int(tag[len("grad_norm/net.layer") : -len(".fc")])
+                values = [v for _, v in points]
+                by_group.setdefault(run.label(group_by), {}).setdefault(depth, []).append(sum(values) / len(values))
+    if not by_group:
+        return False
+    plt = _plt()
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for label, layers in sorted(by_group.items()):
+        depths = sorted(layers)
+        axes.plot(depths, [sum(layers[d]) / len(layers[d]) for d in depths], marker="o", label=label)
+    axes.set_yscale("log")
+    axes.set_xlabel("hidden layer (1 = next to the input)")
+    axes.set_ylabel("mean gradient norm of the layer's weight")
+    axes.legend(fontsize=7)
+    _save(figure, path)
+    return True
+
+
+def _save(figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _plt().close(figure)
 
 
 def write_report(paths: Sequence[str | Path], group_by: Sequence[str], metric: str, baseline: str, out: Path) -> str:
     """report.md (table, conclusion, missing runs) and figures/ under ``out``; returns the Markdown."""
-    groups = compare(find_runs(paths), group_by, metric, baseline)
+    runs = find_runs(paths)
+    groups = compare(runs, group_by, metric, baseline)
     higher = metric_direction(metric)
     figure = out / "figures" / f"{metric.replace('/', '_')}_by_{'_'.join(group_by)}.png"
     bar_chart(groups, metric, figure)
     missing = missing_runs(groups)
+    finished = [r for r in runs if r.metrics is not None]
+    extra = []
+    if learning_curves(finished, group_by, "val/acc", out / "figures" / "learning_curves.png"):
+        extra.append("## Learning curves\n\n![learning curves](figures/learning_curves.png)")
+    ends = sgmod_trajectories(finished, out / "figures" / "sgmod_trajectories.png")
+    if ends:
+        rows = "\n".join(f"| {layer} | {g:.3f} | {b:.3f} |" for layer, (g, b) in sorted(ends.items()))
+        extra.append(
+            "## Sgmod gamma/beta\n\n![trajectories](figures/sgmod_trajectories.png)\n\n"
+            "Where they end up (mean over runs):\n\n| layer | gamma | beta |\n|---|---|---|\n" + rows
+        )
+    if gradient_norms_by_depth(finished, group_by, out / "figures" / "gradient_norms_by_depth.png"):
+        extra.append("## Gradient norm by depth\n\n![gradient norms](figures/gradient_norms_by_depth.png)")
     text = "\n\n".join(
         [
             f"# {metric} by {', '.join(group_by)}",
@@ -208,6 +326,7 @@ def write_report(paths: Sequence[str | Path], group_by: Sequence[str], metric: s
             markdown_table(groups, baseline, metric),
             f"![{metric}](figures/{figure.name})",
             "## Conclusion\n\n" + conclusion(groups, baseline, metric, higher),
+            *extra,
             "## Missing or crashed runs\n\n" + ("\n".join(f"- {m}" for m in missing) if missing else "None."),
         ]
     )
