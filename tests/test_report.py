@@ -171,3 +171,24 @@ def test_curves_trajectories_and_gradient_norms_reach_the_report(tmp_path):
         assert (tmp_path / "report" / "figures" / f"{figure}.png").stat().st_size > 5000, figure
         assert f"(figures/{figure}.png)" in text
     assert "| features.stage1.act | 2.500 | -0.250 |" in text  # final gamma/beta, mean of the two seeds
+
+
+def test_optuna_sweeps_get_best_trial_importances_and_landscape(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    make_runs(tmp_path / "sweep", {"relu": RELU[:2], "sgmod": SGMOD[:2]})
+    best = {"number": 3, "values": [0.92], "params": {"activation.gamma_init": 2.5, "optimizer.lr": 0.003}}
+    (tmp_path / "sweep" / "best.json").write_text(json.dumps(best))
+    importances = {"optimizer.lr": 0.7, "activation.gamma_init": 0.2, "activation.beta_init": 0.1}
+    (tmp_path / "sweep" / "importances.json").write_text(json.dumps(importances))
+    (tmp_path / "sweep" / "plots").mkdir()
+    plt.plot([0, 1], [0, 1])
+    plt.savefig(tmp_path / "sweep" / "plots" / "gamma_beta_contour.png")
+    plt.close("all")
+    text = write_report([tmp_path / "sweep"], ["activation.name"], "test/acc", "relu", tmp_path / "report")
+    assert "## Optuna study: sweep" in text and "Best trial 3, value [0.92]" in text
+    assert "| activation.gamma_init | 2.5 |" in text and "| optimizer.lr | 0.700 |" in text
+    assert (tmp_path / "report" / "figures" / "sweep_gamma_beta_contour.png").is_file()

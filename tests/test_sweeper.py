@@ -109,6 +109,8 @@ def test_six_trial_tpe_sweep_runs_baseline_first_and_writes_results(tmp_path):
     best = json.loads((sweep_dir / "best.json").read_text())
     assert best["values"] == [study.best_value] and best["number"] == study.best_trial.number
     assert "hydra.run.dir=" in best["command"]
+    importances = json.loads((sweep_dir / "importances.json").read_text())
+    assert set(importances) == set(study.best_trial.params) and sum(importances.values()) == pytest.approx(1.0)
     best_config = (sweep_dir / "best_config.yaml").read_text()
     assert f"gamma_init: {study.best_trial.params['activation.gamma_init']}" in best_config
     for plot in ("optimization_history", "param_importances", "parallel_coordinate", "gamma_beta_contour"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,6 +291,37 @@ def gradient_norms_by_depth(runs: Sequence[Run], group_by: Sequence[str], path: 
     return True
 
 
+def optuna_sections(paths: Sequence[str | Path], out: Path) -> list[str]:
+    """One section per Optuna sweep folder under ``paths`` (it has best.json): the best trial,
+    parameter importances and the gamma x beta landscape the sweeper drew."""
+    sections = []
+    for best_file in sorted(f for p in paths for f in Path(p).glob("**/best.json")):
+        sweep = best_file.parent
+        best = json.loads(best_file.read_text())
+        lines = [f"## Optuna study: {sweep.name}"]
+        if isinstance(best, list):
+            lines.append(f"{len(best)} trials on the Pareto front; see {best_file}.")
+        else:
+            params = "\n".join(
+                f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in best["params"].items()
+            )
+            lines.append(
+                f"Best trial {best['number']}, value {best['values']}:\n\n| parameter | value |\n|---|---|\n" + params
+            )
+        importances = sweep / "importances.json"
+        if importances.is_file():
+            rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in json.loads(importances.read_text()).items())
+            lines.append("Parameter importances (fANOVA):\n\n| parameter | importance |\n|---|---|\n" + rows)
+        contour = sweep / "plots" / "gamma_beta_contour.png"
+        if contour.is_file():
+            target = out / "figures" / f"{sweep.name}_gamma_beta_contour.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(contour, target)
+            lines.append(f"![gamma x beta]({target.relative_to(out)})")
+        sections.append("\n\n".join(lines))
+    return sections
+
+
 def _save(figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
@@ -318,6 +350,7 @@ def write_report(paths: Sequence[str | Path], group_by: Sequence[str], metric: s
         )
     if gradient_norms_by_depth(finished, group_by, out / "figures" / "gradient_norms_by_depth.png"):
         extra.append("## Gradient norm by depth\n\n![gradient norms](figures/gradient_norms_by_depth.png)")
+    extra += optuna_sections(paths, out)
     text = "\n\n".join(
         [
             f"# {metric} by {', '.join(group_by)}",

@@ -474,7 +474,7 @@ def pruning_callback(optimized_metric: str) -> OptunaPruning | None:
 def write_results(study: optuna.Study, sweep_dir: Path) -> None:
     """trials.csv (every trial: params, value, state, duration, slot, folder, failure reason),
     best.json (the best trial, or the Pareto front for several objectives), best_config.yaml
-    (the best trial's full config) and the plots."""
+    (the best trial's full config), importances.json and the plots."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     params = sorted({name for t in trials for name in t.params})
@@ -516,7 +516,19 @@ def write_results(study: optuna.Study, sweep_dir: Path) -> None:
     config = Path(best[0].user_attrs.get("folder", "")) / ".hydra" / "config.yaml"
     if config.is_file():
         shutil.copyfile(config, sweep_dir / "best_config.yaml")
+    write_importances(study, sweep_dir)
     write_plots(study, sweep_dir)
+
+
+def write_importances(study: optuna.Study, sweep_dir: Path) -> None:
+    """importances.json: each parameter's share of the objective's variance (Optuna's fANOVA)."""
+    if len(study.directions) > 1 or len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
+        return
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError):  # e.g. a single distinct parameter value so far
+        return
+    (sweep_dir / "importances.json").write_text(json.dumps(importances, indent=2))
 
 
 def write_plots(study: optuna.Study, sweep_dir: Path) -> list[str]:
