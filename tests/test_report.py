@@ -192,3 +192,13 @@ def test_optuna_sweeps_get_best_trial_importances_and_landscape(tmp_path):
     assert "## Optuna study: sweep" in text and "Best trial 3, value [0.92]" in text
     assert "| activation.gamma_init | 2.5 |" in text and "| optimizer.lr | 0.700 |" in text
     assert (tmp_path / "report" / "figures" / "sweep_gamma_beta_contour.png").is_file()
+
+
+def test_constant_differences_fall_back_to_the_sign_test(tmp_path):
+    shifted = [r + 0.01 for r in RELU]  # the same gain on every seed: no variance for a t-test
+    groups = _by_label(
+        compare(
+            find_runs([make_runs(tmp_path, {"relu": RELU, "sgmod": shifted})]), ["activation.name"], "test/acc", "relu"
+        )
+    )
+    assert groups["sgmod"].p_value == pytest.approx(2 * 0.5**5)  # 0.0625: not significant at 5 seeds

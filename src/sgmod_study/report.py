@@ -120,11 +120,11 @@ def compare(runs: Sequence[Run], group_by: Sequence[str], metric: str, baseline:
         group.paired_n = len(seeds)
         if len(seeds) >= 2:
             differences = [group.values[s] - reference.values[s] for s in seeds]
-            if any(d != differences[0] for d in differences):
+            if max(differences) - min(differences) > 1e-12:
                 ours, theirs = [group.values[s] for s in seeds], [reference.values[s] for s in seeds]
                 group.p_raw = float(stats.ttest_rel(ours, theirs).pvalue)
-            else:  # identical differences: no variance, the t-test is undefined
-                group.p_raw = 0.0 if differences[0] != 0 else 1.0
+            else:  # identical differences: the t-test is undefined; an exact two-sided sign test is not
+                group.p_raw = 1.0 if differences[0] == 0 else min(1.0, 2 * 0.5 ** len(seeds))
     with_p = [g for g in tested if g.p_raw is not None]
     for group, adjusted in zip(with_p, holm([g.p_raw for g in with_p]), strict=True):
         group.p_value = adjusted
