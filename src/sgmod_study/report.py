@@ -251,7 +251,7 @@ def sgmod_trajectories(runs: Sequence[Run], path: Path) -> dict[str, tuple[float
                 continue
             layer = tag[len("sgmod/") : -len("/gamma")]
             beta = scalars.get(f"sgmod/{layer}/beta", [])
-            gamma_axes.plot(*zip(*points, strict=True), alpha=0.5, label=layer if run is runs[0] else None)
+            gamma_axes.plot(*zip(*points, strict=True), alpha=0.5, label=None if layer in final else layer)
             if beta:
                 beta_axes.plot(*zip(*beta, strict=True), alpha=0.5)
                 final.setdefault(layer, []).append((points[-1][1], beta[-1][1]))
