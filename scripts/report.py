@@ -19,8 +19,10 @@ def main() -> None:
     parser.add_argument("--metric", default="test/acc")
     parser.add_argument("--baseline", required=True, help="the label of the baseline group, e.g. relu")
     parser.add_argument("--out", type=Path, default=Path("outputs/report"))
+    parser.add_argument("--where", nargs="*", default=[], metavar="KEY=VALUE", help="keep only these runs")
     args = parser.parse_args()
-    print(write_report(args.paths, args.group_by, args.metric, args.baseline, args.out))
+    where = dict(item.split("=", 1) for item in args.where)
+    print(write_report(args.paths, args.group_by, args.metric, args.baseline, args.out, where))
     print(f"\nwritten: {args.out / 'report.md'}")
 
 

@@ -202,3 +202,12 @@ def test_constant_differences_fall_back_to_the_sign_test(tmp_path):
         )
     )
     assert groups["sgmod"].p_value == pytest.approx(2 * 0.5**5)  # 0.0625: not significant at 5 seeds
+
+
+def test_where_keeps_only_matching_runs(tmp_path):
+    make_runs(tmp_path / "runs", {"relu": RELU, "sgmod": SGMOD, "tanh": TANH})
+    text = write_report(
+        [tmp_path / "runs"], ["activation.name"], "test/acc", "relu", tmp_path / "report", where={"seed": "1"}
+    )
+    assert "where seed=1" in text
+    assert "| sgmod | 1 | 0.9150 |" in text and "| tanh | 1 | 0.9060 |" in text

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -329,9 +329,19 @@ def _save(figure, path: Path) -> None:
     _plt().close(figure)
 
 
-def write_report(paths: Sequence[str | Path], group_by: Sequence[str], metric: str, baseline: str, out: Path) -> str:
-    """report.md (table, conclusion, missing runs) and figures/ under ``out``; returns the Markdown."""
-    runs = find_runs(paths)
+def write_report(
+    paths: Sequence[str | Path],
+    group_by: Sequence[str],
+    metric: str,
+    baseline: str,
+    out: Path,
+    where: Mapping[str, str] | None = None,
+) -> str:
+    """report.md (table, conclusion, missing runs) and figures/ under ``out``; returns the Markdown.
+
+    ``where`` keeps only the runs whose config has these values (e.g. {"activation.name": "tanh"}).
+    """
+    runs = [r for r in find_runs(paths) if all(str(r.config.get(k)) == v for k, v in (where or {}).items())]
     groups = compare(runs, group_by, metric, baseline)
     higher = metric_direction(metric)
     figure = out / "figures" / f"{metric.replace('/', '_')}_by_{'_'.join(group_by)}.png"
@@ -354,7 +364,9 @@ def write_report(paths: Sequence[str | Path], group_by: Sequence[str], metric: s
     text = "\n\n".join(
         [
             f"# {metric} by {', '.join(group_by)}",
-            f"Runs from: {', '.join(str(p) for p in paths)}. Baseline: {baseline}. "
+            f"Runs from: {', '.join(str(p) for p in paths)}"
+            + (f" where {', '.join(f'{k}={v}' for k, v in where.items())}" if where else "")
+            + f". Baseline: {baseline}. "
             f"{'Higher' if higher else 'Lower'} is better.",
             markdown_table(groups, baseline, metric),
             f"![{metric}](figures/{figure.name})",
