@@ -4,14 +4,11 @@ Exit codes: 0 done, 2 bad configuration or missing data, 3 training diverged, 4 
 the sweep this run is a trial of.
 """
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 from optuna import TrialPruned
 
-from sgmod_study.errors import ConfigError, TrainingDiverged
-from sgmod_study.sweeper import EXIT_PRUNED
+from sgmod_study.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED, ConfigError, TrainingDiverged, exit_with
 from sgmod_study.training import train
 
 
@@ -20,14 +17,11 @@ def main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with("error", err, EXIT_CONFIG)
     except TrainingDiverged as err:
-        print(f"diverged: {err}", file=sys.stderr)
-        raise SystemExit(3) from None
+        exit_with("diverged", err, EXIT_DIVERGED)
     except TrialPruned as err:
-        print(f"pruned: {err}", file=sys.stderr)
-        raise SystemExit(EXIT_PRUNED) from None
+        exit_with("pruned", err, EXIT_PRUNED)
 
 
 if __name__ == "__main__":

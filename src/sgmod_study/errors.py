@@ -1,4 +1,9 @@
-"""Failures the toolkit reports as one line; train.py maps each to its own exit code."""
+"""Failures the toolkit reports as one line, each with its own exit code (the sweeper reads them)."""
+
+import sys
+from typing import NoReturn
+
+EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED = 2, 3, 4
 
 
 class ConfigError(ValueError):
@@ -22,3 +27,9 @@ def check_positive(key: str, value) -> None:
 def check_non_negative(key: str, value) -> None:
     if value is None or not value >= 0:
         raise ConfigError(f"{key}={value!r} is not allowed: it must be a number >= 0")
+
+
+def exit_with(prefix: str, err: BaseException, code: int) -> NoReturn:
+    """Print ``prefix: message`` as one line on stderr and exit with ``code`` (no traceback)."""
+    print(f"{prefix}: {err}", file=sys.stderr)
+    raise SystemExit(code) from None

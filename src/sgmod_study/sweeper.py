@@ -36,9 +36,8 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from sgmod_study.errors import ConfigError
+from sgmod_study.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED, ConfigError
 
-EXIT_PRUNED = 4
 RESULT_FILE = "result.json"
 # Environment of a trial process: how its pruning callback re-attaches to the study.
 ENV_STORAGE, ENV_STUDY, ENV_TRIAL_ID, ENV_PRUNER = (
@@ -407,7 +406,7 @@ def _gpu_count() -> int:
 
 
 def _exit_reason(code: int, folder: Path) -> str:
-    known = {2: "bad configuration", 3: "training diverged"}
+    known = {EXIT_CONFIG: "bad configuration", EXIT_DIVERGED: "training diverged"}
     reason = known.get(code, f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
     last = _last_line(folder / "trial.log")
     return f"{reason}: {last}" if last else reason

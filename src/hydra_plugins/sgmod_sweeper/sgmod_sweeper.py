@@ -79,7 +79,7 @@ class SgmodOptunaSweeper(Sweeper):
         self.config, self.hydra_context = config, hydra_context
 
     def sweep(self, arguments: List[str]) -> None:
-        from sgmod_study.errors import ConfigError
+        from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
         from sgmod_study.sweeper import SweepFailed, run_worker, run_workers, search_space, write_results
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -101,11 +101,9 @@ class SgmodOptunaSweeper(Sweeper):
             else:
                 study = worker(self.config)
         except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+            exit_with("error", err, EXIT_CONFIG)
         except SweepFailed as err:
-            print(f"sweep stopped: {err}", file=sys.stderr)
-            raise SystemExit(1) from None
+            exit_with("sweep stopped", err, 1)
         write_results(study, sweep_dir)
 
     def _settings(self, space: Dict[str, Any]) -> Any:
