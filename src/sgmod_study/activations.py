@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from sgmod_study.errors import ConfigError, check_choice
+from sgmod_study.sgmod_op import sgmod, sgmod_reference
 
 Bounds = Sequence[float] | None
 
@@ -22,6 +23,9 @@ class Sgmod(nn.Module):
     ``num_parameters`` is 1 (shared scalars) or the number of channels (dim 1 of the input),
     as in ``nn.PReLU``. ``init="normal"`` draws gamma/beta around their init values with
     standard deviation ``init_std`` (clipped into the bounds).
+
+    ``impl="fused"`` runs the fused op of ``sgmod_study.sgmod_op`` (compiled, one tensor saved),
+    ``impl="reference"`` the plain eager expression; both compute the same values.
 
     Bounds are kept by projection: ``clamp_()`` after each optimizer step (see
     ``keep_in_bounds``). Inside the range the gradient is the plain analytic one; a
@@ -40,9 +44,12 @@ class Sgmod(nn.Module):
         learn_beta: bool = True,
         gamma_bounds: Bounds = (0.1, 10.0),
         beta_bounds: Bounds = (-5.0, 5.0),
+        impl: str = "fused",
     ) -> None:
         super().__init__()
         check_choice("activation.init", init, INIT_STRATEGIES)
+        check_choice("activation.impl", impl, IMPLEMENTATIONS)
+        self.impl = impl
         self.gamma_bounds = _checked_bounds("gamma", gamma_init, gamma_bounds)
         self.beta_bounds = _checked_bounds("beta", beta_init, beta_bounds)
         gamma = _initial_values(num_parameters, gamma_init, init, init_std, self.gamma_bounds)
@@ -51,14 +58,7 @@ class Sgmod(nn.Module):
         _register(self, "beta", beta, learn_beta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self._broadcastable(self.gamma, x), self._broadcastable(self.beta, x)
-        return torch.addcmul(beta, gamma, torch.sigmoid(x))
-
-    @staticmethod
-    def _broadcastable(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if p.numel() == 1:
-            return p
-        return p.view(1, -1, *([1] * (x.dim() - 2)))
+        return IMPLEMENTATIONS[self.impl](x, self.gamma, self.beta)
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -71,11 +71,12 @@ class Sgmod(nn.Module):
         return (
             f"num_parameters={self.gamma.numel()}, gamma_bounds={self.gamma_bounds}, "
             f"beta_bounds={self.beta_bounds}, learn_gamma={isinstance(self.gamma, nn.Parameter)}, "
-            f"learn_beta={isinstance(self.beta, nn.Parameter)}"
+            f"learn_beta={isinstance(self.beta, nn.Parameter)}, impl={self.impl}"
         )
 
 
 INIT_STRATEGIES = ("constant", "normal")
+IMPLEMENTATIONS = {"fused": sgmod, "reference": sgmod_reference}
 
 
 def _checked_bounds(name: str, init: float, bounds: Bounds) -> tuple[float, float] | None:

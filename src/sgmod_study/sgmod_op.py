@@ -1,0 +1,138 @@
+"""The Sgmod op, ``y = gamma * sigmoid(x) + beta``, fused: one pass forward, one tensor saved.
+
+``sgmod(x, gamma, beta)`` is a custom autograd function that saves only the input ``x`` (plus
+the tiny gamma/beta) and recomputes ``sigmoid(x)`` in the backward pass, like timm's
+memory-efficient activations; the eager expression saves ``sigmoid(x)`` and runs three
+kernels forward and four or five backward. Both passes are compiled with ``torch.compile``
+(Triton on CUDA, C++/OpenMP on the CPU), so the forward is one read and one write, and the
+backward computes the input gradient and the per-channel gamma/beta reductions from one
+read of ``x`` and the incoming gradient. Where compilation is unavailable (no C++ compiler,
+no Triton, an unsupported device) the same Python functions run eagerly, with a warning.
+
+Double backward (WGAN-GP's gradient penalty) takes the differentiable eager formula: when
+autograd records the backward pass (``create_graph=True``) the compiled kernel is bypassed.
+The arithmetic runs in at least float32 (bfloat16 inputs are upcast inside the kernel) and
+the output keeps the input's dtype.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+
+def sgmod(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Fused ``gamma * sigmoid(x) + beta``; gamma and beta have 1 or ``x.shape[1]`` (channel) values."""
+    return _SgmodFunction.apply(x, gamma, beta)
+
+
+def sgmod_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The plain eager expression: the reference the fused op is tested and benchmarked against."""
+    return torch.addcmul(channelwise(beta, x), channelwise(gamma, x), torch.sigmoid(x))
+
+
+def channelwise(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``p`` (1 or C values) shaped to broadcast over dim 1 of ``x``."""
+    return p if p.numel() == 1 else p.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def _forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    dtype = _compute_dtype(x)
+    s = torch.sigmoid(x.to(dtype))
+    return torch.addcmul(channelwise(beta, x).to(dtype), channelwise(gamma, x).to(dtype), s).to(x.dtype)
+
+
+def _backward(grad, x, gamma, beta, needs: tuple[bool, bool, bool]):
+    """Gradients of (x, gamma, beta), differentiable (the double-backward path) and layout-agnostic."""
+    dtype = _compute_dtype(x)
+    s = torch.sigmoid(x.to(dtype))
+    g = grad.to(dtype)
+    dx = (g * channelwise(gamma, x).to(dtype) * s * (1 - s)).to(x.dtype) if needs[0] else None
+    dgamma = _sum_to(g * s, gamma) if needs[1] else None
+    dbeta = _sum_to(g, beta) if needs[2] else None
+    return dx, dgamma, dbeta
+
+
+def _sum_to(t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return t.sum_to_size(channelwise(p, t).shape).reshape(p.shape).to(p.dtype)
+
+
+def _backward_rows(grad, x, gamma, beta, needs: tuple[bool, bool, bool]):
+    """``_backward`` for a contiguous ``x``, seen as (batch * channels) rows: the input gradient
+    and both per-row sums come out of one loop over the rows (the compiler fuses a row
+    reduction with the element-wise work on the same row; with the channel sum over dims 0, 2,
+    3 it writes sigmoid(x) out and reads it back in a second loop). The per-row sums are then
+    added up per channel, a tensor of batch * channels values."""
+    dtype = _compute_dtype(x)
+    n, c = x.shape[0], x.shape[1] if x.dim() > 1 else 1
+    rows = (n * c, -1)
+    s = torch.sigmoid(x.reshape(rows).to(dtype))
+    g = grad.reshape(rows).to(dtype)
+    dx = None
+    if needs[0]:
+        gamma_rows = gamma.to(dtype).expand(c).repeat(n).reshape(n * c, 1)
+        dx = (g * gamma_rows * s * (1 - s)).to(x.dtype).reshape(x.shape)
+    dgamma = _rows_to(g * s, gamma, n, c) if needs[1] else None
+    dbeta = _rows_to(g, beta, n, c) if needs[2] else None
+    return dx, dgamma, dbeta
+
+
+def _rows_to(t: torch.Tensor, p: torch.Tensor, n: int, c: int) -> torch.Tensor:
+    per_channel = t.sum(1).reshape(n, c).sum(0)
+    return (per_channel if p.numel() == c else per_channel.sum().reshape(p.shape)).to(p.dtype)
+
+
+EAGER_KERNELS = {"forward": _forward, "backward": _backward, "backward_rows": _backward_rows}
+
+
+class _Kernels:
+    """The kernels compiled once per process, or eager after the first compiler failure."""
+
+    def __init__(self) -> None:
+        self.compiled = {name: torch.compile(f, fullgraph=True) for name, f in EAGER_KERNELS.items()}
+        self.failed: str | None = None
+
+    def run(self, name: str, *args):
+        if self.failed is not None or torch.compiler.is_compiling():
+            return EAGER_KERNELS[name](*args)
+        try:
+            # A process sees a few dtypes, ranks and gradient needs per kernel; the default limit
+            # of 8 compiled variants per function is easily reached in a test session.
+            with torch._dynamo.config.patch(recompile_limit=64):
+                return self.compiled[name](*args)
+        except Exception as err:  # noqa: BLE001 - a compiler failure: fall back to the eager kernels
+            result = EAGER_KERNELS[name](*args)  # bad arguments raise here, with the eager error
+            self.failed = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            warnings.warn(f"fused Sgmod kernels unavailable, running eagerly ({self.failed})", stacklevel=3)
+            return result
+
+
+_kernels: _Kernels | None = None
+
+
+def kernels() -> _Kernels:
+    global _kernels
+    if _kernels is None:
+        _kernels = _Kernels()
+    return _kernels
+
+
+class _SgmodFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, gamma, beta)
+        return kernels().run("forward", x, gamma, beta)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, gamma, beta = ctx.saved_tensors
+        needs = tuple(ctx.needs_input_grad)
+        if torch.is_grad_enabled():  # create_graph=True: stay differentiable for double backward
+            return _backward(grad, x, gamma, beta, needs)
+        layout = "backward_rows" if x.is_contiguous() and grad.is_contiguous() else "backward"
+        return kernels().run(layout, grad, x, gamma, beta, needs)
