@@ -1,0 +1,36 @@
+"""Speed benchmarks; each prints a table and writes JSON (outputs/benchmarks/<name>.json).
+
+    python scripts/benchmark.py op            # Sgmod vs sigmoid, SiLU and the naive expression
+    python scripts/benchmark.py step          # Lightning training step vs a plain PyTorch loop
+    python scripts/benchmark.py sweep         # finished trials per hour: 1 vs k per GPU, pruning
+    python scripts/benchmark.py op --size ci  # tiny sizes (what the tests run)
+
+Runs on CUDA when a GPU is visible, else on the CPU. docs/benchmarks.md has measured figures.
+"""
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+BENCHMARKS = ("op", "step", "sweep")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("benchmark", choices=BENCHMARKS)
+    parser.add_argument("--size", choices=("ci", "full"), default="full")
+    parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks"), help="folder for <benchmark>.json")
+    args = parser.parse_args()
+    module = importlib.import_module(f"sgmod_study.bench.{args.benchmark}")
+    options = {"out_dir": args.out / f"{args.benchmark}_runs"} if args.benchmark == "sweep" else {}
+    result = module.run(size=args.size, **options)
+    print(module.format_table(result))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.benchmark}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"\nwritten: {path}")
+
+
+if __name__ == "__main__":
+    main()
