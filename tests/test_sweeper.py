@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT
-from sgmod_study.sweeper import distribution, search_space
+from sgmod_study.sweeper import distribution, search_space, write_results
 
 # one trial: a 1-epoch CNN on scikit-learn digits, ~5 s of which most is process start-up
 TRIAL = [
@@ -127,6 +127,17 @@ def test_six_trial_tpe_sweep_runs_baseline_first_and_writes_results(tmp_path):
     assert (sweep_dir / "trial_0000" / "tensorboard").is_dir()
 
 
+def test_result_tables_without_figures_skip_importances_and_plots(tmp_path):
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("lr", 0.0, 1.0), n_trials=4)
+    write_results(study, tmp_path, figures=False)
+    assert len((tmp_path / "trials.csv").read_text().splitlines()) == 5
+    assert json.loads((tmp_path / "best.json").read_text())["number"] == study.best_trial.number
+    assert not (tmp_path / "plots").exists() and not (tmp_path / "importances.json").exists()
+    write_results(study, tmp_path)
+    assert (tmp_path / "plots" / "optimization_history.png").stat().st_size > 5000
+
+
 def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     process = sweep(tmp_path, wait=False)
     deadline = time.time() + 300
@@ -140,6 +151,8 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     process.wait()
     killed = load(tmp_path)
     assert TrialState.RUNNING in {t.state for t in killed.trials}  # the trial it was running
+    rows = (tmp_path / "sweep" / "trials.csv").read_text().splitlines()[1:]  # written while it ran
+    assert sum(",COMPLETE," in row for row in rows) >= 2
 
     code, output = sweep(tmp_path)
     assert code == 0, output[-3000:]

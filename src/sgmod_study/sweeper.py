@@ -146,6 +146,8 @@ def count(study: optuna.Study, *states: TrialState) -> int:
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Importances and plots are rewritten at most this often while a sweep runs (always at its end).
+FIGURES_EVERY_S = 60.0
 
 
 # -- running trials ------------------------------------------------------------------------------
@@ -221,6 +223,8 @@ class Sweep:
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.running: dict[int, RunningTrial] = {}  # by slot
+        self.unwritten = False  # trials finished since the result files were last written
+        self.figures_written = time.monotonic()
         self.grid_exhausted = False
         self.gpu_count = _gpu_count()
 
@@ -240,6 +244,8 @@ class Sweep:
             wanted = 0 if self.grid_exhausted else self.settings.n_trials - finished - in_flight
             for slot in free[: max(0, wanted)]:
                 self._start(slot)
+            if self.unwritten:  # after the freed slots are busy again
+                self._write_results()
             if not self.running and finished < self.settings.n_trials and in_flight:
                 time.sleep(1.0)  # other workers run the last trials
                 continue
@@ -316,7 +322,16 @@ class Sweep:
                 continue
             self._tell(run)
             del self.running[slot]
-            write_results(self.study, self.sweep_dir)
+            self.unwritten = True
+
+    def _write_results(self) -> None:
+        """The tables after every finished trial; importances and plots (seconds of work that
+        would keep k short trials per GPU waiting) at most every FIGURES_EVERY_S, and at the end."""
+        figures = time.monotonic() - self.figures_written >= FIGURES_EVERY_S
+        write_results(self.study, self.sweep_dir, figures=figures)
+        if figures:
+            self.figures_written = time.monotonic()
+        self.unwritten = False
 
     def _tell(self, run: RunningTrial) -> None:
         code = run.process.returncode
@@ -470,10 +485,10 @@ def pruning_callback(optimized_metric: str) -> OptunaPruning | None:
 # -- results -------------------------------------------------------------------------------------
 
 
-def write_results(study: optuna.Study, sweep_dir: Path) -> None:
+def write_results(study: optuna.Study, sweep_dir: Path, figures: bool = True) -> None:
     """trials.csv (every trial: params, value, state, duration, slot, folder, failure reason),
     best.json (the best trial, or the Pareto front for several objectives), best_config.yaml
-    (the best trial's full config), importances.json and the plots."""
+    (the best trial's full config), and with ``figures`` importances.json and the plots."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     params = sorted({name for t in trials for name in t.params})
@@ -515,8 +530,9 @@ def write_results(study: optuna.Study, sweep_dir: Path) -> None:
     config = Path(best[0].user_attrs.get("folder", "")) / ".hydra" / "config.yaml"
     if config.is_file():
         shutil.copyfile(config, sweep_dir / "best_config.yaml")
-    write_importances(study, sweep_dir)
-    write_plots(study, sweep_dir)
+    if figures:
+        write_importances(study, sweep_dir)
+        write_plots(study, sweep_dir)
 
 
 def write_importances(study: optuna.Study, sweep_dir: Path) -> None:
