@@ -42,8 +42,13 @@ class Classifier(L.LightningModule):
         self.model = model
         self.optimizer_cfg, self.scheduler_cfg, self.activation_cfg = optimizer, scheduler, activation
         self.label_smoothing = label_smoothing
-        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes) for _ in range(3))
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # Per-step metric updates without host syncs: torchmetrics' argument validation and NaN
+        # filtering each read a tensor back (a GPU sync per step); a NaN loss then shows in the
+        # logged mean instead of being dropped from it.
+        self.train_acc, self.val_acc, self.test_acc = (
+            MulticlassAccuracy(num_classes, validate_args=False) for _ in range(3)
+        )
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # resuming from a checkpoint keeps the best so far
 
