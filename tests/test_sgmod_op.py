@@ -89,3 +89,11 @@ def test_module_implementations_agree_and_bad_choice_is_named():
     torch.testing.assert_close(fused(x), reference(x))
     with pytest.raises(ConfigError, match=r"activation.impl='triton'.*fused, reference"):
         Sgmod(3, impl="triton")
+
+
+def test_a_compiled_model_traces_sgmod_into_one_graph():
+    import lightning  # noqa: F401 - Lightning replaces torch.compile, which Dynamo cannot trace into
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), Sgmod(4), torch.nn.Conv2d(4, 4, 3), Sgmod(4))
+    explanation = torch._dynamo.explain(net)(torch.randn(2, 1, 8, 8))
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0)

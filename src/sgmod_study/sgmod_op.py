@@ -98,7 +98,7 @@ class _Kernels:
         self.failed: str | None = None
 
     def run(self, name: str, *args):
-        if self.failed is not None or torch.compiler.is_compiling():
+        if self.failed is not None:
             return EAGER_KERNELS[name](*args)
         try:
             # A process sees a few dtypes, ranks and gradient needs per kernel; the default limit
@@ -122,11 +122,17 @@ def kernels() -> _Kernels:
     return _kernels
 
 
+def _run(name: str, *args):
+    if torch.compiler.is_compiling():  # inside a compiled model: traced into the model's graph
+        return EAGER_KERNELS[name](*args)
+    return kernels().run(name, *args)
+
+
 class _SgmodFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, gamma, beta)
-        return kernels().run("forward", x, gamma, beta)
+        return _run("forward", x, gamma, beta)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -135,4 +141,4 @@ class _SgmodFunction(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: stay differentiable for double backward
             return _backward(grad, x, gamma, beta, needs)
         layout = "backward_rows" if x.is_contiguous() and grad.is_contiguous() else "backward"
-        return kernels().run(layout, grad, x, gamma, beta, needs)
+        return _run(layout, grad, x, gamma, beta, needs)
