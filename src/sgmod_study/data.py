@@ -2,7 +2,9 @@
 
 ``data`` config: ``name`` (fashion_mnist | digits | mnist | cifar10) plus loader options.
 Every dataset here fits in memory many times over, so each split is a normalised float
-tensor and augmentation runs batch-wise on the training device.
+tensor and augmentation runs batch-wise on the training device. With ``on_device=true`` the
+splits themselves are moved to the training device and batches are sliced out of them there
+(``DeviceBatches``): no DataLoader, no per-sample indexing, no host-to-device copies.
 
 Fashion-MNIST is looked up in this order: ``data.data_dir`` (raw IDX files, gzipped or not,
 directly there or in torchvision's ``FashionMNIST/raw`` layout), the system copy from
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import gzip
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,8 +183,64 @@ def random_shift_flip(x: torch.Tensor, padding: int, flip: bool) -> torch.Tensor
     return x
 
 
+class DeviceBatches:
+    """``(images, labels)`` batches indexed out of tensors that already sit on the training device.
+
+    Yields what a ``DataLoader(TensorDataset(images, labels), batch_size, shuffle)`` would: the same
+    batch size, the last batch partial. ``shuffle`` draws a new order every epoch from a generator
+    seeded by ``seed`` and ``epoch()`` (read when the first batch is drawn), so runs are reproducible.
+
+    Lightning injects no sampler into an iterable that is not a DataLoader, so under DDP this class
+    shards itself by ``rank``: training shares are disjoint and of equal size (the ranks must take
+    the same number of steps; the few images of ``len % world_size`` left over are dropped, different
+    ones each epoch), evaluation shares are disjoint and cover every image once (exact metrics).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: Callable[[], int] = lambda: 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.shuffle, self.seed, self.epoch = shuffle, seed, epoch
+        self.rank, self.world_size = rank, world_size
+
+    def indices(self) -> torch.Tensor:
+        """This rank's sample indices for the current epoch, in order."""
+        n = len(self.labels)
+        if not self.shuffle:
+            return torch.arange(self.rank, n, self.world_size)
+        # On the CPU: the same order on every device. The CPU generator keeps only 32 bits of its seed,
+        # so seed and epoch are mixed into 32 bits rather than put side by side.
+        epoch_seed = np.random.SeedSequence([self.seed, self.epoch()]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(epoch_seed))
+        per_rank = n // self.world_size
+        return torch.randperm(n, generator=generator)[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        indices = self.indices().to(self.labels.device)
+        for batch in indices.split(self.batch_size):
+            yield self.images[batch], self.labels[batch]
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        share = n // self.world_size if self.shuffle else len(range(self.rank, n, self.world_size))
+        return -(-share // self.batch_size)
+
+
 class ImageDataModule(L.LightningDataModule):
-    """Train/val split of the training set (fixed ``split_seed``); the test set is only for test."""
+    """Train/val split of the training set (fixed ``split_seed``); the test set is only for test.
+
+    ``on_device``: keep the splits on the trainer's device and serve ``DeviceBatches`` instead of
+    DataLoaders (shuffled from ``seed`` and the epoch). ``channels_last``: hand the model its
+    image batches in channels-last memory format.
+    """
 
     def __init__(
         self,
@@ -196,12 +254,18 @@ class ImageDataModule(L.LightningDataModule):
         shift: int = 2,
         hflip: bool = False,
         num_workers: int = 0,
+        on_device: bool = False,
+        seed: int = 0,
+        channels_last: bool = False,
         **loader_options,
     ) -> None:
         super().__init__()
         self.spec = dataset_spec(name)
         check_positive("data.batch_size", batch_size)
         check_choice("data.scaling", scaling, SCALINGS)
+        if not isinstance(on_device, bool):
+            raise ConfigError(f"data.on_device={on_device!r} is not allowed: it must be true or false")
+        self.on_device, self.seed, self.channels_last = on_device, seed, channels_last
         self.name, self.data_dir, self.loader_options = name, data_dir, loader_options
         self.batch_size, self.val_size, self.split_seed, self.scaling = batch_size, val_size, split_seed, scaling
         self.augment, self.shift, self.hflip, self.num_workers = augment, shift, hflip, num_workers
@@ -213,8 +277,17 @@ class ImageDataModule(L.LightningDataModule):
             self.spec.prepare(self.data_dir, **self.loader_options)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+        if self.train_set is None:
+            self._make_splits()
+        if self.on_device:
+            # the strategy has set up its device before Lightning calls setup; without a trainer: the CPU
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            self.train_set, self.val_set, self.test_set = (
+                TensorDataset(*(t.to(device) for t in split.tensors))
+                for split in (self.train_set, self.val_set, self.test_set)
+            )
+
+    def _make_splits(self) -> None:
         train_x, train_y, test_x, test_y = self.spec.load(self.data_dir, **self.loader_options)
         if not 0 < self.val_size < len(train_y):
             raise ConfigError(f"data.val_size={self.val_size} is not allowed: it must be in 1..{len(train_y) - 1}")
@@ -225,23 +298,34 @@ class ImageDataModule(L.LightningDataModule):
         self.val_set = TensorDataset(scale(train_x[val_idx]), train_y[val_idx])
         self.test_set = TensorDataset(scale(test_x), test_y)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.val_set, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.test_set, shuffle=False)
 
-    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader | DeviceBatches:
+        if not self.on_device:
+            return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+        trainer, placement = self.trainer, {}
+        if trainer is not None:
+            placement = {
+                "epoch": lambda: trainer.current_epoch,
+                "rank": trainer.global_rank,
+                "world_size": trainer.world_size,
+            }
+        return DeviceBatches(*dataset.tensors, self.batch_size, shuffle=shuffle, seed=self.seed, **placement)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
         if self.augment and self.trainer is not None and self.trainer.training:
-            images, labels = batch
-            return random_shift_flip(images, self.shift, self.hflip), labels
-        return batch
+            images = random_shift_flip(images, self.shift, self.hflip)
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, labels
 
 
 def _scaler(train_images: torch.Tensor, scaling: str) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
@@ -24,6 +25,10 @@ TASKS = {"classifier": build_classifier, "gan": build_gan}
 LOGGERS = ("tensorboard", "csv")
 # Config entries that say where things are, not how the model was trained.
 NOT_HYPERPARAMETERS = ("output_dir", "ckpt_path", "data.data_dir", "data.system_dir", "data.num_workers")
+# speed.compile: torch.compile's modes; "reduce-overhead" adds CUDA graphs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# The networks of each task's LightningModule (attribute names) that the speed options apply to.
+NETWORKS = {"classifier": ("model",), "gan": ("generator", "discriminator")}
 
 
 def build_loggers(logger_cfg: Mapping, output_dir: Path) -> list[Logger]:
@@ -53,6 +58,40 @@ def build_callbacks(cfg: Mapping, output_dir: Path) -> tuple[ModelCheckpoint, li
     return checkpoint, callbacks
 
 
+def compile_mode(value: str | bool | None) -> str | None:
+    """``speed.compile`` as a torch.compile mode: null or false is off, true is "default"."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "default"
+    if value not in COMPILE_MODES:
+        raise ConfigError(
+            f"speed.compile={value!r} is not a known choice; valid choices: null or false (off), "
+            f"{', '.join(COMPILE_MODES)}"
+        )
+    return value
+
+
+def apply_speed(module: L.LightningModule, task: Mapping, speed: Mapping) -> None:
+    """``speed.channels_last`` and ``speed.compile`` on the task's networks, in place."""
+    mode = compile_mode(speed["compile"])
+    if mode is not None and task.get("loss") == "wgan_gp":
+        raise ConfigError(
+            f"speed.compile={speed['compile']} cannot be used with task.loss=wgan_gp: torch.compile does not "
+            "support the double backward of the gradient penalty; leave speed.compile null"
+        )
+    if not isinstance(speed["channels_last"], bool):
+        raise ConfigError(f"speed.channels_last={speed['channels_last']!r} is not allowed: it must be true or false")
+    for name in NETWORKS[task["name"]]:
+        net = getattr(module, name)
+        if speed["channels_last"]:
+            net.to(memory_format=torch.channels_last)
+        if mode is not None:
+            # nn.Module.compile, not torch.compile(net): no wrapper, so the state_dict keys (checkpoints)
+            # and the module names (per-layer monitors) stay what they are without compiling
+            net.compile(mode=mode)
+
+
 def train(cfg: DictConfig) -> float:
     """Train and test one configuration; return the value of ``cfg.optimized_metric``.
 
@@ -63,9 +102,10 @@ def train(cfg: DictConfig) -> float:
     output_dir = Path(c["output_dir"])
     L.seed_everything(c["seed"], workers=True)
     spec = dataset_spec(c["data"]["name"])
-    datamodule = ImageDataModule(**c["data"])
+    datamodule = ImageDataModule(**c["data"], seed=c["seed"], channels_last=c["speed"]["channels_last"])
     check_choice("task", c["task"]["name"], TASKS)
     module = TASKS[c["task"]["name"]](c, spec)
+    apply_speed(module, c["task"], c["speed"])
     hparams = {k: v for k, v in flatten_config(c).items() if not k.startswith(NOT_HYPERPARAMETERS)}
     module.save_hyperparameters(hparams)  # into every checkpoint and the loggers' hparams.yaml
     checkpoint, callbacks = build_callbacks(c, output_dir)
