@@ -59,8 +59,10 @@ class Classifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        loss_metric(loss, weight=len(labels))
-        acc_metric(logits, labels)
+        # update(), not the metric's __call__: that also computes a per-batch value nobody logs,
+        # which made a CPU training step 15% slower than a plain loop
+        loss_metric.update(loss, weight=len(labels))
+        acc_metric.update(logits, labels)
         self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
         return loss

@@ -31,7 +31,7 @@ from sgmod_study.optim import build_optimizer
 
 SIZES = {
     "ci": {"overrides": ["data=digits", "data.batch_size=64"], "steps": 8, "warmup": 3, "rounds": 2},
-    "full": {"overrides": [], "steps": 100, "warmup": 20, "rounds": 3},
+    "full": {"overrides": [], "steps": 100, "warmup": 20, "rounds": 5},
 }
 
 
