@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT
-from sgmod_study.sweeper import distribution, search_space, write_results
+from sgmod_study.sweeper import distribution, search_space, trial_threads, write_results
 
 # one trial: a 1-epoch CNN on scikit-learn digits, ~5 s of which most is process start-up
 TRIAL = [
@@ -320,6 +320,14 @@ def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
     assert len(complete) == 5
     assert {t.user_attrs["folder"].split("/worker")[1][0] for t in complete} == {"0", "1"}  # both worked
     assert all(t.user_attrs.get("interrupted") for t in study.trials if t.state == TrialState.FAIL)
+
+
+def test_concurrent_trials_share_the_cores_out():
+    cores = len(os.sched_getaffinity(0))
+    assert trial_threads(1) == cores
+    assert trial_threads(cores) == 1 and trial_threads(4 * cores) == 1
+    if cores >= 2:
+        assert trial_threads(2) == cores // 2
 
 
 def test_slots_map_to_gpus_with_several_trials_per_gpu():

@@ -195,6 +195,13 @@ def slot_device(slot: int, trials_per_gpu: int, gpu_count: int) -> str | None:
     return str((slot // max(1, trials_per_gpu)) % gpu_count)
 
 
+def trial_threads(n_jobs: int) -> int:
+    """CPU threads per trial process: the cores shared out among the trials that run at once.
+    With a thread per core each, 2 trials on 2 cores ran at 0.48x the throughput of one at a
+    time (docs/benchmarks.md). An OMP_NUM_THREADS set by the user wins."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, n_jobs))
+
+
 class Sweep:
     """Keeps ``n_jobs`` trial processes running until the study has ``n_trials`` finished trials."""
 
@@ -270,6 +277,7 @@ class Sweep:
             ENV_TRIAL_ID: str(trial._trial_id),
             ENV_PRUNER: json.dumps(self.settings.pruner or {}),
         }
+        env.setdefault("OMP_NUM_THREADS", str(trial_threads(self.settings.n_jobs)))
         device = slot_device(slot, self.settings.trials_per_gpu, self.gpu_count)
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
