@@ -77,7 +77,9 @@ def test_best_value_is_that_of_the_best_complete_trial(result):
         assert v["best_value"] == max(complete)
         assert 0.0 < v["best_value"] <= 1.0
     single, parallel, _ = result["results"]
-    assert parallel["best_value"] == pytest.approx(single["best_value"], abs=1e-6)  # same configs, same seed
+    assert [t["params"] for t in parallel["trials"]] == [t["params"] for t in single["trials"]]  # same configs
+    # not the same digits: k trials at once get cores/k threads each, which changes the float sums
+    assert parallel["best_value"] == pytest.approx(single["best_value"], abs=0.05)
 
 
 def test_ratios_and_targets_follow_from_the_results(result):
