@@ -211,3 +211,18 @@ def test_where_keeps_only_matching_runs(tmp_path):
     )
     assert "where seed=1" in text
     assert "| sgmod | 1 | 0.9150 |" in text and "| tanh | 1 | 0.9060 |" in text
+
+
+def test_interpolated_keys_group_by_what_the_run_logged(tmp_path):
+    for seed, (generator, fid) in enumerate([("relu", 30.0), ("relu", 32.0), ("sgmod", 50.0), ("sgmod", 54.0)]):
+        folder = tmp_path / f"run_{seed}"
+        (folder / ".hydra").mkdir(parents=True)
+        config = {"activation": {"name": "sgmod"}, "model": {"generator": {"activation": "${activation}"}}}
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed % 2}))
+        (folder / "tensorboard").mkdir()
+        logged = {"model.generator.activation.name": generator, "seed": seed % 2}
+        (folder / "tensorboard" / "hparams.yaml").write_text(yaml.safe_dump(logged))
+        (folder / "result.json").write_text(json.dumps({"value": fid, "metrics": {"test/fid": fid}}))
+    groups = _by_label(compare(find_runs([tmp_path]), ["model.generator.activation.name"], "test/fid", "relu"))
+    assert set(groups) == {"relu", "sgmod"}
+    assert groups["sgmod"].mean == pytest.approx(52.0) and groups["relu"].mean == pytest.approx(31.0)

@@ -54,11 +54,20 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
     for path in paths:
         for config_file in sorted(Path(path).glob("**/.hydra/config.yaml")):
             folder = config_file.parent.parent
-            config = flatten_config(yaml.safe_load(config_file.read_text()) or {})
+            config = {**flatten_config(yaml.safe_load(config_file.read_text()) or {}), **_resolved_hparams(folder)}
             result = folder / "result.json"
             metrics = json.loads(result.read_text())["metrics"] if result.is_file() else None
             runs.append(Run(folder, config, metrics))
     return runs
+
+
+def _resolved_hparams(folder: Path) -> dict:
+    """The flat, interpolation-resolved config the run logged (``<logger>/hparams.yaml``).
+    Hydra's config.yaml keeps interpolations: the GAN's ``model.generator.activation`` is
+    ``${activation}`` there, and only the run knows it meant sgmod."""
+    for hparams in sorted(folder.glob("*/hparams.yaml")):
+        return yaml.safe_load(hparams.read_text()) or {}
+    return {}
 
 
 @dataclass
