@@ -96,15 +96,16 @@ class _Kernels:
     def __init__(self) -> None:
         self.compiled = {name: torch.compile(f, fullgraph=True) for name, f in EAGER_KERNELS.items()}
         self.failed: str | None = None
+        # A process sees a few dtypes, ranks and gradient needs per kernel; Dynamo's default of 8
+        # compiled variants per function is easily reached in a test session. Raised once, for the
+        # process (a config.patch around each call would cost ~0.1 ms per call on the hot path).
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
     def run(self, name: str, *args):
         if self.failed is not None:
             return EAGER_KERNELS[name](*args)
         try:
-            # A process sees a few dtypes, ranks and gradient needs per kernel; the default limit
-            # of 8 compiled variants per function is easily reached in a test session.
-            with torch._dynamo.config.patch(recompile_limit=64):
-                return self.compiled[name](*args)
+            return self.compiled[name](*args)
         except Exception as err:  # noqa: BLE001 - a compiler failure: fall back to the eager kernels
             result = EAGER_KERNELS[name](*args)  # bad arguments raise here, with the eager error
             self.failed = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
