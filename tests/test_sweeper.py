@@ -138,6 +138,11 @@ def test_result_tables_without_figures_skip_importances_and_plots(tmp_path):
     assert (tmp_path / "plots" / "optimization_history.png").stat().st_size > 5000
 
 
+def _csv_complete(tmp_path) -> int:
+    csv = tmp_path / "sweep" / "trials.csv"
+    return sum(",COMPLETE," in row for row in csv.read_text().splitlines()) if csv.exists() else 0
+
+
 def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     process = sweep(tmp_path, wait=False)
     deadline = time.time() + 300
@@ -145,14 +150,14 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
         time.sleep(1)
         if (tmp_path / "study.journal").exists():
             trial_states = [t.state for t in load(tmp_path).trials]
-            if trial_states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in trial_states:
-                break  # two finished, the third in flight
+            # two finished and written to trials.csv (just after the next trial starts), the third in flight
+            if _csv_complete(tmp_path) >= 2 and TrialState.RUNNING in trial_states:
+                break
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed = load(tmp_path)
     assert TrialState.RUNNING in {t.state for t in killed.trials}  # the trial it was running
-    rows = (tmp_path / "sweep" / "trials.csv").read_text().splitlines()[1:]  # written while it ran
-    assert sum(",COMPLETE," in row for row in rows) >= 2
+    assert _csv_complete(tmp_path) >= 2  # the results were written while the sweep ran
 
     code, output = sweep(tmp_path)
     assert code == 0, output[-3000:]
