@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from sgmod_study.errors import ConfigError, check_choice, check_positive
+from sgmod_study.errors import ConfigError, check_bool, check_choice, check_positive
 
 SYSTEM_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 SCALINGS = ("standardize", "symmetric")
@@ -263,8 +263,7 @@ class ImageDataModule(L.LightningDataModule):
         self.spec = dataset_spec(name)
         check_positive("data.batch_size", batch_size)
         check_choice("data.scaling", scaling, SCALINGS)
-        if not isinstance(on_device, bool):
-            raise ConfigError(f"data.on_device={on_device!r} is not allowed: it must be true or false")
+        check_bool("data.on_device", on_device)
         self.on_device, self.seed, self.channels_last = on_device, seed, channels_last
         self.name, self.data_dir, self.loader_options = name, data_dir, loader_options
         self.batch_size, self.val_size, self.split_seed, self.scaling = batch_size, val_size, split_seed, scaling

@@ -19,6 +19,11 @@ def check_choice(key: str, value, choices) -> None:
         raise ConfigError(f"{key}={value!r} is not a known choice; valid choices: {', '.join(sorted(choices))}")
 
 
+def check_bool(key: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not allowed: it must be true or false")
+
+
 def check_positive(key: str, value) -> None:
     if value is None or not value > 0:
         raise ConfigError(f"{key}={value!r} is not allowed: it must be a number > 0")

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from sgmod_study.classifier import build_classifier
 from sgmod_study.data import ImageDataModule, dataset_spec
 from sgmod_study.diagnostics import ActivationMonitor, GradNormMonitor, flatten_config, log_final_hparams
-from sgmod_study.errors import ConfigError, check_choice
+from sgmod_study.errors import ConfigError, check_bool, check_choice
 from sgmod_study.gan import build_gan
 from sgmod_study.sweeper import RESULT_FILE, pruning_callback
 
@@ -80,8 +80,7 @@ def apply_speed(module: L.LightningModule, task: Mapping, speed: Mapping) -> Non
             f"speed.compile={speed['compile']} cannot be used with task.loss=wgan_gp: torch.compile does not "
             "support the double backward of the gradient penalty; leave speed.compile null"
         )
-    if not isinstance(speed["channels_last"], bool):
-        raise ConfigError(f"speed.channels_last={speed['channels_last']!r} is not allowed: it must be true or false")
+    check_bool("speed.channels_last", speed["channels_last"])
     for name in NETWORKS[task["name"]]:
         net = getattr(module, name)
         if speed["channels_last"]:
