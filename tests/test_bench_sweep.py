@@ -13,6 +13,8 @@ CI = SIZES["ci"]
 BASELINE = {  # enqueued first by hparams_search=sgmod_classifier
     "activation.gamma_init": 1.0,
     "activation.beta_init": 0.0,
+    "activation.lr": 0.001,
+    "activation.weight_decay": 0.0001,
     "optimizer.lr": 0.001,
     "optimizer.weight_decay": 0.0001,
 }

@@ -86,3 +86,25 @@ def test_cosine_needs_a_finite_epoch_budget():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ConfigError, match="scheduler=cosine needs trainer.max_epochs >= 1"):
         build_scheduler(opt, {"name": "cosine"}, max_epochs=-1)
+
+
+def test_gamma_beta_absolute_learning_rate_and_weight_decay():
+    """The study brief's table: gamma/beta have a learning rate and weight decay of their own."""
+    act = {"name": "sgmod", "lr": 3e-3, "lr_mult": 1.0, "weight_decay": 2e-4}
+    opt = build_optimizer(_net(), {"name": "adamw", "lr": 1e-4, "weight_decay": 1e-5}, act)
+    groups = _groups(opt)
+    assert groups["activation"]["lr"] == pytest.approx(3e-3)  # not tied to optimizer.lr
+    assert groups["activation"]["weight_decay"] == pytest.approx(2e-4)
+    assert groups["decay"]["lr"] == pytest.approx(1e-4) and groups["decay"]["weight_decay"] == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize(
+    "act, message",
+    [
+        ({"lr": 1e-3, "lr_mult": 10.0}, "activation.lr=0.001 and activation.lr_mult=10.0 both set"),
+        ({"lr": -1e-3}, "activation.lr=-0.001 is not allowed: it must be a number > 0"),
+    ],
+)
+def test_gamma_beta_learning_rate_conflicts_are_refused(act, message):
+    with pytest.raises(ConfigError, match=message):
+        build_optimizer(_net(), {"name": "adamw", "lr": 1e-3}, {"name": "sgmod", **act})

@@ -99,6 +99,8 @@ def test_six_trial_tpe_sweep_runs_baseline_first_and_writes_results(tmp_path):
     assert first == {
         "activation.gamma_init": 1.0,
         "activation.beta_init": 0.0,
+        "activation.lr": 0.001,
+        "activation.weight_decay": 0.0001,
         "optimizer.lr": 0.001,
         "optimizer.weight_decay": 0.0001,
     }  # the enqueued baseline

@@ -126,7 +126,7 @@ def keep_in_bounds(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
 LEARNABLE_ACTIVATIONS = (Sgmod, nn.PReLU)
 
 # Keys of an activation config that configure its optimizer parameter group, not the module.
-OPTIMIZER_KEYS = ("lr_mult", "weight_decay")
+OPTIMIZER_KEYS = ("lr", "lr_mult", "weight_decay")
 
 
 def _per_channel(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

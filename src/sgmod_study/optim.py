@@ -3,8 +3,11 @@
 Parameter groups (nanoGPT/timm convention, plus one for the activation):
 - ``decay``: weight matrices and conv kernels (ndim >= 2) get ``optimizer.weight_decay``;
 - ``no_decay``: biases and norm affine parameters get none;
-- ``activation``: Sgmod gamma/beta (and PReLU slopes) get ``lr * activation.lr_mult`` and
+- ``activation``: Sgmod gamma/beta (and PReLU slopes) get their own learning rate,
+  ``activation.lr`` (absolute; null: ``optimizer.lr * activation.lr_mult``), and their own
   ``activation.weight_decay`` (default 0: decaying gamma towards 0 would flatten the activation).
+  The study brief's parameter table names gamma/beta's learning rate as a hyperparameter of its
+  own, so a sweep searches ``activation.lr`` and ``optimizer.lr`` as separate dimensions.
 """
 
 from __future__ import annotations
@@ -39,16 +42,29 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, act_cfg: 
             groups["activation"].append(p)
         else:
             groups["decay" if p.dim() >= 2 else "no_decay"].append(p)
-    lr_mult = act_cfg.get("lr_mult", 1.0)
     act_decay = act_cfg.get("weight_decay", 0.0)
-    check_positive("activation.lr_mult", lr_mult)
     check_non_negative("activation.weight_decay", act_decay)
     settings = {
         "decay": {"lr": lr, "weight_decay": weight_decay},
         "no_decay": {"lr": lr, "weight_decay": 0.0},
-        "activation": {"lr": lr * lr_mult, "weight_decay": act_decay},
+        "activation": {"lr": activation_lr(lr, act_cfg), "weight_decay": act_decay},
     }
     return [{"name": name, "params": params, **settings[name]} for name, params in groups.items() if params]
+
+
+def activation_lr(lr: float, act_cfg: Mapping) -> float:
+    """gamma/beta's learning rate: ``activation.lr`` when set, else ``lr * activation.lr_mult``."""
+    absolute, lr_mult = act_cfg.get("lr"), act_cfg.get("lr_mult", 1.0)
+    check_positive("activation.lr_mult", lr_mult)
+    if absolute is None:
+        return lr * lr_mult
+    check_positive("activation.lr", absolute)
+    if lr_mult != 1.0:
+        raise ConfigError(
+            f"activation.lr={absolute} and activation.lr_mult={lr_mult} both set gamma/beta's learning rate: "
+            "set one (activation.lr absolute, or activation.lr_mult relative to optimizer.lr)"
+        )
+    return float(absolute)
 
 
 def build_optimizer(model: nn.Module, opt_cfg: Mapping, act_cfg: Mapping) -> torch.optim.Optimizer:
