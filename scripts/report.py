@@ -9,6 +9,7 @@ Reads what the runs wrote (.hydra/config.yaml, result.json); trains nothing.
 import argparse
 from pathlib import Path
 
+from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
 from sgmod_study.report import write_report
 
 
@@ -22,7 +23,10 @@ def main() -> None:
     parser.add_argument("--where", nargs="*", default=[], metavar="KEY=VALUE", help="keep only these runs")
     args = parser.parse_args()
     where = dict(item.split("=", 1) for item in args.where)
-    print(write_report(args.paths, args.group_by, args.metric, args.baseline, args.out, where))
+    try:
+        print(write_report(args.paths, args.group_by, args.metric, args.baseline, args.out, where))
+    except ConfigError as err:
+        exit_with("error", err, EXIT_CONFIG)
     print(f"\nwritten: {args.out / 'report.md'}")
 
 

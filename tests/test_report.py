@@ -8,6 +8,7 @@ import pytest
 import yaml
 from scipy import stats
 
+from sgmod_study.errors import ConfigError
 from sgmod_study.report import compare, conclusion, find_runs, holm, write_report
 
 RELU = [0.900, 0.905, 0.910, 0.902, 0.908]
@@ -125,7 +126,7 @@ def test_an_experiment_grid_feeds_the_report(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "experiment", ["compare_activations", "norm_placement", "depth", "sgmod_ablations", "gan_placement"]
+    "experiment", ["compare_activations", "norm_placement", "depth", "sgmod_ablations", "gan_placement", "study_controls"]
 )
 def test_experiment_grids_are_complete(experiment):
     """Each experiment's n_trials is its whole grid, and every grid value composes into a config."""
@@ -226,3 +227,48 @@ def test_interpolated_keys_group_by_what_the_run_logged(tmp_path):
     groups = _by_label(compare(find_runs([tmp_path]), ["model.generator.activation.name"], "test/fid", "relu"))
     assert set(groups) == {"relu", "sgmod"}
     assert groups["sgmod"].mean == pytest.approx(52.0) and groups["relu"].mean == pytest.approx(31.0)
+
+
+def test_the_printed_difference_is_the_paired_mean_difference_with_its_interval(tmp_path):
+    make_runs(tmp_path / "runs", {"relu": RELU, "sgmod": SGMOD})
+    groups = _by_label(compare(find_runs([tmp_path / "runs"]), ["activation.name"], "test/acc", "relu"))
+    differences = np.array(SGMOD) - np.array(RELU)
+    low, high = stats.t.interval(0.95, 4, loc=differences.mean(), scale=stats.sem(differences))
+    sgmod = groups["sgmod"]
+    assert sgmod.diff_mean == pytest.approx(differences.mean())
+    assert (sgmod.diff_low, sgmod.diff_high) == (pytest.approx(low), pytest.approx(high))
+    text = write_report([tmp_path / "runs"], ["activation.name"], "test/acc", "relu", tmp_path / "report")
+    printed = f"{differences.mean():+.4f} [{low:+.4f}, {high:+.4f}]"
+    assert f"| {printed} |" in text  # the table
+    assert f"sgmod ({printed}, p=" in text  # the conclusion
+
+
+def test_two_runs_of_one_configuration_and_seed_are_refused(tmp_path):
+    make_runs(tmp_path / "a", {"relu": RELU[:2], "sgmod": SGMOD[:2]})
+    make_runs(tmp_path / "b", {"sgmod": SGMOD[:1]})  # sgmod seed 0 again
+    with pytest.raises(ConfigError, match="two runs of configuration 'sgmod' with seed 0: .*sgmod_0 and .*sgmod_0"):
+        compare(find_runs([tmp_path / "a", tmp_path / "b"]), ["activation.name"], "test/acc", "relu")
+
+
+def test_gamma_beta_end_values_are_per_configuration_and_leave_out_fixed_runs(tmp_path):
+    make_runs(tmp_path / "runs", {"sgmod": SGMOD[:2], "fixed": SGMOD[:2]})
+    for seed in (0, 1):
+        add_curves(tmp_path / "runs" / f"sgmod_{seed}", [0.8, 0.9], gamma_end=2.0 + seed)
+        fixed = tmp_path / "runs" / f"fixed_{seed}"
+        add_curves(fixed, [0.8, 0.9], gamma_end=7.0)
+        config = yaml.safe_load((fixed / ".hydra" / "config.yaml").read_text())
+        config["activation"].update(learn_gamma=False, learn_beta=False)
+        (fixed / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    text = write_report([tmp_path / "runs"], ["activation.name"], "test/acc", "sgmod", tmp_path / "report")
+    assert "| sgmod | features.stage1.act | 2.500 | -0.250 |" in text
+    assert "| fixed | features.stage1.act |" not in text and "7.000" not in text
+
+
+def test_grid_experiments_get_no_best_trial_or_importances(tmp_path):
+    make_runs(tmp_path / "grid", {"relu": RELU[:2], "sgmod": SGMOD[:2]})
+    (tmp_path / "grid" / "best.json").write_text(json.dumps({"number": 1, "values": [0.9], "params": {"seed": 1}}))
+    (tmp_path / "grid" / "importances.json").write_text(json.dumps({"seed": 0.9, "activation": 0.1}))
+    for folder in (tmp_path / "grid").glob("*_*"):
+        (folder / ".hydra" / "hydra.yaml").write_text("sweeper:\n  sampler:\n    _target_: optuna.samplers.GridSampler\n")
+    text = write_report([tmp_path / "grid"], ["activation.name"], "test/acc", "relu", tmp_path / "report")
+    assert "Optuna study" not in text and "importance" not in text

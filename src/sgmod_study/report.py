@@ -20,6 +20,7 @@ import yaml
 from scipy import stats
 
 from sgmod_study.diagnostics import flatten_config
+from sgmod_study.errors import ConfigError
 
 
 @dataclass
@@ -81,6 +82,10 @@ class GroupStats:
     p_value: float | None = None  # paired t-test against the baseline, Holm-corrected
     p_raw: float | None = None
     paired_n: int = 0
+    # the paired mean difference from the baseline over the shared seeds, and its 95% t interval
+    diff_mean: float | None = None
+    diff_low: float = math.nan
+    diff_high: float = math.nan
     missing: list[str] = field(default_factory=list)  # folders of runs that did not finish
 
     @property
@@ -112,13 +117,20 @@ def holm(p_values: Sequence[float]) -> list[float]:
 def compare(runs: Sequence[Run], group_by: Sequence[str], metric: str, baseline: str) -> list[GroupStats]:
     """Per-group statistics of ``metric``; paired tests by seed against the group labelled ``baseline``."""
     groups: dict[str, GroupStats] = {}
+    folders: dict[tuple[str, object], Path] = {}
     for run in runs:
-        label = run.label(group_by)
+        label, seed = run.label(group_by), run.config.get("seed")
         group = groups.setdefault(label, GroupStats(label, {}, math.nan, math.nan, math.nan, math.nan))
+        if (label, seed) in folders:
+            raise ConfigError(
+                f"two runs of configuration '{label}' with seed {seed}: {folders[label, seed]} and {run.folder}; "
+                "a paired test needs one run per configuration and seed (pass one of them, or --where to choose)"
+            )
+        folders[label, seed] = run.folder
         if run.metrics is None or metric not in run.metrics:
             group.missing.append(str(run.folder))
         else:
-            group.values[run.config.get("seed")] = float(run.metrics[metric])
+            group.values[seed] = float(run.metrics[metric])
     for group in groups.values():
         if group.values:
             group.mean, group.std, group.ci_low, group.ci_high = mean_ci(list(group.values.values()))
@@ -129,6 +141,7 @@ def compare(runs: Sequence[Run], group_by: Sequence[str], metric: str, baseline:
         group.paired_n = len(seeds)
         if len(seeds) >= 2:
             differences = [group.values[s] - reference.values[s] for s in seeds]
+            group.diff_mean, _, group.diff_low, group.diff_high = mean_ci(differences)
             if max(differences) - min(differences) > 1e-12:
                 ours, theirs = [group.values[s] for s in seeds], [reference.values[s] for s in seeds]
                 group.p_raw = float(stats.ttest_rel(ours, theirs).pvalue)
@@ -151,10 +164,10 @@ def conclusion(
     for group in groups:
         if group is reference or group.p_value is None:
             continue
-        delta = group.mean - reference.mean
+        delta = group.diff_mean
         improved = delta > 0 if higher_is_better else delta < 0
         if group.p_value < alpha:
-            (better if improved else worse).append(f"{group.label} ({delta:+.4f}, p={group.p_value:.3g})")
+            (better if improved else worse).append(f"{group.label} ({_difference(group)}, p={group.p_value:.3g})")
         else:
             unclear.append(group.label)
     lines = []
@@ -173,17 +186,30 @@ def conclusion(
     return " ".join(lines)
 
 
+def _difference(group: GroupStats) -> str:
+    """The paired mean difference and its 95% CI, e.g. ``+0.0110 [+0.0085, +0.0135]``."""
+    if group.diff_mean is None:
+        return "-"
+    if math.isnan(group.diff_low):
+        return f"{group.diff_mean:+.4f}"
+    return f"{group.diff_mean:+.4f} [{group.diff_low:+.4f}, {group.diff_high:+.4f}]"
+
+
 def markdown_table(groups: Sequence[GroupStats], baseline: str, metric: str) -> str:
     rows = [
-        f"| configuration | n | mean {metric} | std | 95% CI | paired n | p (Holm) vs {baseline} | missing |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| configuration | n | mean {metric} | std | 95% CI | paired n | paired difference vs {baseline} [95% CI] "
+        f"| p (Holm) | missing |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for g in groups:
         p = "baseline" if g.label == baseline else ("-" if g.p_value is None else f"{g.p_value:.3g}")
         ci = "-" if math.isnan(g.ci_low) else f"[{g.ci_low:.4f}, {g.ci_high:.4f}]"
         std = "-" if math.isnan(g.std) else f"{g.std:.4f}"
         mean = "-" if math.isnan(g.mean) else f"{g.mean:.4f}"
-        rows.append(f"| {g.label} | {g.n} | {mean} | {std} | {ci} | {g.paired_n or '-'} | {p} | {len(g.missing)} |")
+        rows.append(
+            f"| {g.label} | {g.n} | {mean} | {std} | {ci} | {g.paired_n or '-'} | {_difference(g)} | {p} "
+            f"| {len(g.missing)} |"
+        )
     return "\n".join(rows)
 
 
@@ -247,23 +273,32 @@ def learning_curves(runs: Sequence[Run], group_by: Sequence[str], tag: str, path
     return True
 
 
-def sgmod_trajectories(runs: Sequence[Run], path: Path) -> dict[str, tuple[float, float]]:
-    """gamma and beta of every Sgmod layer over training (first seed of each run), and where they
-    end up (mean over runs): {layer: (gamma, beta)}."""
-    final: dict[str, list[tuple[float, float]]] = {}
+def learns_gamma_or_beta(run: Run) -> bool:
+    """Runs with both gamma and beta fixed say nothing about where learning takes them."""
+    return run.config.get("activation.learn_gamma") is not False or run.config.get("activation.learn_beta") is not False
+
+
+def sgmod_trajectories(
+    runs: Sequence[Run], group_by: Sequence[str], path: Path
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """gamma and beta of every Sgmod layer over training, and where they end up, per
+    configuration (mean over its seeds): {(configuration, layer): (gamma, beta)}. Runs whose
+    gamma and beta are both fixed are left out."""
+    final: dict[tuple[str, str], list[tuple[float, float]]] = {}
     plt = _plt()
     figure, (gamma_axes, beta_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    for run in runs:
+    for run in filter(learns_gamma_or_beta, runs):
         scalars = run.scalars()
         for tag, points in scalars.items():
             if not (tag.startswith("sgmod/") and tag.endswith("/gamma")):
                 continue
             layer = tag[len("sgmod/") : -len("/gamma")]
             beta = scalars.get(f"sgmod/{layer}/beta", [])
-            gamma_axes.plot(*zip(*points, strict=True), alpha=0.5, label=None if layer in final else layer)
+            key = (run.label(group_by), layer)
+            gamma_axes.plot(*zip(*points, strict=True), alpha=0.5, label=None if key in final else " / ".join(key))
             if beta:
                 beta_axes.plot(*zip(*beta, strict=True), alpha=0.5)
-                final.setdefault(layer, []).append((points[-1][1], beta[-1][1]))
+                final.setdefault(key, []).append((points[-1][1], beta[-1][1]))
     if final:
         gamma_axes.set_title("gamma (channel mean) per layer")
         beta_axes.set_title("beta (channel mean) per layer")
@@ -273,7 +308,7 @@ def sgmod_trajectories(runs: Sequence[Run], path: Path) -> dict[str, tuple[float
         _save(figure, path)
     else:
         plt.close(figure)
-    return {layer: tuple(sum(v) / len(v) for v in zip(*ends, strict=True)) for layer, ends in final.items()}
+    return {key: tuple(sum(v) / len(v) for v in zip(*ends, strict=True)) for key, ends in final.items()}
 
 
 def gradient_norms_by_depth(runs: Sequence[Run], group_by: Sequence[str], path: Path) -> bool:
@@ -306,6 +341,8 @@ def optuna_sections(paths: Sequence[str | Path], out: Path) -> list[str]:
     sections = []
     for best_file in sorted(f for p in paths for f in Path(p).glob("**/best.json")):
         sweep = best_file.parent
+        if is_grid(sweep):
+            continue  # a grid over seeds is no search: a "best" seed or the seed's importance means nothing
         best = json.loads(best_file.read_text())
         lines = [f"## Optuna study: {sweep.name}"]
         if isinstance(best, list):
@@ -329,6 +366,13 @@ def optuna_sections(paths: Sequence[str | Path], out: Path) -> list[str]:
             lines.append(f"![gamma x beta]({target.relative_to(out)})")
         sections.append("\n\n".join(lines))
     return sections
+
+
+def is_grid(sweep: Path) -> bool:
+    """Whether the sweep folder's trials were run by the grid sampler (an experiment, not a search)."""
+    for hydra_file in sweep.glob("*/.hydra/hydra.yaml"):
+        return "GridSampler" in hydra_file.read_text()
+    return False
 
 
 def _save(figure, path: Path) -> None:
@@ -360,12 +404,13 @@ def write_report(
     extra = []
     if learning_curves(finished, group_by, "val/acc", out / "figures" / "learning_curves.png"):
         extra.append("## Learning curves\n\n![learning curves](figures/learning_curves.png)")
-    ends = sgmod_trajectories(finished, out / "figures" / "sgmod_trajectories.png")
+    ends = sgmod_trajectories(finished, group_by, out / "figures" / "sgmod_trajectories.png")
     if ends:
-        rows = "\n".join(f"| {layer} | {g:.3f} | {b:.3f} |" for layer, (g, b) in sorted(ends.items()))
+        rows = "\n".join(f"| {label} | {layer} | {g:.3f} | {b:.3f} |" for (label, layer), (g, b) in sorted(ends.items()))
         extra.append(
             "## Sgmod gamma/beta\n\n![trajectories](figures/sgmod_trajectories.png)\n\n"
-            "Where they end up (mean over runs):\n\n| layer | gamma | beta |\n|---|---|---|\n" + rows
+            "Where they end up (mean over the seeds of each configuration; runs with gamma and beta fixed "
+            "left out):\n\n| configuration | layer | gamma | beta |\n|---|---|---|---|\n" + rows
         )
     if gradient_norms_by_depth(finished, group_by, out / "figures" / "gradient_norms_by_depth.png"):
         extra.append("## Gradient norm by depth\n\n![gradient norms](figures/gradient_norms_by_depth.png)")
