@@ -69,6 +69,19 @@ class GAN(L.LightningModule):
     fixed-noise sample grid at each evaluation."""
 
     FINAL_METRICS = ("val/fid_best", "val/kid", "test/fid", "test/kid")
+    # Every metric it logs: what optimized_metric and checkpoint.monitor may name (config_schema.py).
+    LOGGED_METRICS = (
+        "train/d_loss",
+        "train/g_loss",
+        "train/d_real",
+        "train/d_fake",
+        "val/d_real",
+        "val/fid",
+        "val/kid",
+        "val/fid_best",
+        "test/fid",
+        "test/kid",
+    )
     DDP_FIND_UNUSED_PARAMETERS = True  # the discriminator step leaves the generator without gradients
 
     def __init__(

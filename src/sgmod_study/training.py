@@ -15,6 +15,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
 from sgmod_study.classifier import build_classifier
+from sgmod_study.config_schema import check_config
 from sgmod_study.data import ImageDataModule, dataset_spec
 from sgmod_study.diagnostics import ActivationMonitor, GradNormMonitor, flatten_config, log_final_hparams
 from sgmod_study.errors import ConfigError, check_bool, check_choice
@@ -98,6 +99,7 @@ def train(cfg: DictConfig) -> float:
     the sweeper reads a trial's outcome.
     """
     c = OmegaConf.to_container(cfg, resolve=True)
+    check_config(c)  # every key against the schema, before anything is built
     output_dir = Path(c["output_dir"])
     L.seed_everything(c["seed"], workers=True)
     spec = dataset_spec(c["data"]["name"])
