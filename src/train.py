@@ -4,10 +4,16 @@ Exit codes: 0 done, 2 bad configuration or missing data, 3 training diverged, 4 
 the sweep this run is a trial of.
 """
 
+import os
+
 import hydra
+from hydra.errors import HydraException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 from optuna import TrialPruned
 
+from sgmod_study.config_schema import hydra_error_line
 from sgmod_study.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED, ConfigError, TrainingDiverged, exit_with
 from sgmod_study.training import train
 
@@ -18,11 +24,28 @@ def main(cfg: DictConfig) -> float:
         return train(cfg)
     except ConfigError as err:
         exit_with("error", err, EXIT_CONFIG)
+    except OmegaConfBaseException as err:  # an interpolation that cannot be resolved
+        exit_with("error", hydra_error_line(err), EXIT_CONFIG)
+    except MisconfigurationException as err:  # Lightning's word for a trainer setting this machine cannot run
+        exit_with("error", "Lightning cannot run these settings: " + " ".join(str(err).split()), EXIT_CONFIG)
     except TrainingDiverged as err:
         exit_with("diverged", err, EXIT_DIVERGED)
     except TrialPruned as err:
         exit_with("pruned", err, EXIT_PRUNED)
 
 
+def cli() -> None:
+    """main(), with Hydra's own configuration errors (unknown group option or key, unparsable
+    override, unresolvable interpolation) as one ``error:`` line and exit code 2 like ours."""
+    # Hydra prints these itself, over several lines, and exits with 1, unless HYDRA_FULL_ERROR=1
+    # makes it raise them. Sweep trials and DDP's extra ranks inherit the variable and run cli() too;
+    # any other exception keeps its (now complete) traceback.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        exit_with("error", hydra_error_line(err), EXIT_CONFIG)
+
+
 if __name__ == "__main__":
-    main()
+    cli()
