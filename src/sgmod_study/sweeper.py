@@ -20,6 +20,8 @@ import csv
 import json
 import math
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -33,6 +35,7 @@ import lightning as L
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.errors import OverrideParseException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -57,32 +60,46 @@ def distribution(override: Override) -> BaseDistribution:
 
     ``interval(a, b)`` floats (``tag(log, ...)`` log scale, ``tag(int, ...)`` integers),
     ``range(start, stop[, step])`` with its stop excluded, ``choice(...)`` categorical.
+    A value Optuna would refuse is refused here, in one line naming the parameter.
     """
     sweep = override.value()
+    line = override.input_line
     log = "log" in getattr(sweep, "tags", set())
     if isinstance(sweep, ChoiceSweep):
         return CategoricalDistribution(list(override.sweep_iterator()))
     if isinstance(sweep, RangeSweep):
-        values = list(override.sweep_iterator())
-        if not values:
-            raise ConfigError(f"{override.input_line} is an empty range")
-        if all(isinstance(v, int) for v in values):
-            step = values[1] - values[0] if len(values) > 1 else 1
-            return IntDistribution(values[0], values[-1], step=step)
-        step = sweep.step
-        return FloatDistribution(values[0], values[0] + step * (len(values) - 1), step=step)
+        return _range_distribution(override, sweep)
     if isinstance(sweep, IntervalSweep):  # Hydra makes interval bounds floats; tag(int, ...) asks for ints
-        if "int" in sweep.tags:
-            return IntDistribution(int(sweep.start), int(sweep.end), log=log)
-        return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
-    raise ConfigError(f"{override.input_line}: not a sweep (use choice, range, interval or tag(log, interval))")
+        as_int = "int" in sweep.tags
+        low, high = (int(sweep.start), int(sweep.end)) if as_int else (float(sweep.start), float(sweep.end))
+        if low > high:
+            raise ConfigError(f"{line} is not allowed: low {low} > high {high}; allowed: interval(low, high) with low <= high")
+        if log and low <= 0:
+            raise ConfigError(f"{line} is not allowed: a log interval needs low > 0 (low {low}); allowed: tag(log, interval(low, high)) with 0 < low <= high")
+        if as_int and log and low < 1:
+            raise ConfigError(f"{line} is not allowed: an int log interval needs low >= 1 (low {low})")
+        return IntDistribution(low, high, log=log) if as_int else FloatDistribution(low, high, log=log)
+    raise ConfigError(f"{line} is not a sweep; allowed: choice(...), range(start, stop, step), interval(low, high), tag(log, interval(low, high)), tag(int, interval(low, high))")
+
+
+def _range_distribution(override: Override, sweep: RangeSweep) -> BaseDistribution:
+    step = sweep.step
+    if not step > 0 or not sweep.start < sweep.stop:
+        raise ConfigError(
+            f"{override.input_line} is not allowed: start {sweep.start}, stop {sweep.stop}, step {step}; "
+            "allowed: range(start, stop[, step]) with start < stop and step > 0 (stop excluded)"
+        )
+    values = list(override.sweep_iterator())
+    if all(isinstance(v, int) for v in values):
+        return IntDistribution(values[0], values[-1], step=step)
+    return FloatDistribution(values[0], values[0] + step * (len(values) - 1), step=step)
 
 
 def search_space(params: Mapping[str, str], arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
     """Distributions of the sweep overrides in ``params`` and the command line; the fixed rest."""
     lines = [f"{key}={value}" for key, value in (params or {}).items()] + list(arguments)
     space, fixed = {}, []
-    for override in OverridesParser.create().parse_overrides(lines):
+    for override in _parse(lines):
         if override.is_sweep_override():
             space[override.get_key_element()] = distribution(override)
         else:
@@ -90,31 +107,163 @@ def search_space(params: Mapping[str, str], arguments: Sequence[str]) -> tuple[d
     return space, fixed
 
 
+def _parse(lines: Sequence[str]) -> list[Override]:
+    parser = OverridesParser.create()
+    overrides = []
+    for line in lines:  # one at a time, so that an error names its line
+        try:
+            overrides.extend(parser.parse_overrides([line]))
+        except OverrideParseException as err:
+            reasons = [r for r in str(err).splitlines()[1:] if not r.startswith("See https")]
+            detail = reasons[0].split(": ", 1)[-1] if reasons else "not Hydra's override grammar"
+            raise ConfigError(
+                f"{line} cannot be parsed ({detail}); allowed: key=value, choice(a, b, ...) with at least one value, "
+                "range(start, stop, step), interval(low, high), tag(log, interval(low, high))"
+            ) from None
+    return overrides
+
+
+def probe_overrides(space: Mapping[str, BaseDistribution], fixed: Sequence[str]) -> list[tuple[list[str], list[str]]]:
+    """Override lists of trial configs that together give every searched parameter its bounds and
+    each of its choices: first all at their first value, then one parameter changed at a time.
+    Each comes with the searched overrides that make it new, to name in an error."""
+    values = {key: _probe_values(d) for key, d in space.items()}
+    first = [f"{key}={vs[0]}" for key, vs in values.items()]
+    probes = [([*fixed, *first], first)]
+    for i, (key, vs) in enumerate(values.items()):
+        for v in vs[1:]:
+            changed = f"{key}={v}"
+            probes.append(([*fixed, *first[:i], changed, *first[i + 1 :]], [changed]))
+    return probes
+
+
+def _probe_values(d: BaseDistribution) -> list:
+    if isinstance(d, CategoricalDistribution):
+        return list(d.choices)
+    return [d.low] if d.low == d.high else [d.low, d.high]
+
+
 # -- the study -----------------------------------------------------------------------------------
+
+
+def check_study_name(name) -> None:
+    """The default journal is <storage folder>/<study_name>.journal: no name may leave that folder."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or name.startswith(".") or ".." in name:
+        raise ConfigError(
+            f"hydra.sweeper.study_name={name!r} is not allowed: use letters, digits and _ - . = , only, "
+            "not starting with '.' and without '..' (it names the file outputs/optuna/<study_name>.journal)"
+        )
+
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9_=,.-]+")
 
 
 def open_storage(storage: str | None, study_name: str, default_dir: Path):
     """A journal file under ``default_dir`` when no storage is given; an RDB URL otherwise."""
     if storage is not None and "://" in storage:
         return _rdb_storage(storage), storage
+    check_study_name(study_name)
     path = Path(storage) if storage is not None else default_dir / f"{study_name}.journal"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    shown = str(path) if storage is not None else f"null (default {path})"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        open(path, "ab").close()
+        repair_journal(path)
+    except OSError as err:
+        reason = f"{path.parent} is a file" if isinstance(err, FileExistsError) else err.strerror or str(err)
+        raise ConfigError(
+            f"hydra.sweeper.storage={shown} cannot be used: {reason}; allowed: a journal file "
+            "in a folder you can write to, or a database URL such as postgresql+psycopg2://user:password@host/db"
+        ) from None
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path))), str(path)
 
 
-def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
-    # Workers started together on an empty database race to create Optuna's tables; the loser
-    # sees a duplicate-key error and simply finds the tables on its next try.
-    from sqlalchemy.exc import SQLAlchemyError
+def repair_journal(path: Path) -> None:
+    """Move a cut last line (a crash or a full disk while a record was written) out of the journal.
 
-    for attempt in range(attempts):
+    Optuna 5's JournalFileBackend.read_logs skips a last line without its newline (another process
+    may still be writing it), and append_logs then writes the next record right after those bytes:
+    the glued line is invalid JSON, so that record is lost (a new trial's: ask() fails with an
+    AttributeError), and once any line follows it read_logs raises JSONDecodeError at every later
+    start of the study. Under the journal's own lock nobody is writing, so such a tail is a cut
+    record: its bytes go to ``<journal>.torn-<time>``, every complete line stays.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+    from optuna.storages.journal._file import get_lock_file
+
+    with get_lock_file(JournalFileSymlinkLock(str(path))):
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        _check_journal_lines(path, data[:end])
+        tail = data[end:]
+        if not tail:
+            return
+        if _json_object(tail):  # cut just before its newline: the record itself is whole
+            with open(path, "ab") as f:
+                f.write(b"\n")
+            return
+        side = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        side.write_bytes(tail)
+        os.truncate(path, end)
+    kept = data.count(b"\n", 0, end)
+    print(
+        f"[sweep] {path}: its last line was cut ({len(tail)} bytes, a crash while writing): moved to {side}; "
+        f"the {kept} complete records are kept"
+    )
+
+
+def _check_journal_lines(path: Path, complete: bytes) -> None:
+    lines = complete.split(b"\n")[:-1]
+    for number, line in enumerate(lines, start=1):
+        if not _json_object(line):
+            raise ConfigError(
+                f"hydra.sweeper.storage={path}: line {number} of {len(lines)} is not a journal record (the file is "
+                "corrupted there, and Optuna cannot read the study past it); remove that line by hand "
+                "(what it recorded is lost) or use another study_name"
+            )
+
+
+def _json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return False
+
+
+# Seconds between the tries to open a database: workers started together on an empty database
+# race to create Optuna's tables, and a server may still be starting.
+RDB_RETRY_S = (0.5, 1.0, 1.5, 2.0)
+
+
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    shown = hide_password(url)
+    allowed = "allowed: a journal file path, or a SQLAlchemy URL such as postgresql+psycopg2://user:password@host/db"
+    for wait in (*RDB_RETRY_S, None):
         try:
             return optuna.storages.RDBStorage(url)
-        except SQLAlchemyError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(1 + attempt)
+        except (ArgumentError, ImportError, ValueError) as err:  # unknown scheme or driver, bad URL
+            raise ConfigError(f"hydra.sweeper.storage={shown} is not a usable URL ({_one_line(err, url)}); {allowed}") from None
+        except SQLAlchemyError as err:
+            if wait is None:
+                raise ConfigError(
+                    f"hydra.sweeper.storage={shown} cannot be opened after {len(RDB_RETRY_S) + 1} tries "
+                    f"({_one_line(err, url)})"
+                ) from None
+            time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def hide_password(url: str) -> str:
+    """``scheme://user:***@host/db``: URLs are printed and stored in logs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _one_line(err: BaseException, url: str) -> str:
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    password = re.search(r"://[^:/@]*:([^@]*)@", url)
+    return text.replace(password.group(1), "***") if password and password.group(1) else text
 
 
 def fail_orphaned_trials(study: optuna.Study) -> list[int]:
@@ -167,6 +316,61 @@ class SweepSettings:
     trial_timeout: float | None = None
     trials_per_gpu: int = 1
     custom_search_space: Callable | None = None  # fn(cfg, trial) -> dict of extra overrides
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+DIRECTIONS = ("minimize", "maximize")
+
+
+def check_settings(s: SweepSettings) -> None:
+    """Every sweeper setting before anything runs, each bad one as one line (exit 2)."""
+    _check_whole("n_trials", s.n_trials, "the finished trials the study should have")
+    _check_whole("n_jobs", s.n_jobs, "trials running at once")
+    _check_whole("trials_per_gpu", s.trials_per_gpu, "trials sharing one GPU")
+    rate = s.max_failure_rate
+    if not _is_number(rate) or not 0 <= rate <= 1:
+        raise ConfigError(
+            f"hydra.sweeper.max_failure_rate={rate!r} is not allowed: it must be a number from 0 to 1 "
+            "(the share of a run's trials that may fail before the sweep stops)"
+        )
+    timeout = s.trial_timeout
+    if timeout is not None and (not _is_number(timeout) or not timeout > 0):
+        raise ConfigError(
+            f"hydra.sweeper.trial_timeout={timeout!r} is not allowed: it must be null (no limit) or seconds > 0"
+        )
+    directions = s.direction if isinstance(s.direction, list) else [s.direction]
+    if not directions or any(d not in DIRECTIONS for d in directions):
+        raise ConfigError(
+            f"hydra.sweeper.direction={s.direction!r} is not allowed: it must be minimize or maximize, "
+            "or a list of them (one per optimized_metric)"
+        )
+    check_study_name(s.study_name)
+
+
+def check_directions(direction, optimized_metric) -> None:
+    """One direction per optimized metric (a single direction for a single metric)."""
+    metrics = list(optimized_metric) if isinstance(optimized_metric, (list, tuple)) else [optimized_metric]
+    directions = direction if isinstance(direction, list) else [direction]
+    if len(directions) != len(metrics):
+        raise ConfigError(
+            f"hydra.sweeper.direction={direction!r} is not allowed with optimized_metric={optimized_metric!r}: "
+            f"it needs one direction (minimize or maximize) per metric, {len(metrics)} here"
+        )
+
+
+def check_workers(workers) -> None:
+    _check_whole("workers", workers, "sweep workers started through the Hydra launcher")
+
+
+def _check_whole(name: str, value, meaning: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"hydra.sweeper.{name}={value!r} is not allowed: it must be a whole number >= 1 ({meaning})")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -234,12 +438,15 @@ class Sweep:
         self.figures_written = time.monotonic()
         self.grid_exhausted = False
         self.gpu_count = _gpu_count()
+        self.failed: list[int] = []  # numbers of the trials this process told FAIL (not interruptions)
+        self.to_run = settings.n_trials  # finished trials this run has to add; set when it starts
 
     def run(self) -> optuna.Study:
         orphaned = fail_orphaned_trials(self.study)
         if orphaned:
             print(f"[sweep] marked FAIL the trials {orphaned} left RUNNING by a killed sweep")
         self._enqueue_baselines()
+        self.to_run = max(0, self.settings.n_trials - count(self.study, *FINISHED))
         while True:
             self._collect_finished()
             self._check_failure_rate()
@@ -260,8 +467,15 @@ class Sweep:
         return self.study
 
     def _enqueue_baselines(self) -> None:
+        """Enqueue each configuration unless it has a trial that ran, runs or waits to run.
+
+        Not Optuna's skip_if_exists: that counts a FAIL trial too, so a baseline whose trial was
+        killed with its sweep (or failed and then got fixed) would never run again."""
+        live = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+        trials = self.study.get_trials(deepcopy=False, states=live)
         for params in self.settings.enqueue_trials:
-            self.study.enqueue_trial(dict(params), skip_if_exists=True)
+            if not any(t.system_attrs.get("fixed_params", t.params) == dict(params) for t in trials):
+                self.study.enqueue_trial(dict(params))
 
     def _start(self, slot: int) -> None:
         trial = self.study.ask(self.space)
@@ -287,7 +501,7 @@ class Sweep:
             ("slot", slot),
             ("device", device or "cpu"),
             ("folder", str(folder)),
-            ("command", " ".join(["python", str(self.entry_script), *overrides])),
+            ("command", shlex.join(["python", str(self.entry_script), *overrides])),  # pastes as it is
         ):
             trial.set_user_attr(key, value)
         self.study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, self.owner)
@@ -370,30 +584,28 @@ class Sweep:
     def _fail(self, run: RunningTrial, reason: str) -> None:
         run.trial.set_user_attr("fail_reason", reason)
         self._record(run.trial, state=TrialState.FAIL)
+        self.failed.append(run.trial.number)
         print(f"[sweep] trial {run.trial.number} FAILED: {reason} (log: {run.folder / 'trial.log'})")
 
     def _check_failure_rate(self) -> None:
-        """Stop once more than max_failure_rate * n_trials trials have failed (0: at the first).
-
-        Trials interrupted by a killed sweep are not failures of their configuration."""
-        failed = [
-            t
-            for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if not t.user_attrs.get("interrupted")
-        ]
-        allowed = self.settings.max_failure_rate * self.settings.n_trials
-        if len(failed) <= allowed:
+        """Stop once more than max_failure_rate x the trials this run has to finish have failed in
+        this run (0: at the first). Failures of earlier runs do not count: their causes may be
+        fixed, and the study must be able to go on; trials interrupted by a killed sweep never count."""
+        allowed = self.settings.max_failure_rate * self.to_run
+        if len(self.failed) <= allowed:
             return
         for run in self.running.values():
             run.process.kill()
         write_results(self.study, self.sweep_dir)
+        failed = [t for t in self.study.get_trials(deepcopy=False) if t.number in self.failed]
         lines = [
             f"  trial {t.number}: {t.user_attrs.get('fail_reason', '?')} ({t.user_attrs.get('folder', '?')})"
             for t in failed
         ]
         raise SweepFailed(
-            f"{len(failed)} trials failed, more than max_failure_rate={self.settings.max_failure_rate} x "
-            f"n_trials={self.settings.n_trials} allows:\n" + "\n".join(lines)
+            f"{len(failed)} trials failed in this run, more than max_failure_rate={self.settings.max_failure_rate} x "
+            f"{self.to_run} trials to run allows:\n" + "\n".join(lines) + "\nto go on: fix the cause and run the "
+            "same command again (the study resumes where it stopped), or raise hydra.sweeper.max_failure_rate"
         )
 
 

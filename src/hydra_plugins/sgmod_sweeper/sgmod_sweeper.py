@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.utils import get_method, instantiate
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 
 @dataclass
@@ -80,35 +80,76 @@ class SgmodOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> None:
         from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
-        from sgmod_study.sweeper import SweepFailed, run_worker, run_workers, search_space, write_results
+        from sgmod_study.sweeper import SweepFailed, check_workers, open_storage, search_space, write_results
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
+            check_workers(self.settings["workers"])
             space, fixed = search_space(self.settings["params"] or {}, arguments)
-            worker = partial(
-                run_worker,
-                settings=self._settings(space),
-                space=space,
-                fixed=fixed,
-                sweep_dir=sweep_dir,
-                entry_script=Path(sys.argv[0]).resolve(),
-            )
-            if self.settings["workers"] > 1:
-                launcher = Plugins.instance().instantiate_launcher(
-                    hydra_context=self.hydra_context, task_function=worker, config=self.config
-                )
-                study = run_workers(launcher, self.settings["workers"], fixed)
-            else:
-                study = worker(self.config)
+            settings = self._settings(space)
+            self._check_trial_configs(space, fixed, sweep_dir)
+            if self.settings["workers"] > 1:  # before the jobs are submitted; a worker opens it itself
+                open_storage(settings.storage, settings.study_name, DEFAULT_STORAGE_DIR)
+            study = self._run(settings, space, fixed, sweep_dir)
         except ConfigError as err:
             exit_with("error", err, EXIT_CONFIG)
         except SweepFailed as err:
             exit_with("sweep stopped", err, 1)
         write_results(study, sweep_dir)
 
+    def _run(self, settings: Any, space: Dict[str, Any], fixed: List[str], sweep_dir: Path) -> Any:
+        from sgmod_study.sweeper import run_worker, run_workers
+
+        worker = partial(
+            run_worker,
+            settings=settings,
+            space=space,
+            fixed=fixed,
+            sweep_dir=sweep_dir,
+            entry_script=Path(sys.argv[0]).resolve(),
+        )
+        if self.settings["workers"] > 1:
+            launcher = Plugins.instance().instantiate_launcher(
+                hydra_context=self.hydra_context, task_function=worker, config=self.config
+            )
+            return run_workers(launcher, self.settings["workers"], fixed)
+        return worker(self.config)
+
+    def _check_trial_configs(self, space: Dict[str, Any], fixed: List[str], sweep_dir: Path) -> None:
+        """Compose trial configs as each trial process will, before the first one trains: the fixed
+        overrides with every searched parameter at its bounds and at each of its choices (a choice
+        may select another config group). Unknown keys, wrong types and, through the config schema's
+        check_config, values the run would refuse, all stop the sweep here with one line."""
+        from sgmod_study.sweeper import probe_overrides
+
+        check_config = _schema_check()
+        for overrides, searched in probe_overrides(space, fixed):
+            where = f"(in the trial config with {' '.join(searched)})" if searched else "(in the trials' config)"
+            container = self._compose(overrides, where, sweep_dir)
+            if check_config is not None:
+                try:
+                    check_config(container)
+                except ValueError as err:  # ConfigError
+                    raise type(err)(f"{err} {where}") from None
+
+    def _compose(self, overrides: List[str], where: str, sweep_dir: Path) -> Dict[str, Any]:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        from sgmod_study.errors import ConfigError
+
+        try:
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+            with open_dict(cfg):
+                del cfg["hydra"]
+                cfg.output_dir = str(sweep_dir / "trial_NNNN")  # ${hydra:runtime.output_dir} outside a run
+            return OmegaConf.to_container(cfg, resolve=True)
+        except (HydraException, OmegaConfBaseException) as err:
+            raise ConfigError(f"{_one_line(err)} {where}") from None
+
     def _settings(self, space: Dict[str, Any]) -> Any:
         from sgmod_study.errors import ConfigError
-        from sgmod_study.sweeper import SweepSettings
+        from sgmod_study.sweeper import SweepSettings, check_directions
 
         s = self.settings
         sampler_cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True)
@@ -120,17 +161,64 @@ class SgmodOptunaSweeper(Sweeper):
                 )
             sampler_cfg["search_space"] = {k: list(d.choices) for k, d in space.items()}
         direction = s["direction"]
+        direction = OmegaConf.to_container(direction) if OmegaConf.is_list(direction) else direction
+        check_directions(direction, _plain(self.config.get("optimized_metric")))
         return SweepSettings(
             study_name=s["study_name"] or self.config.hydra.job.name,
-            direction=OmegaConf.to_container(direction) if OmegaConf.is_list(direction) else direction,
+            direction=direction,
             n_trials=s["n_trials"],
             n_jobs=s["n_jobs"],
             storage=s["storage"],
             sampler=instantiate(sampler_cfg),
             pruner=OmegaConf.to_container(self.pruner_cfg, resolve=True),
             max_failure_rate=s["max_failure_rate"],
-            enqueue_trials=[dict(t) for t in OmegaConf.to_container(OmegaConf.create(s["enqueue_trials"]))],
+            enqueue_trials=_enqueue_trials(s["enqueue_trials"]),
             trial_timeout=s["trial_timeout"],
             trials_per_gpu=s["trials_per_gpu"],
-            custom_search_space=get_method(s["custom_search_space"]) if s["custom_search_space"] else None,
+            custom_search_space=_method("custom_search_space", s["custom_search_space"]),
         )
+
+
+DEFAULT_STORAGE_DIR = Path("outputs") / "optuna"
+
+
+def _schema_check() -> Any:
+    """sgmod_study.config_schema.check_config(container) when the project has it, else None."""
+    try:
+        from sgmod_study.config_schema import check_config
+    except ModuleNotFoundError as err:
+        if err.name != "sgmod_study.config_schema":
+            raise
+        return None
+    return check_config
+
+
+def _enqueue_trials(trials: Any) -> List[Dict[str, Any]]:
+    from sgmod_study.errors import ConfigError
+
+    plain = _plain(trials)
+    if not isinstance(plain, list) or not all(isinstance(t, dict) for t in plain):
+        raise ConfigError(
+            f"hydra.sweeper.enqueue_trials={plain!r} is not allowed: it must be a list of {{parameter: value}} mappings"
+        )
+    return plain
+
+
+def _method(key: str, path: Optional[str]) -> Any:
+    from sgmod_study.errors import ConfigError
+
+    if not path:
+        return None
+    try:
+        return get_method(path)
+    except Exception as err:  # Hydra wraps the import error in its own
+        raise ConfigError(f"hydra.sweeper.{key}={path!r} cannot be imported: {_one_line(err)}") from None
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).split("Config search path")[0]  # Hydra appends its search path to a missing option
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__

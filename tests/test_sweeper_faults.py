@@ -1,0 +1,479 @@
+"""The sweeper under faults and bad input: nothing lost, nothing silent.
+
+Most tests run the scheduler in-process against a stub trial script (no torch, milliseconds per
+trial); a few run `python src/train.py -m` to see the exit code and the one line a user gets.
+"""
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from conftest import ROOT
+from sgmod_study.errors import ConfigError
+from sgmod_study.sweeper import (
+    OWNER_ATTR,
+    Sweep,
+    SweepFailed,
+    SweepSettings,
+    check_directions,
+    check_workers,
+    distribution,
+    hide_password,
+    open_storage,
+    probe_overrides,
+    search_space,
+)
+
+# A trial process in a few milliseconds: value x (or 0), exit code `exit=` (default 0).
+STUB = """
+import json, sys, pathlib
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+folder = pathlib.Path(args["hydra.run.dir"])
+folder.mkdir(parents=True, exist_ok=True)
+(folder / "result.json").write_text(json.dumps({"value": float(args.get("x", 0))}))
+code = int(args.get("exit", 0))
+if code:
+    print(f"error: stub trial exits with {code}")
+sys.exit(code)
+"""
+SPACE = {"x": FloatDistribution(0.0, 1.0)}
+BASELINE = {"x": 0.25}
+
+
+def journal_study(path: Path, name: str = "s") -> optuna.Study:
+    storage, _ = open_storage(str(path), name, path.parent)
+    return optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
+
+
+def plain_load(path: Path, name: str = "s") -> optuna.Study:
+    """The study as Optuna alone reads it (no repair)."""
+    backend = optuna.storages.journal.JournalFileBackend(str(path))
+    return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(backend))
+
+
+def run_sweep(tmp_path: Path, fixed=(), **settings) -> optuna.Study:
+    stub = tmp_path / "stub.py"
+    stub.write_text(STUB)
+    settings = {"study_name": "s", "storage": str(tmp_path / "study.journal"), "n_trials": 2, **settings}
+    settings.setdefault("sampler", optuna.samplers.RandomSampler(seed=0))
+    return Sweep(SweepSettings(**settings), SPACE, list(fixed), tmp_path / "sweep", stub).run()
+
+
+def dead_owner() -> str:
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return f"{socket.gethostname()}:{process.pid}"
+
+
+# -- 1. a torn journal tail ----------------------------------------------------------------------
+
+
+def _study_with_a_torn_tail(path: Path) -> list:
+    study = journal_study(path)
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
+    kept = [(t.number, t.state, t.values, t.params) for t in study.trials]
+    study.enqueue_trial({"x": 0.5})  # one more record, then the crash cuts it in the middle
+    data = path.read_bytes()
+    last = data.rstrip(b"\n").rfind(b"\n") + 1
+    path.write_bytes(data[: last + (len(data) - last) // 2])
+    return kept
+
+
+def test_plain_optuna_appends_onto_a_torn_tail_and_the_study_becomes_unreadable(tmp_path):
+    """Why the repair exists: without it the next run writes after the cut bytes."""
+    path = tmp_path / "study.journal"
+    _study_with_a_torn_tail(path)
+
+    def objective(trial):
+        return trial.suggest_float("x", 0.0, 1.0)
+
+    with pytest.raises(AttributeError):  # its new trial's record is glued to the cut bytes, and lost
+        plain_load(path).optimize(objective, n_trials=1)
+    with pytest.raises(json.JSONDecodeError):  # the run after writes a line below the glued one...
+        plain_load(path).optimize(objective, n_trials=1)
+    with pytest.raises(json.JSONDecodeError):  # ...and every later run fails at once
+        plain_load(path)
+
+
+def test_a_torn_journal_tail_is_moved_aside_and_every_complete_trial_kept(tmp_path, capsys):
+    path = tmp_path / "study.journal"
+    kept = _study_with_a_torn_tail(path)
+    cut = path.read_bytes()
+    tail = cut[cut.rfind(b"\n") + 1 :]
+
+    storage, _ = open_storage(str(path), "s", tmp_path)
+
+    side = list(tmp_path.glob("study.journal.torn-*"))
+    assert len(side) == 1 and side[0].read_bytes() == tail
+    assert path.read_bytes() == cut[: len(cut) - len(tail)]  # truncated to the last complete line
+    printed = capsys.readouterr().out.strip().splitlines()
+    complete = cut.count(b"\n")
+    assert printed == [
+        f"[sweep] {path}: its last line was cut ({len(tail)} bytes, a crash while writing): "
+        f"moved to {side[0]}; the {complete} complete records are kept"
+    ]
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [(t.number, t.state, t.values, t.params) for t in study.trials] == kept
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=1)
+    again = plain_load(path)
+    assert [t.state for t in again.trials] == [TrialState.COMPLETE] * 4
+    assert [(t.number, t.state, t.values, t.params) for t in again.trials[:3]] == kept
+
+
+def test_a_tail_cut_just_before_its_newline_keeps_its_record(tmp_path, capsys):
+    path = tmp_path / "study.journal"
+    journal_study(path).enqueue_trial({"x": 0.5})
+    path.write_bytes(path.read_bytes()[:-1])
+    study = journal_study(path)
+    assert [t.state for t in study.trials] == [TrialState.WAITING]  # the enqueued trial is still there
+    assert path.read_bytes().endswith(b"\n") and not list(tmp_path.glob("*.torn-*"))
+    assert capsys.readouterr().out == ""
+
+
+def test_a_corrupted_line_inside_the_journal_is_one_error_naming_file_and_line(tmp_path):
+    path = tmp_path / "study.journal"
+    journal_study(path).optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=1)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2][:10]
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(ConfigError) as err:
+        journal_study(path)
+    assert str(err.value) == (
+        f"hydra.sweeper.storage={path}: line 3 of {len(lines) - 1} is not a journal record (the file is corrupted "
+        "there, and Optuna cannot read the study past it); remove that line by hand (what it recorded is lost) "
+        "or use another study_name"
+    )
+    assert "\n" not in str(err.value)
+
+
+# -- 2. the enqueued baseline after a killed sweep -----------------------------------------------
+
+
+def _baseline_trial(study: optuna.Study, outcome: str) -> None:
+    study.enqueue_trial(BASELINE)
+    if outcome == "waiting":
+        return
+    trial = study.ask(SPACE)
+    assert trial.params == BASELINE
+    if outcome == "killed":  # RUNNING, its sweeper process gone
+        study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, dead_owner())
+    elif outcome == "failed":
+        trial.set_user_attr("fail_reason", "bad configuration")
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        study.tell(trial, 0.25)
+
+
+@pytest.mark.parametrize(("outcome", "baseline_runs"), [("killed", 2), ("failed", 2), ("complete", 1), ("waiting", 1)])
+def test_the_baseline_is_enqueued_again_only_when_its_trials_all_failed(tmp_path, outcome, baseline_runs):
+    _baseline_trial(journal_study(tmp_path / "study.journal"), outcome)
+    study = run_sweep(tmp_path, enqueue_trials=[BASELINE], max_failure_rate=0.0)
+    with_baseline = [t for t in study.trials if t.params == BASELINE]
+    assert len(with_baseline) == baseline_runs
+    assert with_baseline[-1].state == TrialState.COMPLETE  # the baseline ran (or had run)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
+# -- 3. failures count per run of the sweeper ----------------------------------------------------
+
+
+def test_a_failure_of_an_earlier_run_does_not_stop_the_next(tmp_path):
+    old = journal_study(tmp_path / "study.journal")
+    trial = old.ask(SPACE)
+    trial.set_user_attr("fail_reason", "bad configuration")
+    old.tell(trial, state=TrialState.FAIL)
+
+    study = run_sweep(tmp_path, n_trials=3, max_failure_rate=0.0)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+
+
+def test_a_failure_in_this_run_stops_it_and_says_how_to_go_on(tmp_path):
+    with pytest.raises(SweepFailed) as err:
+        run_sweep(tmp_path, fixed=["exit=5"], n_trials=3, max_failure_rate=0.0)
+    folder = tmp_path / "sweep" / "trial_0000"
+    assert str(err.value).splitlines() == [
+        "1 trials failed in this run, more than max_failure_rate=0.0 x 3 trials to run allows:",
+        f"  trial 0: exited with code 5: error: stub trial exits with 5 ({folder})",
+        "to go on: fix the cause and run the same command again (the study resumes where it stopped), "
+        "or raise hydra.sweeper.max_failure_rate",
+    ]
+    # the rerun with the cause fixed resumes the study and completes it
+    study = run_sweep(tmp_path, n_trials=3, max_failure_rate=0.0)
+    assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 3
+
+
+def test_the_failure_rate_is_a_share_of_the_trials_this_run_starts(tmp_path):
+    # 4 trials to run, rate 0.5: two failures are allowed, the third stops the run
+    with pytest.raises(SweepFailed, match="^3 trials failed in this run, more than max_failure_rate=0.5 x 4 trials"):
+        run_sweep(tmp_path, fixed=["exit=1"], n_trials=4, max_failure_rate=0.5)
+
+
+# -- 4. sweeper settings -------------------------------------------------------------------------
+
+
+def _settings(**changed) -> SweepSettings:
+    return SweepSettings(**{"study_name": "s", **changed})
+
+
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ({"n_jobs": 0}, "hydra.sweeper.n_jobs=0 is not allowed: it must be a whole number >= 1 (trials running at once)"),
+        (
+            {"n_trials": 0},
+            "hydra.sweeper.n_trials=0 is not allowed: it must be a whole number >= 1 "
+            "(the finished trials the study should have)",
+        ),
+        ({"n_trials": -1}, "hydra.sweeper.n_trials=-1 is not allowed: it must be a whole number >= 1"),
+        ({"n_trials": "ten"}, "hydra.sweeper.n_trials='ten' is not allowed: it must be a whole number >= 1"),
+        ({"trials_per_gpu": 0}, "hydra.sweeper.trials_per_gpu=0 is not allowed: it must be a whole number >= 1"),
+        (
+            {"max_failure_rate": 1.5},
+            "hydra.sweeper.max_failure_rate=1.5 is not allowed: it must be a number from 0 to 1 "
+            "(the share of a run's trials that may fail before the sweep stops)",
+        ),
+        ({"max_failure_rate": -0.1}, "hydra.sweeper.max_failure_rate=-0.1 is not allowed"),
+        ({"max_failure_rate": "half"}, "hydra.sweeper.max_failure_rate='half' is not allowed"),
+        (
+            {"trial_timeout": 0},
+            "hydra.sweeper.trial_timeout=0 is not allowed: it must be null (no limit) or seconds > 0",
+        ),
+        ({"trial_timeout": -5.0}, "hydra.sweeper.trial_timeout=-5.0 is not allowed"),
+        (
+            {"direction": "up"},
+            "hydra.sweeper.direction='up' is not allowed: it must be minimize or maximize, "
+            "or a list of them (one per optimized_metric)",
+        ),
+        ({"direction": ["maximize", "down"]}, "hydra.sweeper.direction=['maximize', 'down'] is not allowed"),
+        ({"direction": []}, "hydra.sweeper.direction=[] is not allowed"),
+        (
+            {"study_name": "../elsewhere"},
+            "hydra.sweeper.study_name='../elsewhere' is not allowed: use letters, digits and _ - . = , only, "
+            "not starting with '.' and without '..' (it names the file outputs/optuna/<study_name>.journal)",
+        ),
+        ({"study_name": "a/b"}, "hydra.sweeper.study_name='a/b' is not allowed"),
+        ({"study_name": "a\\b"}, "hydra.sweeper.study_name='a\\\\b' is not allowed"),
+        ({"study_name": ".hidden"}, "hydra.sweeper.study_name='.hidden' is not allowed"),
+        ({"study_name": ""}, "hydra.sweeper.study_name='' is not allowed"),
+    ],
+)
+def test_bad_sweeper_settings_are_one_line_each(changed, message):
+    with pytest.raises(ConfigError) as err:
+        _settings(**changed)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_good_sweeper_settings_pass():
+    _settings(n_trials=1, n_jobs=1, max_failure_rate=1, trial_timeout=0.5, direction=["minimize", "maximize"])
+    _settings(study_name="baseline_classifier_leaky_relu-v2.1,lr=1e-3")
+    check_workers(4)
+    check_directions("maximize", "val/acc_best")
+    check_directions(["maximize", "minimize"], ["val/acc_best", "test/loss"])
+
+
+def test_directions_must_match_the_optimized_metrics():
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.direction='maximize' is not allowed with optimized_metric="):
+        check_directions("maximize", ["val/acc_best", "test/loss"])
+    with pytest.raises(ConfigError, match="per metric, 1 here$"):
+        check_directions(["maximize", "minimize"], "val/acc_best")
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.workers=0 is not allowed: it must be a whole number >= 1"):
+        check_workers(0)
+
+
+# -- 5. the sweep grammar ------------------------------------------------------------------------
+
+GRAMMAR = "allowed: key=value, choice(a, b, ...) with at least one value, range(start, stop, step), "
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("x=interval(5, 1)", "x=interval(5, 1) is not allowed: low 5.0 > high 1.0; allowed: interval(low, high) with low <= high"),
+        ("x=tag(int, interval(5, 1))", "x=tag(int, interval(5, 1)) is not allowed: low 5 > high 1"),
+        (
+            "x=tag(log, interval(0, 1))",
+            "x=tag(log, interval(0, 1)) is not allowed: a log interval needs low > 0 (low 0.0); "
+            "allowed: tag(log, interval(low, high)) with 0 < low <= high",
+        ),
+        ("x=tag(log, interval(-1, 1))", "x=tag(log, interval(-1, 1)) is not allowed: a log interval needs low > 0"),
+        ("x=tag(int, log, interval(0, 4))", "x=tag(int, log, interval(0, 4)) is not allowed: a log interval needs low > 0"),
+        (
+            "x=range(1, 5, 0)",
+            "x=range(1, 5, 0) is not allowed: start 1, stop 5, step 0; "
+            "allowed: range(start, stop[, step]) with start < stop and step > 0 (stop excluded)",
+        ),
+        ("x=range(5, 1)", "x=range(5, 1) is not allowed: start 5, stop 1, step 1; allowed: range(start, stop[, step])"),
+        ("x=range(5, 1, -1)", "x=range(5, 1, -1) is not allowed: start 5, stop 1, step -1"),
+        ("x=range(0.5, 0.1, -0.1)", "x=range(0.5, 0.1, -0.1) is not allowed"),
+        ("x=choice()", "x=choice() cannot be parsed (empty choice is not legal); " + GRAMMAR),
+        ("x=interval(a, b)", "x=interval(a, b) cannot be parsed (mismatch type argument start"),
+        ("x=glob(*)", "x=glob(*) is not a sweep; allowed: choice(...), range(start, stop, step), interval(low, high)"),
+    ],
+)
+def test_bad_sweep_grammar_is_one_line_naming_the_parameter(line, message):
+    key, value = line.split("=", 1)
+    with pytest.raises(ConfigError) as err:
+        search_space({key: value}, [])
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_good_grammar_at_the_edges_still_maps():
+    def dist(line):
+        return distribution(OverridesParser.create().parse_overrides([line])[0])
+
+    assert dist("x=interval(1, 1)") == FloatDistribution(1.0, 1.0)
+    assert dist("x=tag(log, interval(1e-9, 1))") == FloatDistribution(1e-9, 1.0, log=True)
+    assert dist("x=range(3, 4)").low == 3
+
+
+def test_probes_give_every_parameter_its_bounds_and_every_choice():
+    space, fixed = search_space({"lr": "interval(0.1, 0.5)", "norm": "choice(batch, layer, none)"}, ["data=digits"])
+    assert probe_overrides(space, fixed) == [
+        (["data=digits", "lr=0.1", "norm=batch"], ["lr=0.1", "norm=batch"]),
+        (["data=digits", "lr=0.5", "norm=batch"], ["lr=0.5"]),
+        (["data=digits", "lr=0.1", "norm=layer"], ["norm=layer"]),
+        (["data=digits", "lr=0.1", "norm=none"], ["norm=none"]),
+    ]
+
+
+# -- 6. storage ----------------------------------------------------------------------------------
+
+JOURNAL_ALLOWED = (
+    "allowed: a journal file in a folder you can write to, or a database URL such as "
+    "postgresql+psycopg2://user:password@host/db"
+)
+
+
+def test_a_journal_path_inside_a_file_is_one_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    path = tmp_path / "file" / "study.journal"
+    with pytest.raises(ConfigError) as err:
+        open_storage(str(path), "s", tmp_path)
+    assert str(err.value) == f"hydra.sweeper.storage={path} cannot be used: {path.parent} is a file; {JOURNAL_ALLOWED}"
+    deeper = tmp_path / "file" / "sub" / "study.journal"
+    with pytest.raises(ConfigError, match="cannot be used: Not a directory; allowed"):
+        open_storage(str(deeper), "s", tmp_path)
+
+
+def test_a_journal_path_that_is_a_folder_is_one_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be used: Is a directory; allowed"):
+        open_storage(str(tmp_path), "s", tmp_path)
+
+
+def test_a_journal_in_a_folder_that_cannot_be_written_is_one_error(tmp_path):
+    if os.geteuid() == 0:  # root writes anywhere except into read-only pseudo file systems
+        path, reason = Path("/proc/sgmod_study/study.journal"), "No such file or directory"
+    else:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        path, reason = tmp_path / "ro" / "sub" / "study.journal", "Permission denied"
+    with pytest.raises(ConfigError) as err:
+        open_storage(str(path), "s", tmp_path)
+    assert str(err.value) == f"hydra.sweeper.storage={path} cannot be used: {reason}; {JOURNAL_ALLOWED}"
+
+
+def test_the_default_journal_is_named_in_the_error(tmp_path):
+    (tmp_path / "optuna").write_text("")
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.storage=null \(default .*optuna/s.journal\) cannot be used"):
+        open_storage(None, "s", tmp_path / "optuna")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "foo://x",
+            "hydra.sweeper.storage=foo://x is not a usable URL (Can't load plugin: sqlalchemy.dialects:foo); "
+            "allowed: a journal file path, or a SQLAlchemy URL such as postgresql+psycopg2://user:password@host/db",
+        ),
+        ("postgresql+nodriver://u:pw@h/db", "hydra.sweeper.storage=postgresql+nodriver://u:***@h/db is not a usable URL"),
+        ("postgresql://u:pw@h:port/db", "hydra.sweeper.storage=postgresql://u:***@h:port/db is not a usable URL"),
+        (
+            "postgresql+psycopg2://user:s3cret@127.0.0.1:1/optuna",
+            "hydra.sweeper.storage=postgresql+psycopg2://user:***@127.0.0.1:1/optuna cannot be opened after 2 tries "
+            '((psycopg2.OperationalError) connection to server at "127.0.0.1", port 1 failed: Connection refused',
+        ),
+    ],
+)
+def test_unusable_database_urls_are_one_error_without_the_password(monkeypatch, url, message):
+    monkeypatch.setattr("sgmod_study.sweeper.RDB_RETRY_S", (0.01,))
+    with pytest.raises(ConfigError) as err:
+        open_storage(url, "s", Path("unused"))
+    assert str(err.value).startswith(message), str(err.value)
+    assert "s3cret" not in str(err.value) and "pw@" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hide_password():
+    assert hide_password("postgresql+psycopg2://user:pa:ss@host/db") == "postgresql+psycopg2://user:***@host/db"
+    assert hide_password("postgresql://user@host/db") == "postgresql://user@host/db"
+    assert hide_password("sqlite:///a.db") == "sqlite:///a.db"
+
+
+# -- 7. the stored command -----------------------------------------------------------------------
+
+
+def test_the_stored_command_is_shell_quoted_and_round_trips(tmp_path):
+    fixed = ["model.channels=[8, 16]", "note=two words", "exit=0"]
+    study = run_sweep(tmp_path, fixed=fixed, n_trials=1)
+    command = study.trials[0].user_attrs["command"]
+    words = shlex.split(command)
+    assert words[1].endswith("stub.py") and words[2:5] == fixed
+    assert words[5] == f"x={study.trials[0].params['x']}"
+    assert words[6] == f"hydra.run.dir={tmp_path / 'sweep' / 'trial_0000'}"
+    assert "'model.channels=[8, 16]'" in command
+
+
+# -- end to end: what a user sees ----------------------------------------------------------------
+
+
+def train_multirun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python src/train.py -m hparams_search=sgmod_classifier ...` that is refused before any trial."""
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "src" / "train.py"),
+            "-m",
+            "hparams_search=sgmod_classifier",
+            "data=digits",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            f"hydra.sweeper.storage={tmp_path / 'study.journal'}",
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["hydra.sweeper.n_jobs=0"], "error: hydra.sweeper.n_jobs=0 is not allowed: it must be a whole number >= 1"),
+        (
+            ["norm=choice(batch,nonorm)"],
+            "error: In 'train': Could not find 'norm/nonorm' Available options in 'norm': batch group layer none "
+            "(in the trial config with norm=nonorm)",
+        ),
+        (
+            ["model.nonexistent=choice(1,2)"],
+            "error: Could not override 'model.nonexistent'. To append to your config use +model.nonexistent=1 (in the trial",
+        ),
+    ],
+)
+def test_a_bad_sweep_exits_2_with_one_line_before_any_trial(tmp_path, args, line):
+    result = train_multirun(tmp_path, *args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [row for row in result.stderr.splitlines() if row.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(line), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "sweep").exists()  # no trial started
