@@ -191,12 +191,12 @@ def test_failing_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_too_many_failures_stop_the_sweep_with_the_list(tmp_path):
-    code, output = sweep(
-        tmp_path, "activation.gamma_bounds=[0.1,0.2]", n_trials=3
-    )  # every sampled gamma_init > 0.2 fails
+    # enqueued values are not checked before the sweep starts (searched ones are): trial 0 fails
+    code, output = sweep(tmp_path, "hydra.sweeper.enqueue_trials=[{activation.gamma_init:50.0}]", n_trials=3)
     assert code != 0
-    assert "1 trials failed, more than max_failure_rate=0.0 x n_trials=3 allows" in output
+    assert "1 trials failed in this run, more than max_failure_rate=0.0 x 3 trials to run allows" in output
     assert "trial 0: bad configuration" in output and "trial_0000" in output
+    assert "to go on: fix the cause and run the same command again" in output
 
 
 def test_two_jobs_run_concurrently_on_distinct_slots(tmp_path):
