@@ -228,7 +228,10 @@ def _settings(**changed) -> SweepSettings:
 @pytest.mark.parametrize(
     ("changed", "message"),
     [
-        ({"n_jobs": 0}, "hydra.sweeper.n_jobs=0 is not allowed: it must be a whole number >= 1 (trials running at once)"),
+        (
+            {"n_jobs": 0},
+            "hydra.sweeper.n_jobs=0 is not allowed: it must be a whole number >= 1 (trials running at once)",
+        ),
         (
             {"n_trials": 0},
             "hydra.sweeper.n_trials=0 is not allowed: it must be a whole number >= 1 "
@@ -290,6 +293,33 @@ def test_directions_must_match_the_optimized_metrics():
         check_workers(0)
 
 
+def test_plugin_settings_that_cannot_be_built_are_one_error():
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.sgmod_sweeper.sgmod_sweeper import _enqueue_trials, _method, _pruner
+
+    with pytest.raises(ConfigError) as err:
+        _pruner(OmegaConf.create({"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": -1}))
+    assert str(err.value).startswith(
+        "hydra.sweeper.pruner={'_target_': 'optuna.pruners.MedianPruner', 'n_startup_trials': -1} cannot be built: "
+    )
+    assert "n_startup_trials=-1" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        _enqueue_trials(OmegaConf.create([1, 2]))
+    assert str(err.value) == (
+        "hydra.sweeper.enqueue_trials=[1, 2] is not allowed: it must be a list of {parameter: value} mappings"
+    )
+    assert _enqueue_trials(OmegaConf.create([{"x": 0.25}])) == [{"x": 0.25}]
+    with pytest.raises(ConfigError) as err:
+        _method("custom_search_space", "sgmod_study.sweeper.no_such_space")
+    assert str(err.value) == (
+        "hydra.sweeper.custom_search_space='sgmod_study.sweeper.no_such_space' cannot be imported "
+        "(module 'sgmod_study.sweeper' has no attribute 'no_such_space'); allowed: module.function"
+    )
+    with pytest.raises(ConfigError, match="cannot be imported \\(No module named 'no_such_module'\\)"):
+        _method("custom_search_space", "no_such_module.space")
+
+
 # -- 5. the sweep grammar ------------------------------------------------------------------------
 
 GRAMMAR = "allowed: key=value, choice(a, b, ...) with at least one value, range(start, stop, step), "
@@ -298,7 +328,10 @@ GRAMMAR = "allowed: key=value, choice(a, b, ...) with at least one value, range(
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("x=interval(5, 1)", "x=interval(5, 1) is not allowed: low 5.0 > high 1.0; allowed: interval(low, high) with low <= high"),
+        (
+            "x=interval(5, 1)",
+            "x=interval(5, 1) is not allowed: low 5.0 > high 1.0; allowed: interval(low, high) with low <= high",
+        ),
         ("x=tag(int, interval(5, 1))", "x=tag(int, interval(5, 1)) is not allowed: low 5 > high 1"),
         (
             "x=tag(log, interval(0, 1))",
@@ -306,7 +339,10 @@ GRAMMAR = "allowed: key=value, choice(a, b, ...) with at least one value, range(
             "allowed: tag(log, interval(low, high)) with 0 < low <= high",
         ),
         ("x=tag(log, interval(-1, 1))", "x=tag(log, interval(-1, 1)) is not allowed: a log interval needs low > 0"),
-        ("x=tag(int, log, interval(0, 4))", "x=tag(int, log, interval(0, 4)) is not allowed: a log interval needs low > 0"),
+        (
+            "x=tag(int, log, interval(0, 4))",
+            "x=tag(int, log, interval(0, 4)) is not allowed: a log interval needs low > 0",
+        ),
         (
             "x=range(1, 5, 0)",
             "x=range(1, 5, 0) is not allowed: start 1, stop 5, step 0; "
@@ -395,7 +431,10 @@ def test_the_default_journal_is_named_in_the_error(tmp_path):
             "hydra.sweeper.storage=foo://x is not a usable URL (Can't load plugin: sqlalchemy.dialects:foo); "
             "allowed: a journal file path, or a SQLAlchemy URL such as postgresql+psycopg2://user:password@host/db",
         ),
-        ("postgresql+nodriver://u:pw@h/db", "hydra.sweeper.storage=postgresql+nodriver://u:***@h/db is not a usable URL"),
+        (
+            "postgresql+nodriver://u:pw@h/db",
+            "hydra.sweeper.storage=postgresql+nodriver://u:***@h/db is not a usable URL",
+        ),
         ("postgresql://u:pw@h:port/db", "hydra.sweeper.storage=postgresql://u:***@h:port/db is not a usable URL"),
         (
             "postgresql+psycopg2://user:s3cret@127.0.0.1:1/optuna",
@@ -468,7 +507,8 @@ def train_multirun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         (["activation.gamma_bounds=[0.1,0.2]"], "error: activation.gamma_init=10.0 is outside its allowed range"),
         (
             ["model.nonexistent=choice(1,2)"],
-            "error: Could not override 'model.nonexistent'. To append to your config use +model.nonexistent=1 (in the trial",
+            "error: Could not override 'model.nonexistent'. To append to your config use +model.nonexistent=1 "
+            "(in the trial",
         ),
     ],
 )

@@ -73,13 +73,19 @@ def distribution(override: Override) -> BaseDistribution:
         as_int = "int" in sweep.tags
         low, high = (int(sweep.start), int(sweep.end)) if as_int else (float(sweep.start), float(sweep.end))
         if low > high:
-            raise ConfigError(f"{line} is not allowed: low {low} > high {high}; allowed: interval(low, high) with low <= high")
-        if log and low <= 0:
-            raise ConfigError(f"{line} is not allowed: a log interval needs low > 0 (low {low}); allowed: tag(log, interval(low, high)) with 0 < low <= high")
-        if as_int and log and low < 1:
-            raise ConfigError(f"{line} is not allowed: an int log interval needs low >= 1 (low {low})")
+            raise ConfigError(
+                f"{line} is not allowed: low {low} > high {high}; allowed: interval(low, high) with low <= high"
+            )
+        if log and low <= 0:  # for tag(int, ...) too: int(0.5) is 0
+            raise ConfigError(
+                f"{line} is not allowed: a log interval needs low > 0 (low {low}); "
+                "allowed: tag(log, interval(low, high)) with 0 < low <= high"
+            )
         return IntDistribution(low, high, log=log) if as_int else FloatDistribution(low, high, log=log)
-    raise ConfigError(f"{line} is not a sweep; allowed: choice(...), range(start, stop, step), interval(low, high), tag(log, interval(low, high)), tag(int, interval(low, high))")
+    raise ConfigError(
+        f"{line} is not a sweep; allowed: choice(...), range(start, stop, step), interval(low, high), "
+        "tag(log, interval(low, high)), tag(int, interval(low, high))"
+    )
 
 
 def _range_distribution(override: Override, sweep: RangeSweep) -> BaseDistribution:
@@ -146,6 +152,9 @@ def _probe_values(d: BaseDistribution) -> list:
 # -- the study -----------------------------------------------------------------------------------
 
 
+STUDY_NAME = re.compile(r"[A-Za-z0-9_=,.-]+")
+
+
 def check_study_name(name) -> None:
     """The default journal is <storage folder>/<study_name>.journal: no name may leave that folder."""
     if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or name.startswith(".") or ".." in name:
@@ -153,9 +162,6 @@ def check_study_name(name) -> None:
             f"hydra.sweeper.study_name={name!r} is not allowed: use letters, digits and _ - . = , only, "
             "not starting with '.' and without '..' (it names the file outputs/optuna/<study_name>.journal)"
         )
-
-
-STUDY_NAME = re.compile(r"[A-Za-z0-9_=,.-]+")
 
 
 def open_storage(storage: str | None, study_name: str, default_dir: Path):
@@ -244,7 +250,9 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
         try:
             return optuna.storages.RDBStorage(url)
         except (ArgumentError, ImportError, ValueError) as err:  # unknown scheme or driver, bad URL
-            raise ConfigError(f"hydra.sweeper.storage={shown} is not a usable URL ({_one_line(err, url)}); {allowed}") from None
+            raise ConfigError(
+                f"hydra.sweeper.storage={shown} is not a usable URL ({_one_line(err, url)}); {allowed}"
+            ) from None
         except SQLAlchemyError as err:
             if wait is None:
                 raise ConfigError(

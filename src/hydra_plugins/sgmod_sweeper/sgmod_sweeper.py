@@ -6,6 +6,7 @@ n_trials, n_jobs, max_failure_rate, params, custom_search_space) plus pruner, en
 trial_timeout and trials_per_gpu.
 """
 
+import importlib
 import sys
 from dataclasses import dataclass, field
 from functools import partial
@@ -15,7 +16,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 
@@ -169,8 +170,8 @@ class SgmodOptunaSweeper(Sweeper):
             n_trials=s["n_trials"],
             n_jobs=s["n_jobs"],
             storage=s["storage"],
-            sampler=instantiate(sampler_cfg),
-            pruner=OmegaConf.to_container(self.pruner_cfg, resolve=True),
+            sampler=_build("sampler", sampler_cfg),
+            pruner=_pruner(self.pruner_cfg),
             max_failure_rate=s["max_failure_rate"],
             enqueue_trials=_enqueue_trials(s["enqueue_trials"]),
             trial_timeout=s["trial_timeout"],
@@ -193,6 +194,23 @@ def _schema_check() -> Any:
     return check_config
 
 
+def _build(key: str, cfg: Dict[str, Any]) -> Any:
+    from sgmod_study.errors import ConfigError
+
+    try:
+        return instantiate(cfg)
+    except Exception as err:  # Hydra's InstantiationException around the class's own error
+        raise ConfigError(f"hydra.sweeper.{key}={cfg!r} cannot be built: {_one_line(err)}") from None
+
+
+def _pruner(cfg: Any) -> Dict[str, Any]:
+    """The pruner's config, rebuilt in every trial process: built once here, so that a bad one
+    stops the sweep before its first trial instead of failing every trial."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    _build("pruner", plain)
+    return plain
+
+
 def _enqueue_trials(trials: Any) -> List[Dict[str, Any]]:
     from sgmod_study.errors import ConfigError
 
@@ -205,14 +223,21 @@ def _enqueue_trials(trials: Any) -> List[Dict[str, Any]]:
 
 
 def _method(key: str, path: Optional[str]) -> Any:
+    """``module.function`` (importlib, not Hydra's get_method, which also logs its error on stderr)."""
     from sgmod_study.errors import ConfigError
 
     if not path:
         return None
+    module, _, name = path.rpartition(".")
     try:
-        return get_method(path)
-    except Exception as err:  # Hydra wraps the import error in its own
-        raise ConfigError(f"hydra.sweeper.{key}={path!r} cannot be imported: {_one_line(err)}") from None
+        function = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(
+            f"hydra.sweeper.{key}={path!r} cannot be imported ({_one_line(err)}); allowed: module.function"
+        ) from None
+    if not callable(function):
+        raise ConfigError(f"hydra.sweeper.{key}={path!r} is not a function; allowed: module.function")
+    return function
 
 
 def _plain(value: Any) -> Any:
