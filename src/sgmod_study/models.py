@@ -19,6 +19,24 @@ from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.norms import conv_bias_needed, norm_act
 
 
+def _check_int(key: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}={value!r} is not allowed: it must be an integer >= {minimum}")
+
+
+def _check_channels(key: str, channels) -> None:
+    valid = isinstance(channels, Sequence) and not isinstance(channels, str) and len(channels) > 0
+    if not valid or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
+        raise ConfigError(
+            f"{key}={channels!r} is not allowed: it must be a non-empty list of integers >= 1, e.g. [32, 64]"
+        )
+
+
+def _check_dropout(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"model.dropout={value!r} is not allowed: it must be a number in [0, 1)")
+
+
 def _named(*layers: tuple[str, nn.Module] | list) -> nn.Sequential:
     flat: list[tuple[str, nn.Module]] = []
     for layer in layers:
@@ -41,11 +59,15 @@ class ConvNet(nn.Module):
         dropout: float = 0.25,
     ) -> None:
         super().__init__()
+        _check_channels("model.channels", channels)
+        _check_int("model.hidden", hidden)
+        _check_dropout(dropout)
         final_size = image_size // 2 ** len(channels)
         if final_size < 1:
             raise ConfigError(
                 f"model.channels={list(channels)} has {len(channels)} pooling stages, too many for "
-                f"{image_size}x{image_size} images (at most {image_size.bit_length() - 1})"
+                f"{image_size}x{image_size} images (they would shrink them to 0x0): at most "
+                f"{image_size.bit_length() - 1} entries are allowed"
             )
         bias = conv_bias_needed(norm)
         stages, c_in = [], in_channels
@@ -81,8 +103,9 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if depth < 1:
-            raise ConfigError(f"model.depth={depth} is not allowed: it must be >= 1")
+        _check_int("model.depth", depth)
+        _check_int("model.width", width)
+        _check_dropout(dropout)
         bias = conv_bias_needed(norm)
         layers, d_in = [("flatten", nn.Flatten())], in_channels * image_size**2
         for i in range(1, depth + 1):
@@ -133,6 +156,9 @@ class ResNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        _check_channels("model.channels", channels)
+        _check_int("model.blocks_per_stage", blocks_per_stage)
+        _check_dropout(dropout)
         stages, c_in = [("stem", nn.Conv2d(in_channels, channels[0], 3, padding=1, bias=False))], channels[0]
         for i, c in enumerate(channels, 1):
             blocks = [
@@ -169,6 +195,14 @@ def build_model(
         raise ConfigError(f"model={name} got an option it does not take: {err}") from None
 
 
+def _check_gan_size(image_size: int, width: int) -> None:
+    _check_int("model.width", width)
+    if image_size < 4 or image_size % 4:
+        raise ConfigError(
+            f"the DCGAN's two stride-2 layers need an image size divisible by 4; this dataset's is {image_size}"
+        )
+
+
 class Generator(nn.Module):
     """DCGAN generator for 28x28 (or 32x32) images.
 
@@ -177,6 +211,8 @@ class Generator(nn.Module):
 
     def __init__(self, latent_dim: int, channels: int, image_size: int, act: Mapping, norm: Mapping, width: int = 64):
         super().__init__()
+        _check_int("model.latent_dim", latent_dim)
+        _check_gan_size(image_size, width)
         self.start = (2 * width, image_size // 4, image_size // 4)
         bias = conv_bias_needed(norm)
         self.project = nn.Linear(latent_dim, 2 * width * (image_size // 4) ** 2, bias=bias)
@@ -202,6 +238,7 @@ class Discriminator(nn.Module):
         self, channels: int, image_size: int, act: Mapping, norm: Mapping, width: int = 64, spectral_norm: bool = False
     ):
         super().__init__()
+        _check_gan_size(image_size, width)
         wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda layer: layer)
         bias = conv_bias_needed(norm)
         self.body = _named(
