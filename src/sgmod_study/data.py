@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,15 +43,36 @@ Splits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (the MNIST family's format), gzipped or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    """Read one IDX file (the MNIST family's format), gzipped or not; its size must match its header."""
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise ConfigError(f"{path} is not an IDX file: it holds {len(data)} bytes, fewer than the 4-byte header")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ConfigError(f"{path} is not an unsigned-byte IDX file (header {data[:4].hex()})")
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise ConfigError(f"{path} is truncated: its IDX header needs {offset} bytes, the file holds {len(data)}")
+    shape = struct.unpack(f">{ndim}I", data[4:offset])
+    expected = offset + int(np.prod(shape))
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "longer than its header says"
+        raise ConfigError(
+            f"{path} is {kind}: its IDX header says shape {'x'.join(map(str, shape))} ({expected} bytes"
+            f"{' uncompressed' if path.suffix == '.gz' else ''}), the file holds {len(data)} bytes; replace it"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.suffix != ".gz":
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as err:  # a cut-off download, a damaged or non-gzip file
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"{path} is not a readable gzip file ({reason}); replace it") from None
 
 
 def _idx_file(directory: Path, name: str) -> Path | None:
@@ -97,9 +119,38 @@ def locate_fashion_mnist(data_dir: str, system_dir: str, download: bool) -> Path
 
 def load_fashion_mnist(data_dir: str, system_dir: str = SYSTEM_FASHION_MNIST, download: bool = True) -> Splits:
     folder = locate_fashion_mnist(data_dir, system_dir, download)
-    arrays = [read_idx(_idx_file(folder, name)) for name in FASHION_MNIST_FILES]
+    paths = [_idx_file(folder, name) for name in FASHION_MNIST_FILES]
+    arrays = [read_idx(path) for path in paths]
+    _check_images_and_labels(paths[0], arrays[0], paths[1], arrays[1])
+    _check_images_and_labels(paths[2], arrays[2], paths[3], arrays[3])
     train_x, train_y, test_x, test_y = (torch.from_numpy(a.copy()) for a in arrays)
     return train_x.unsqueeze(1), train_y.long(), test_x.unsqueeze(1), test_y.long()
+
+
+def _check_images_and_labels(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
+    """A labels file that does not belong to its images file would silently train on a part of it."""
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ConfigError(f"{images_path} holds images of shape {'x'.join(map(str, images.shape))}, expected Nx28x28")
+    if labels.ndim != 1:
+        raise ConfigError(f"{labels_path} holds labels of shape {'x'.join(map(str, labels.shape))}, expected N")
+    if len(images) != len(labels):
+        raise ConfigError(
+            f"{labels_path} holds {len(labels)} labels but {images_path} holds {len(images)} images: "
+            "the two files must come from the same copy of the data"
+        )
+    if len(labels) and labels.max() > 9:
+        raise ConfigError(f"{labels_path} holds label {labels.max()}, Fashion-MNIST's labels are 0..9")
+
+
+def fashion_mnist_source(data_dir: str, system_dir: str = SYSTEM_FASHION_MNIST, **_) -> str:
+    """The folder the data were read from (called after loading, so it is found without downloading)."""
+    return str(locate_fashion_mnist(data_dir, system_dir, download=False).resolve())
+
+
+def digits_source(data_dir: str, **_) -> str:
+    import sklearn
+
+    return f"scikit-learn {sklearn.__version__} (sklearn.datasets.load_digits, bundled)"
 
 
 def load_digits(data_dir: str, test_size: int = 360, **_) -> Splits:
@@ -132,6 +183,10 @@ def _load_torchvision(dataset_class_name: str) -> Callable[..., Splits]:
     return load
 
 
+def _torchvision_source(dataset_class_name: str) -> Callable[..., str]:
+    return lambda data_dir, **_: str((Path(data_dir) / dataset_class_name).resolve())
+
+
 def _images_and_labels(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.as_tensor(np.asarray(dataset.data))
     images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)  # HWC -> CHW
@@ -148,16 +203,18 @@ class DatasetSpec:
     channels: int
     image_size: int
     num_classes: int
+    # Where the loaded data came from (a folder), for the run's log and result.json.
+    source: Callable[..., str] = lambda data_dir, **_: str(Path(data_dir).resolve())
     # Makes the files available (downloads them if needed) without loading them; None: nothing to fetch.
     prepare: Callable[..., object] | None = None
 
 
 _MNIST, _CIFAR10 = _load_torchvision("MNIST"), _load_torchvision("CIFAR10")
 DATASETS = {
-    "fashion_mnist": DatasetSpec(load_fashion_mnist, 1, 28, 10, prepare=prepare_fashion_mnist),
-    "digits": DatasetSpec(load_digits, 1, 8, 10),
-    "mnist": DatasetSpec(_MNIST, 1, 28, 10, prepare=_MNIST),
-    "cifar10": DatasetSpec(_CIFAR10, 3, 32, 10, prepare=_CIFAR10),
+    "fashion_mnist": DatasetSpec(load_fashion_mnist, 1, 28, 10, fashion_mnist_source, prepare_fashion_mnist),
+    "digits": DatasetSpec(load_digits, 1, 8, 10, digits_source),
+    "mnist": DatasetSpec(_MNIST, 1, 28, 10, _torchvision_source("MNIST"), prepare=_MNIST),
+    "cifar10": DatasetSpec(_CIFAR10, 3, 32, 10, _torchvision_source("CIFAR10"), prepare=_CIFAR10),
 }
 
 
@@ -269,6 +326,7 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size, self.val_size, self.split_seed, self.scaling = batch_size, val_size, split_seed, scaling
         self.augment, self.shift, self.hflip, self.num_workers = augment, shift, hflip, num_workers
         self.train_set = self.val_set = self.test_set = None
+        self.source: str | None = None  # where the data were read from, set by setup
 
     def prepare_data(self) -> None:
         # Runs once per node before setup: any download happens here, not on every rank.
@@ -296,6 +354,18 @@ class ImageDataModule(L.LightningDataModule):
         self.train_set = TensorDataset(scale(train_x[train_idx]), train_y[train_idx])
         self.val_set = TensorDataset(scale(train_x[val_idx]), train_y[val_idx])
         self.test_set = TensorDataset(scale(test_x), test_y)
+        self.source = self.spec.source(self.data_dir, **self.loader_options)
+        if self.trainer is None or self.trainer.is_global_zero:
+            print(
+                f"data: {self.name} from {self.source} "
+                f"(train {len(train_idx)}, val {len(val_idx)}, test {len(test_y)} images)"
+            )
+
+    def state_dict(self) -> dict:
+        return {"source": self.source}  # every checkpoint records which copy of the data trained it
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass  # the resumed run reads the data again and records its own source
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.train_set, shuffle=True)
