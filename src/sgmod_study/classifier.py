@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from sgmod_study.activations import keep_in_bounds
 from sgmod_study.data import DatasetSpec
-from sgmod_study.errors import ConfigError
+from sgmod_study.errors import ConfigError, TrainingDiverged
 from sgmod_study.models import build_model
 from sgmod_study.optim import build_optimizer, build_scheduler
 
@@ -86,11 +86,29 @@ class Classifier(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.val_loss, self.val_acc, "val")
 
+    def on_train_epoch_end(self) -> None:
+        self._check_finite(self.train_loss, "train/loss")
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
+        # validation ends before the training epoch does: name the training loss if that went first
+        self._check_finite(self.train_loss, "train/loss")
+        self._check_finite(self.val_loss, "val/loss")
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
+
+    def _check_finite(self, loss_metric: MeanMetric, name: str) -> None:
+        """Stop on a non-finite epoch mean: one host sync per epoch, none per step (a NaN step
+        makes the mean NaN). The same value on every rank under DDP, so all stop together."""
+        if not loss_metric.update_called:
+            return
+        loss = loss_metric.compute()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"non-finite loss at epoch {self.current_epoch}: {name}={loss.item():.4g} (the epoch's mean); "
+                f"lower optimizer.lr (now {self.optimizer_cfg['lr']:g}) or clip gradients (trainer.gradient_clip_val)"
+            )
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.test_loss, self.test_acc, "test")

@@ -66,6 +66,9 @@ class ActivationMonitor(L.Callback):
 
     @staticmethod
     def _histogram(trainer: L.Trainer, tag: str, values: torch.Tensor) -> None:
+        values = values[torch.isfinite(values)]  # a diverging run: the epoch-end check stops it, not TensorBoard
+        if values.numel() == 0:
+            return
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_histogram(tag, values.cpu(), global_step=trainer.global_step)
