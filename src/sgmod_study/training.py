@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
+from sgmod_study.checkpoints import AtomicCheckpointIO, ResumableCheckpoint, load_resume_checkpoint, write_text_atomic
 from sgmod_study.classifier import build_classifier
 from sgmod_study.config_schema import check_config
 from sgmod_study.data import ImageDataModule, dataset_spec
@@ -41,7 +42,8 @@ def build_loggers(logger_cfg: Mapping, output_dir: Path) -> list[Logger]:
 
 
 def build_callbacks(cfg: Mapping, output_dir: Path) -> tuple[ModelCheckpoint, list[L.Callback]]:
-    checkpoint = ModelCheckpoint(
+    checkpoint = ResumableCheckpoint(
+        resumed_from=cfg["ckpt_path"],
         dirpath=output_dir / "checkpoints",
         monitor=cfg["checkpoint"]["monitor"],
         mode=cfg["checkpoint"]["mode"],
@@ -115,13 +117,12 @@ def train(cfg: DictConfig) -> float:
         **trainer_options,
         logger=build_loggers(c["logger"], output_dir),
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=output_dir,
     )
     ckpt_path = c["ckpt_path"]
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(
-            f"ckpt_path={ckpt_path} is not an existing checkpoint file (e.g. <run>/checkpoints/last.ckpt)"
-        )
+    if ckpt_path is not None:
+        load_resume_checkpoint(ckpt_path, hparams, module)
 
     started = time.monotonic()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -135,7 +136,13 @@ def train(cfg: DictConfig) -> float:
     value = _optimized_value(c["optimized_metric"], metrics)
     if trainer.is_global_zero:
         print_summary(c, final, trainer.current_epoch, time.monotonic() - started, output_dir)
-        (output_dir / RESULT_FILE).write_text(json.dumps({"value": value, "metrics": final}, indent=2))
+        result = {
+            "value": value,
+            "metrics": final,
+            "checkpoint": checkpoint.best_model_path or None,  # the tested one
+            "data_source": datamodule.source,
+        }
+        write_text_atomic(output_dir / RESULT_FILE, json.dumps(result, indent=2))  # the sweeper may read it any time
     return value
 
 

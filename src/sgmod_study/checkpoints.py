@@ -1,0 +1,194 @@
+"""Checkpoints that survive a crash, a full disk and a resume into a new run folder.
+
+- ``write_atomic``: a file is replaced whole or not at all (temporary file in the same folder,
+  fsync, ``os.replace``); used for checkpoints and ``result.json``.
+- ``AtomicCheckpointIO``: Lightning's checkpoint writer through ``write_atomic``.
+- ``ResumableCheckpoint``: a ``ModelCheckpoint`` that keeps the best checkpoint of the run it
+  resumes, so the resumed run tests the best epoch even when that came before the interruption.
+- ``load_resume_checkpoint``: refuses a ``ckpt_path`` that is no checkpoint of this task and model.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from sgmod_study.errors import ConfigError
+
+# Hyperparameters that decide the networks' weights: a checkpoint fits only if they agree.
+MODEL_KEYS = ("model.", "activation.", "norm.", "data.name")
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """``write(file)`` into a temporary file next to ``path``, fsync it, then rename it over ``path``.
+
+    A crash or a full disk half-way leaves the previous ``path`` untouched and no temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        # os.open with 0o666, not mkstemp's 0o600: the file gets the usual umask permissions
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)  # makes the rename itself durable
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # platforms without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's TorchCheckpointIO, but each checkpoint is written by ``write_atomic``.
+
+    Lightning's own save stages the file in the system temp folder and copies it over when that
+    is another filesystem, without fsync: a full disk can leave a truncated ``last.ckpt``.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        write_atomic(Path(path), lambda f: torch.save(checkpoint, f))
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """Resuming into a new folder keeps the old run's best checkpoint as the best so far.
+
+    Lightning's ModelCheckpoint forgets the best score when its folder changes ("dirpath has
+    changed"), so the resumed run would test the best of its own epochs only. Here the old best
+    file is copied into the new folder and stays the best until a better epoch replaces it.
+    """
+
+    def __init__(self, *args, resumed_from: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.resumed_from = resumed_from
+        self.fitting = True
+
+    @property
+    def state_key(self) -> str:
+        # the plain ModelCheckpoint's key, so checkpoints written before this class still resume
+        return "ModelCheckpoint" + super().state_key.removeprefix(type(self).__qualname__)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self.fitting = stage == "fit"
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # Lightning 2.6 writes last.ckpt only in epochs that save a best checkpoint; a resume from
+        # it would silently redo every epoch since the last improvement.
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not self.fitting:  # trainer.test(ckpt_path=...) restores callbacks too; keep what fit left
+            return
+        same_folder = state_dict.get("dirpath") == self.dirpath
+        with warnings.catch_warnings():  # Lightning's "dirpath has changed ... won't be reloaded": we reload here
+            warnings.filterwarnings("ignore", message="The dirpath has changed")
+            super().load_state_dict(state_dict)
+        if same_folder or not state_dict.get("best_model_path") or state_dict.get("best_model_score") is None:
+            return
+        old_best = self._find_old_best(state_dict["best_model_path"])
+        new_best = str(Path(self.dirpath) / old_best.name)
+        _copy_atomic(old_best, Path(new_best))
+        score = state_dict["best_model_score"]
+        self.best_model_path, self.best_model_score = new_best, score
+        self.best_k_models = {new_best: score}
+        self.kth_best_model_path, self.kth_value = new_best, score
+
+    def _find_old_best(self, recorded: str) -> Path:
+        """The old best file next to the resumed checkpoint (the run folder may have moved), else where recorded."""
+        candidates = [Path(recorded)]
+        if self.resumed_from is not None:
+            candidates.insert(0, Path(self.resumed_from).parent / Path(recorded).name)
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        raise ConfigError(
+            f"ckpt_path={self.resumed_from}: the best checkpoint of its run ({Path(recorded).name}) is neither next "
+            f"to it nor at {recorded}; the resumed run could not test its best epoch (put the file back)"
+        )
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    with source.open("rb") as f:
+        write_atomic(target, lambda out: shutil.copyfileobj(f, out))
+
+
+def load_resume_checkpoint(ckpt_path: str, hparams: Mapping[str, Any], module: torch.nn.Module) -> dict:
+    """Load ``ckpt_path`` (tensors and plain types only) and check that it can resume this run."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} is not an existing checkpoint file (e.g. <run>/checkpoints/last.ckpt)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # random bytes, a text file, a damaged zip, a pickle of arbitrary objects
+        reason = (str(err).splitlines() or [""])[0][:160]
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} is not a checkpoint: torch.load failed ({type(err).__name__}: {reason}); "
+            "give a <run>/checkpoints/*.ckpt file"
+        ) from None
+    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} is a PyTorch file but not a Lightning training checkpoint "
+            "(no state_dict and loop state); give a <run>/checkpoints/*.ckpt file"
+        )
+    saved = checkpoint.get("hyper_parameters") or {}
+    task = hparams["task.name"]
+    if "task.name" not in saved:
+        raise ConfigError(f"ckpt_path={ckpt_path} is a Lightning checkpoint of another program (no task.name in it)")
+    if saved["task.name"] != task:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} is a checkpoint of task={saved['task.name']}, this run is task={task}: "
+            f"resume it with task={saved['task.name']}, or give a {task} checkpoint"
+        )
+    _check_weights_fit(ckpt_path, checkpoint["state_dict"], module.state_dict(), saved, hparams)
+    return checkpoint
+
+
+def _check_weights_fit(ckpt_path, saved_state: Mapping, state: Mapping, saved: Mapping, hparams: Mapping) -> None:
+    def shapes(weights: Mapping) -> dict:
+        return {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+
+    if shapes(saved_state) == shapes(state):
+        return
+    differing = [
+        f"{key}={saved.get(key)!r} (this run: {hparams.get(key)!r})"
+        for key in sorted(set(saved) | set(hparams))
+        if key.startswith(MODEL_KEYS) and saved.get(key) != hparams.get(key)
+    ]
+    raise ConfigError(
+        f"ckpt_path={ckpt_path} holds weights of another network: it was trained with "
+        f"{', '.join(differing) or 'the same model options but other layer shapes'}; resume with its options"
+    )
