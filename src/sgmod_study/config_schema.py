@@ -53,7 +53,7 @@ class Rule:
 
     allowed: str
     test: Callable[[Any], bool] = lambda value: True
-    choices: tuple = ()  # reported as "not a known choice; valid choices: ..."
+    choice: bool = False  # a bad value is "not a known choice; valid choices: <allowed>"
     required: bool = True
     # a group of settings (a mapping) checked by this function, called with (key, value)
     group: Callable[[str, Any], None] | None = None
@@ -111,8 +111,9 @@ def boolean() -> Rule:
     return Rule("true or false", lambda v: isinstance(v, bool))
 
 
-def choice(*options) -> Rule:
-    return Rule("one of " + ", ".join(map(str, options)), choices=tuple(options))
+def choice(*options: str) -> Rule:
+    # the wording and order of errors.check_choice, which the builders use
+    return Rule(", ".join(sorted(options)), lambda v: v in options, choice=True)
 
 
 def text() -> Rule:
@@ -129,7 +130,7 @@ def optional(rule: Rule) -> Rule:
 
 def int_list(lo: int) -> Rule:
     return Rule(
-        f"a non-empty list of integers >= {lo}",
+        f"a non-empty list of integers >= {lo}, e.g. [32, 64]",
         lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(x) and x >= lo for x in v),
     )
 
@@ -320,6 +321,7 @@ DATA = {
     "on_device": boolean(),
 }
 
+# Lightning's precision values (the numbers 32, 16 and 64 too, as YAML reads 32 as an int)
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64")
 TRAINER = {
     "accelerator": choice("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())),
@@ -328,7 +330,7 @@ TRAINER = {
     # -1 (no limit) would train forever with scheduler=none; max_epochs=0 would train nothing
     "max_epochs": integer(1),
     "max_steps": optional(Rule("an integer >= 1 or -1 (no limit)", lambda v: _is_int(v) and (v >= 1 or v == -1))),
-    "precision": Rule("one of " + ", ".join(PRECISIONS[:6]), lambda v: str(v) in PRECISIONS),
+    "precision": Rule(", ".join(PRECISIONS), lambda v: str(v) in PRECISIONS, choice=True),
     "gradient_clip_val": nullable(non_negative()),
     "deterministic": Rule("true, false or 'warn'", lambda v: isinstance(v, bool) or v == "warn"),
     "log_every_n_steps": integer(1),
@@ -357,9 +359,10 @@ TASKS: dict[str, dict[str, Rule]] = {
         "collapse_loss": non_negative(),
     },
 }
-# Each task's LightningModule and the model names it can train.
+# Each task's LightningModule, the model names it can train and how to say so.
 TASK_MODULES = {"classifier": Classifier, "gan": GAN}
 TASK_MODELS = {"classifier": ("cnn", "mlp", "resnet"), "gan": ("dcgan",)}
+TASK_MODELS_TEXT = {"classifier": "model=cnn, mlp or resnet", "gan": "model=dcgan or model=dcgan_baseline"}
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -380,8 +383,9 @@ CONFIG: dict[str, Rule] = {
     "speed": group(
         {
             "compile": Rule(
-                "null, false, true or one of " + ", ".join(COMPILE_MODES),
+                "null or false (off), " + ", ".join(COMPILE_MODES),  # true: "default"
                 lambda v: v is None or isinstance(v, bool) or v in COMPILE_MODES,
+                choice=True,
             ),
             "channels_last": boolean(),
         }
@@ -418,7 +422,7 @@ def _check_group(
         if key in node:
             _check_value(_join(prefix, key), node[key], rule)
         elif rule.required and not partial:
-            raise ConfigError(f"{_join(prefix, key)} is missing: it must be {rule.allowed}")
+            raise ConfigError(f"{_join(prefix, key)} is missing: it must be {_must_be(rule)}")
     arguments = _arguments(takes_arguments_of)
     for key, value in node.items():
         if key not in rules and key not in arguments:
@@ -437,21 +441,22 @@ def _arguments(cls: type | None) -> set[str]:
 
 def _check_value(key: str, value, rule: Rule) -> None:
     if value == MISSING:
-        raise ConfigError(f"{key} has no value (???): it must be {rule.allowed}")
+        raise ConfigError(f"{key} has no value (???): it must be {_must_be(rule)}")
     if rule.group is not None:
         rule.group(key, value)
-    elif rule.choices:
-        check_choice(key, value, rule.choices)
+    elif rule.choice and not rule.test(value):
+        raise ConfigError(f"{key}={value!r} is not a known choice; valid choices: {rule.allowed}")
     elif not rule.test(value):
         raise ConfigError(f"{key}={value!r} is not allowed: it must be {rule.allowed}")
 
 
+def _must_be(rule: Rule) -> str:
+    return f"one of {rule.allowed}" if rule.choice else rule.allowed
+
+
 def _check_task_model(task: str, model: str) -> None:
     if model not in TASK_MODELS[task]:
-        raise ConfigError(
-            f"task={task} cannot train model={model}; it trains model={' or '.join(TASK_MODELS[task])}"
-            + (" (or dcgan_baseline, dcgan_sgmod_g, dcgan_sgmod_d)" if task == "gan" else "")
-        )
+        raise ConfigError(f"task={task} needs {TASK_MODELS_TEXT[task]}, got model={model}")
 
 
 def _check_metrics(c: Mapping) -> None:
