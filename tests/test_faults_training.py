@@ -237,6 +237,11 @@ def test_checkpoint_of_another_task_is_refused(finished_run, tmp_path, fashion_s
         f"ckpt_path={gan_like} is a checkpoint of task=gan, this run is task=classifier: "
         "resume it with task=gan, or give a classifier checkpoint"
     )
+    del checkpoint["hyper_parameters"]
+    torch.save(checkpoint, gan_like)
+    assert _refusal(gan_like, TINY, tmp_path) == (
+        f"ckpt_path={gan_like} is a Lightning checkpoint of another program (no task.name in it)"
+    )
 
 
 def test_checkpoint_of_another_network_is_refused(finished_run, tmp_path):
