@@ -395,7 +395,6 @@ CONFIG: dict[str, Rule] = {
     "checkpoint": group({"monitor": text(), "mode": choice("min", "max")}),
     "ckpt_path": nullable(text()),
     "output_dir": text(),
-    "sweep_worker": optional(integer(0)),  # set by the sweeper on the configs of its launcher jobs
 }
 
 
