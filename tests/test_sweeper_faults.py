@@ -34,13 +34,13 @@ from sgmod_study.sweeper import (
     search_space,
 )
 
-# A trial process in a few milliseconds: value x (or 0), exit code `exit=` (default 0).
+# A trial process in a few milliseconds: value `value=` or x (or 0), exit code `exit=` (default 0).
 STUB = """
 import json, sys, pathlib
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 folder = pathlib.Path(args["hydra.run.dir"])
 folder.mkdir(parents=True, exist_ok=True)
-(folder / "result.json").write_text(json.dumps({"value": float(args.get("x", 0))}))
+(folder / "result.json").write_text(json.dumps({"value": float(args.get("value", args.get("x", 0)))}))
 code = int(args.get("exit", 0))
 if code:
     print(f"error: stub trial exits with {code}")
@@ -216,6 +216,14 @@ def test_the_failure_rate_is_a_share_of_the_trials_this_run_starts(tmp_path):
     # 4 trials to run, rate 0.5: two failures are allowed, the third stops the run
     with pytest.raises(SweepFailed, match="^3 trials failed in this run, more than max_failure_rate=0.5 x 4 trials"):
         run_sweep(tmp_path, fixed=["exit=1"], n_trials=4, max_failure_rate=0.5)
+
+
+def test_a_nan_objective_is_a_failure_with_its_reason(tmp_path):
+    with pytest.raises(SweepFailed, match="trial 0: objective is not a finite number"):
+        run_sweep(tmp_path, fixed=["value=nan"], n_trials=1, max_failure_rate=0.0)
+    study = plain_load(tmp_path / "study.journal")
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    assert study.trials[0].user_attrs["fail_reason"] == "objective is not a finite number: [nan]"
 
 
 # -- 4. sweeper settings -------------------------------------------------------------------------
