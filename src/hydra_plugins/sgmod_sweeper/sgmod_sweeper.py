@@ -121,22 +121,23 @@ class SgmodOptunaSweeper(Sweeper):
         overrides with every searched parameter at its bounds and at each of its choices (a choice
         may select another config group). Unknown keys, wrong types and, through the config schema's
         check_config, values the run would refuse, all stop the sweep here with one line."""
+        from sgmod_study.config_schema import check_config
+        from sgmod_study.errors import ConfigError
         from sgmod_study.sweeper import probe_overrides
 
-        check_config = _schema_check()
         for overrides, searched in probe_overrides(space, fixed):
             where = f"(in the trial config with {' '.join(searched)})" if searched else "(in the trials' config)"
-            container = self._compose(overrides, where, sweep_dir)
-            if check_config is not None:
-                try:
-                    check_config(container)
-                except ValueError as err:  # ConfigError
-                    raise type(err)(f"{err} {where}") from None
+            try:
+                check_config(self._compose(overrides, sweep_dir))
+            except ConfigError as err:
+                raise ConfigError(f"{err} {where}") from None
 
-    def _compose(self, overrides: List[str], where: str, sweep_dir: Path) -> Dict[str, Any]:
+    def _compose(self, overrides: List[str], sweep_dir: Path) -> Dict[str, Any]:
+        """The resolved job config of a trial with these overrides (Hydra's errors as ConfigError)."""
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
+        from sgmod_study.config_schema import hydra_error_line
         from sgmod_study.errors import ConfigError
 
         try:
@@ -146,7 +147,7 @@ class SgmodOptunaSweeper(Sweeper):
                 cfg.output_dir = str(sweep_dir / "trial_NNNN")  # ${hydra:runtime.output_dir} outside a run
             return OmegaConf.to_container(cfg, resolve=True)
         except (HydraException, OmegaConfBaseException) as err:
-            raise ConfigError(f"{_one_line(err)} {where}") from None
+            raise ConfigError(hydra_error_line(err)) from None
 
     def _settings(self, space: Dict[str, Any]) -> Any:
         from sgmod_study.errors import ConfigError
@@ -181,17 +182,6 @@ class SgmodOptunaSweeper(Sweeper):
 
 
 DEFAULT_STORAGE_DIR = Path("outputs") / "optuna"
-
-
-def _schema_check() -> Any:
-    """sgmod_study.config_schema.check_config(container) when the project has it, else None."""
-    try:
-        from sgmod_study.config_schema import check_config
-    except ModuleNotFoundError as err:
-        if err.name != "sgmod_study.config_schema":
-            raise
-        return None
-    return check_config
 
 
 def _build(key: str, cfg: Dict[str, Any]) -> Any:
