@@ -18,7 +18,13 @@ from sgmod_study.checkpoints import AtomicCheckpointIO, ResumableCheckpoint, loa
 from sgmod_study.classifier import build_classifier
 from sgmod_study.config_schema import check_config
 from sgmod_study.data import ImageDataModule, dataset_spec
-from sgmod_study.diagnostics import ActivationMonitor, GradNormMonitor, flatten_config, log_final_hparams
+from sgmod_study.diagnostics import (
+    ActivationMonitor,
+    FinalActivationRecord,
+    GradNormMonitor,
+    flatten_config,
+    log_final_hparams,
+)
 from sgmod_study.errors import ConfigError, check_bool, check_choice
 from sgmod_study.gan import build_gan
 from sgmod_study.sweeper import RESULT_FILE, pruning_callback
@@ -51,7 +57,7 @@ def build_callbacks(cfg: Mapping, output_dir: Path) -> tuple[ModelCheckpoint, li
         auto_insert_metric_name=False,
         save_last=True,
     )
-    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch"), FinalActivationRecord()]
     every = cfg["diagnostics"]["every_n_steps"]
     if every:
         callbacks += [ActivationMonitor(every), GradNormMonitor(every)]
