@@ -1,0 +1,45 @@
+"""The Sgmod study, one named part at a time, resumable (see sgmod_study/study.py).
+
+    python scripts/study.py list
+    python scripts/study.py run controls [--time-limit SECONDS] [override ...]
+    python scripts/study.py export controls
+"""
+
+import argparse
+
+from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
+from sgmod_study.study import PARTS, export, record_dir, read_rows, run, summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="the parts, their questions and how far each has come")
+    run_parser = commands.add_parser("run", help="run or resume a part, then refresh its runs.jsonl")
+    run_parser.add_argument("part")
+    run_parser.add_argument("--time-limit", type=float, default=None, help="stop the sweep after this many seconds")
+    run_parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. hydra.sweeper.n_jobs=4")
+    export_parser = commands.add_parser("export", help="refresh a part's runs.jsonl from its study and run folders")
+    export_parser.add_argument("part")
+    # parse_known_args: Hydra overrides (key=value) may follow --time-limit, which plain
+    # parse_args refuses once the positional list has been matched
+    args, extra = parser.parse_known_args()
+    unknown_options = [a for a in extra if a.startswith("-")]
+    if unknown_options or (extra and args.command != "run"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "list":
+            for name, p in PARTS.items():
+                print(f"{name:14s} {summary(read_rows(record_dir(name) / 'runs.jsonl')):28s} {p.question}")
+            return 0
+        if args.command == "export":
+            rows = export(args.part)
+            print(f"{args.part}: {summary(rows)}")
+            return 0
+        return run(args.part, [*args.overrides, *extra], args.time_limit)
+    except ConfigError as err:
+        exit_with("error", err, EXIT_CONFIG)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

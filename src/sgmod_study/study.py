@@ -1,0 +1,223 @@
+"""The Sgmod study as named parts, each a resumable Optuna sweep with a committed record.
+
+    python scripts/study.py run controls [overrides...]   # train (resumes what is recorded)
+    python scripts/study.py export controls               # refresh the per-run table only
+    python scripts/study.py list                          # the parts and how far each is
+
+Each part's record lives in ``study/<part>/`` (committed, text, small): ``study.journal``, the
+Optuna storage itself (``optuna.load_study`` reads it, the next ``run`` continues it), and
+``runs.jsonl``, one line per trial with its configuration, seed, metrics, final gamma/beta and
+the machine it ran on. The run folders (checkpoints, TensorBoard events) go to
+``outputs/study/<part>/`` and are not committed; ``runs.jsonl`` keeps the rows of trials whose
+folders are on another machine, so a study moved between machines loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import yaml
+
+from sgmod_study.diagnostics import SGMOD_FINAL_FILE
+from sgmod_study.errors import ConfigError, check_choice
+from sgmod_study.report import read_scalars
+from sgmod_study.sweeper import RESULT_FILE, fail_orphaned_trials, open_storage
+
+RECORD_DIR = Path("study")
+RUNS_DIR = Path("outputs") / "study"
+RUNS_FILE = "runs.jsonl"
+MACHINE_FILE = "machine.json"
+# The full default budget: 10 epochs of 215 AdamW steps; under the cosine schedule gamma/beta
+# can travel about 1.2 at lr 1e-3, enough for (1, 0) -> (2, -1).
+FULL = ("trainer.max_epochs=10",)
+# Config entries a run's row keeps (the rest is in the run folder's .hydra/config.yaml).
+ROW_KEYS = ("activation", "optimizer", "norm", "seed", "trainer.max_epochs", "model.name", "data.name")
+# TensorBoard curves a row keeps (per epoch, or every diagnostics.every_n_steps for sgmod/ and grad_norm/).
+CURVES = ("val/acc", "val/loss", "train/loss", "train/acc", "sgmod/", "grad_norm/")
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    overrides: tuple[str, ...]
+    question: str
+
+
+PARTS = {
+    p.name: p
+    for p in (
+        Part(
+            "controls",
+            ("experiment=study_controls", *FULL),
+            "learnable vs fixed gamma/beta, slope vs centring, sigmoid, tanh, relu; 9 variants x 8 seeds",
+        ),
+        Part(
+            "sweep_sgmod",
+            ("hparams_search=sgmod_classifier", *FULL),
+            "Sgmod over gamma/beta init, gamma/beta lr and wd, network lr and wd (64 Sobol points)",
+        ),
+        *(
+            Part(
+                f"sweep_{name}",
+                ("hparams_search=baseline_classifier", f"activation={name}", *FULL),
+                f"{name} over the network's lr and wd, the same number of trials",
+            )
+            for name in ("sigmoid", "tanh", "relu")
+        ),
+    )
+}
+
+
+def part(name: str) -> Part:
+    check_choice("part", name, PARTS)
+    return PARTS[name]
+
+
+def record_dir(name: str, root: Path = Path(".")) -> Path:
+    return root / RECORD_DIR / name
+
+
+def sweep_command(p: Part, overrides: Sequence[str], root: Path = Path(".")) -> list[str]:
+    """The ``python src/train.py -m ...`` that runs (or resumes) part ``p``."""
+    return [
+        sys.executable,
+        str(root / "src" / "train.py"),
+        "-m",
+        *p.overrides,
+        f"hydra.sweeper.study_name={p.name}",
+        f"hydra.sweeper.storage={record_dir(p.name, root) / 'study.journal'}",
+        f"hydra.sweep.dir={root / RUNS_DIR / p.name}",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+    ]
+
+
+def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = None, root: Path = Path(".")) -> int:
+    """Run part ``name`` until its study is complete or ``time_limit`` seconds have passed, then
+    mark trials the stopped sweep left RUNNING as interrupted and refresh ``runs.jsonl``."""
+    p = part(name)
+    sweep_dir = root / RUNS_DIR / p.name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / MACHINE_FILE).write_text(json.dumps(machine()))
+    process = subprocess.Popen(sweep_command(p, overrides, root), cwd=root)
+    try:
+        code = process.wait(timeout=time_limit)
+    except subprocess.TimeoutExpired:
+        print(f"[study] {name}: time limit of {time_limit:g} s reached; stopping the sweep (it resumes next time)")
+        process.terminate()
+        code = process.wait()
+    if not (record_dir(name, root) / "study.journal").is_file():
+        return code  # the sweep stopped before its first trial (it printed why)
+    study = load(name, root)
+    interrupted = fail_orphaned_trials(study)
+    if interrupted:
+        print(f"[study] {name}: trials {interrupted} were interrupted and will run again")
+    rows = export(name, root)
+    print(f"[study] {name}: {summary(rows)}; record in {record_dir(name, root)}")
+    return code
+
+
+def load(name: str, root: Path = Path(".")) -> optuna.Study:
+    journal = record_dir(name, root) / "study.journal"
+    if not journal.is_file():
+        raise ConfigError(f"part={name} has no record yet ({journal}); run it first: python scripts/study.py run {name}")
+    storage, _ = open_storage(str(journal), name, journal.parent)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def export(name: str, root: Path = Path(".")) -> list[dict]:
+    """Refresh ``study/<name>/runs.jsonl`` from the study and the run folders on this machine."""
+    study = load(name, root)
+    path = record_dir(name, root) / RUNS_FILE
+    rows = {row["number"]: row for row in read_rows(path)}
+    for trial in study.get_trials(deepcopy=False):
+        rows[trial.number] = {**rows.get(trial.number, {}), **trial_row(trial)}
+    ordered = [rows[n] for n in sorted(rows)]
+    path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in ordered))
+    return ordered
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
+    """One trial as a row: Optuna's view, plus what its run folder holds when it is here."""
+    row = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "values": trial.values,
+        "params": trial.params,
+        "duration_s": trial.duration.total_seconds() if trial.duration else None,
+        "fail_reason": trial.user_attrs.get("fail_reason"),
+        "device": trial.user_attrs.get("device"),
+    }
+    folder = Path(trial.user_attrs.get("folder", ""))
+    if not (folder / ".hydra" / "config.yaml").is_file():
+        return row  # the folder is on another machine: the earlier row keeps what it read there
+    row["config"] = _config_subset(folder / ".hydra" / "config.yaml")
+    row["metrics"] = _json(folder / RESULT_FILE).get("metrics")
+    row["sgmod"] = _json(folder / SGMOD_FINAL_FILE) or None
+    row["machine"] = _json(folder.parent / MACHINE_FILE) or None
+    row["curves"] = curves(folder / "tensorboard")
+    return row
+
+
+def curves(log_dir: Path) -> dict[str, list[list[float]]]:
+    """The learning curves and gamma/beta trajectories of a run, rounded: [[step, value], ...]."""
+    kept = {}
+    for tag, points in read_scalars(log_dir).items():
+        if tag.startswith(CURVES) and not tag.endswith("_std") and tag != "train/loss_step":
+            kept[tag] = [[step, float(f"{value:.6g}")] for step, value in points]
+    return kept
+
+
+def _config_subset(path: Path) -> dict:
+    config = yaml.safe_load(path.read_text())
+    subset = {}
+    for key in ROW_KEYS:
+        value = config
+        for part_name in key.split("."):
+            value = value.get(part_name) if isinstance(value, Mapping) else None
+        subset[key] = value
+    return subset
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def summary(rows: Sequence[Mapping]) -> str:
+    states = [row["state"] for row in rows]
+    return ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states))) or "no trials yet"
+
+
+def machine() -> dict:
+    """Where a run happened: figures from different machines are compared only with this said."""
+    info = {"host": socket.gethostname(), "cpu": platform.processor() or platform.machine()}
+    info["cpu_count"] = len(os.sched_getaffinity(0))
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import torch
+
+    info["torch"] = torch.__version__
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info

@@ -1,0 +1,111 @@
+"""The study's records: gamma/beta's own optimizer settings, the per-run gamma/beta record, and
+the committed per-run table (runs.jsonl) that survives a move between machines."""
+
+import json
+import math
+
+import optuna
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+from conftest import CONF, compose_config
+from sgmod_study.activations import Sgmod
+from sgmod_study.classifier import build_classifier
+from sgmod_study.data import dataset_spec
+from sgmod_study.diagnostics import SGMOD_FINAL_FILE, activation_record
+from sgmod_study.study import PARTS, export, read_rows, record_dir, sweep_command
+from sgmod_study.training import train
+
+
+def test_the_sgmod_search_covers_the_briefs_table_and_the_run_uses_gamma_betas_own_settings(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=sgmod_classifier"], return_hydra_config=True)
+    params = dict(cfg.hydra.sweeper.params)
+    assert set(params) == {
+        "activation.gamma_init",
+        "activation.beta_init",
+        "activation.lr",
+        "activation.weight_decay",
+        "optimizer.lr",
+        "optimizer.weight_decay",
+    }
+    assert params["activation.lr"] == "tag(log, interval(1e-4, 1e-2))"  # the table's range, log scale
+    # what a trial's overrides give the run: gamma/beta's optimizer group has exactly those values
+    trial = ["activation.lr=0.005", "activation.weight_decay=0.0003", "optimizer.lr=0.0002", "data=digits"]
+    c = compose_config(trial, tmp_path)
+    module = build_classifier(c, dataset_spec("digits"))
+    module.trainer = type("T", (), {"max_epochs": 10})()  # configure_optimizers reads max_epochs
+    optimizer = module.configure_optimizers()["optimizer"]
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert groups["activation"]["lr"] == pytest.approx(0.005)
+    assert groups["activation"]["weight_decay"] == pytest.approx(0.0003)
+    assert groups["decay"]["lr"] == pytest.approx(0.0002)
+
+
+def test_activation_record_reads_gamma_beta_and_what_can_absorb_them():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), Sgmod(3, gamma_init=2.0, beta_init=-1.0), nn.Conv2d(3, 5, 3))
+    net[1].gamma.data = torch.tensor([1.0, 2.0, 3.0])
+    net[2].weight.data = torch.ones(5, 3, 3, 3) * torch.tensor([1.0, 2.0, 0.0]).view(1, 3, 1, 1)
+    record = activation_record(net)["1"]
+    assert record["gamma"] == [1.0, 2.0, 3.0] and record["beta"] == [-1.0, -1.0, -1.0]
+    assert record["next_layer"] == "2" and not record["norm_between"]
+    assert record["next_weight_norm"] == pytest.approx([math.sqrt(45), 2 * math.sqrt(45), 0.0])
+    # after a Flatten each channel owns a block of the linear layer's columns; a norm in between is flagged
+    flat = nn.Sequential(Sgmod(2, learn_beta=False), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 4, 3))
+    flat[3].weight.data = torch.cat([torch.ones(3, 4), 2 * torch.ones(3, 4)], dim=1)
+    record = activation_record(flat)["0"]
+    assert record["norm_between"] and record["learn_gamma"] and not record["learn_beta"]
+    assert record["next_weight_norm"] == pytest.approx([math.sqrt(12), 2 * math.sqrt(12)])
+
+
+def test_a_run_records_final_gamma_beta_and_how_far_they_could_travel(tmp_path, tiny_overrides):
+    cfg = compose_config([*tiny_overrides, "activation.lr=0.004", "scheduler=none"], tmp_path)
+    train(cfg)
+    record = json.loads((tmp_path / SGMOD_FINAL_FILE).read_text())
+    assert set(record["layers"]) == {"features.stage1.act", "features.stage2.act", "head.act"}
+    steps = 2 * 20  # 2 epochs of the digits training split (1,797 - 360 test - 200 val) in batches of 64
+    assert record["steps"] == steps
+    assert record["activation_lr_sum"] == pytest.approx(steps * 0.004)
+    moved = max(abs(g - 1.0) for g in record["layers"]["head.act"]["gamma"])
+    assert 0 < moved <= record["activation_lr_sum"] * 1.1  # Adam moves about lr per step at most
+
+
+def _fake_study(root, name, n):
+    journal = record_dir(name, root) / "study.journal"
+    journal.parent.mkdir(parents=True)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for i in range(n):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        folder = root / "outputs" / "study" / name / f"trial_{i:04d}"
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "config.yaml").write_text(f"seed: {i}\nactivation:\n  name: sgmod\n")
+        (folder / "result.json").write_text(json.dumps({"value": i / 10, "metrics": {"test/acc": i / 10}}))
+        trial.set_user_attr("folder", str(folder))
+        study.tell(trial, i / 10)
+    return study
+
+
+def test_export_keeps_rows_whose_run_folders_are_on_another_machine(tmp_path):
+    study = _fake_study(tmp_path, "controls", 2)
+    rows = export("controls", tmp_path)
+    assert [r["metrics"]["test/acc"] for r in rows] == [0.0, 0.1]
+    assert rows[1]["config"]["seed"] == 1 and rows[1]["config"]["activation"] == {"name": "sgmod"}
+    # the study moves to a machine without these folders and gains a trial there
+    for folder in (tmp_path / "outputs").glob("study/controls/trial_*"):
+        (folder / ".hydra" / "config.yaml").unlink()
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    rows = export("controls", tmp_path)
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3
+    assert [r.get("metrics", {}).get("test/acc") for r in rows] == [0.0, 0.1, None]  # read earlier, kept
+    assert read_rows(record_dir("controls", tmp_path) / "runs.jsonl") == rows
+
+
+def test_every_part_stores_its_study_in_the_committed_record(tmp_path):
+    for name, part in PARTS.items():
+        command = sweep_command(part, ["hydra.sweeper.n_jobs=2"], tmp_path)
+        assert f"hydra.sweeper.storage={tmp_path / 'study' / name / 'study.journal'}" in command
+        assert f"hydra.sweeper.study_name={name}" in command and command[-1] == "hydra.sweeper.n_jobs=2"
+        assert "trainer.max_epochs=10" in command  # the full budget: gamma/beta can travel ~1.2 at lr 1e-3
