@@ -391,3 +391,28 @@ def test_grid_sampler_walks_the_choices(tmp_path):
     )
     assert code == 0, output[-3000:]
     assert sorted(t.params["seed"] for t in load(tmp_path).trials) == [1, 2]
+
+
+def test_a_grid_runs_a_failed_cell_again_instead_of_a_duplicate():
+    """Optuna's GridSampler counts a FAIL as visited; the experiments' grid must end without holes."""
+    from sgmod_study.sweeper import CompleteGridSampler
+
+    space = {"activation": ["relu", "sgmod"], "seed": [0, 1]}
+    distributions = {k: CategoricalDistribution(v) for k, v in space.items()}
+    study = optuna.create_study(sampler=CompleteGridSampler(space, seed=0))
+    cells, stopped = [], False
+    while not stopped:
+        trial = study.ask(distributions)
+        cells.append((trial.params["activation"], trial.params["seed"]))
+        try:
+            study.tell(trial, state=TrialState.FAIL) if len(cells) == 2 else study.tell(trial, 1.0)
+        except RuntimeError:  # the grid is covered: the sampler calls study.stop()
+            stopped = True
+    assert len(cells) == 5 and cells[4] == cells[1]  # the failed cell, run again as the fifth trial
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert sorted((t.params["activation"], t.params["seed"]) for t in complete) == [
+        ("relu", 0),
+        ("relu", 1),
+        ("sgmod", 0),
+        ("sgmod", 1),
+    ]

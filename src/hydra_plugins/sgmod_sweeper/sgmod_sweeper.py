@@ -54,7 +54,7 @@ SAMPLERS = {
     "gp": _sampler("optuna.samplers.GPSampler", seed=None),
     "qmc": _sampler("optuna.samplers.QMCSampler", seed=None),
     "nsgaii": _sampler("optuna.samplers.NSGAIISampler", seed=None),
-    "grid": _sampler("optuna.samplers.GridSampler", seed=None),  # search space: the choice() params
+    "grid": _sampler("sgmod_study.sweeper.CompleteGridSampler", seed=None),  # search space: the choice() params
 }
 PRUNERS = {
     "none": {"_target_": "optuna.pruners.NopPruner"},
