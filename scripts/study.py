@@ -1,14 +1,16 @@
 """The Sgmod study, one named part at a time, resumable (see sgmod_study/study.py).
 
-    python scripts/study.py list
-    python scripts/study.py run controls [--time-limit SECONDS] [override ...]
-    python scripts/study.py export controls
+python scripts/study.py list
+python scripts/study.py run controls [--time-limit SECONDS] [override ...]
+python scripts/study.py export controls
+python scripts/study.py report          # docs/report/study.md from the committed records
 """
 
 import argparse
 
 from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
-from sgmod_study.study import PARTS, export, record_dir, read_rows, run, summary
+from sgmod_study.study import PARTS, export, read_rows, record_dir, run, summary
+from sgmod_study.study_report import write_study_report
 
 
 def main() -> int:
@@ -21,6 +23,7 @@ def main() -> int:
     run_parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. hydra.sweeper.n_jobs=4")
     export_parser = commands.add_parser("export", help="refresh a part's runs.jsonl from its study and run folders")
     export_parser.add_argument("part")
+    commands.add_parser("report", help="write docs/report/study.md from the committed records (no training)")
     # parse_known_args: Hydra overrides (key=value) may follow --time-limit, which plain
     # parse_args refuses once the positional list has been matched
     args, extra = parser.parse_known_args()
@@ -31,6 +34,10 @@ def main() -> int:
         if args.command == "list":
             for name, p in PARTS.items():
                 print(f"{name:14s} {summary(read_rows(record_dir(name) / 'runs.jsonl')):28s} {p.question}")
+            return 0
+        if args.command == "report":
+            write_study_report()
+            print("written: docs/report/study.md")
             return 0
         if args.command == "export":
             rows = export(args.part)

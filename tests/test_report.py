@@ -126,7 +126,8 @@ def test_an_experiment_grid_feeds_the_report(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "experiment", ["compare_activations", "norm_placement", "depth", "sgmod_ablations", "gan_placement", "study_controls"]
+    "experiment",
+    ["compare_activations", "norm_placement", "depth", "sgmod_ablations", "gan_placement", "study_controls"],
 )
 def test_experiment_grids_are_complete(experiment):
     """Each experiment's n_trials is its whole grid, and every grid value composes into a config."""
@@ -269,6 +270,8 @@ def test_grid_experiments_get_no_best_trial_or_importances(tmp_path):
     (tmp_path / "grid" / "best.json").write_text(json.dumps({"number": 1, "values": [0.9], "params": {"seed": 1}}))
     (tmp_path / "grid" / "importances.json").write_text(json.dumps({"seed": 0.9, "activation": 0.1}))
     for folder in (tmp_path / "grid").glob("*_*"):
-        (folder / ".hydra" / "hydra.yaml").write_text("sweeper:\n  sampler:\n    _target_: optuna.samplers.GridSampler\n")
+        (folder / ".hydra" / "hydra.yaml").write_text(
+            "sweeper:\n  sampler:\n    _target_: optuna.samplers.GridSampler\n"
+        )
     text = write_report([tmp_path / "grid"], ["activation.name"], "test/acc", "relu", tmp_path / "report")
     assert "Optuna study" not in text and "importance" not in text

@@ -16,9 +16,8 @@ write on rank zero only, so they work unchanged under DDP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L

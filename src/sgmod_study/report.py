@@ -406,7 +406,9 @@ def write_report(
         extra.append("## Learning curves\n\n![learning curves](figures/learning_curves.png)")
     ends = sgmod_trajectories(finished, group_by, out / "figures" / "sgmod_trajectories.png")
     if ends:
-        rows = "\n".join(f"| {label} | {layer} | {g:.3f} | {b:.3f} |" for (label, layer), (g, b) in sorted(ends.items()))
+        rows = "\n".join(
+            f"| {label} | {layer} | {g:.3f} | {b:.3f} |" for (label, layer), (g, b) in sorted(ends.items())
+        )
         extra.append(
             "## Sgmod gamma/beta\n\n![trajectories](figures/sgmod_trajectories.png)\n\n"
             "Where they end up (mean over the seeds of each configuration; runs with gamma and beta fixed "

@@ -129,7 +129,7 @@ def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = Non
 def load(name: str, root: Path = Path(".")) -> optuna.Study:
     journal = record_dir(name, root) / "study.journal"
     if not journal.is_file():
-        raise ConfigError(f"part={name} has no record yet ({journal}); run it first: python scripts/study.py run {name}")
+        raise ConfigError(f"part={name} has no record yet ({journal}); run it first: scripts/study.py run {name}")
     storage, _ = open_storage(str(journal), name, journal.parent)
     return optuna.load_study(study_name=name, storage=storage)
 

@@ -1,0 +1,322 @@
+"""The study's report, from its committed records alone (study/<part>/runs.jsonl): no training.
+
+    python scripts/study.py report          # writes docs/report/study.md and its figures
+
+- controls: every variant's test accuracy over seeds, and the primary contrasts named in
+  conf/experiment/study_controls.yaml before the runs, as paired differences by seed with 95%
+  intervals, Holm-corrected p-values and a TOST equivalence test (margin ``EQUIVALENCE_MARGIN``);
+- how far gamma/beta could move (the sum of their learning rate over the steps) against how far
+  they did, per layer, with the centred coordinate beta + gamma/2 and gamma times the next
+  layer's incoming weight norm (what the next layer actually sees);
+- the sweeps: finished trials per activation, the best configuration, and the expected best
+  validation accuracy as a function of the number of trials (Dodge et al., EMNLP 2019).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from scipy import stats
+
+from sgmod_study.report import _plt, _save, holm, mean_ci
+from sgmod_study.study import RECORD_DIR, RUNS_FILE, read_rows
+
+METRIC = "test/acc"
+# Differences of test accuracy smaller than this (half a percentage point) count as "equivalent".
+EQUIVALENCE_MARGIN = 0.005
+CONTROL_CONTRASTS = (  # (variant, reference, question), named before the runs
+    ("sgmod", "sgmod_fixed", "learnable vs fixed gamma/beta at (1, 0)"),
+    ("sgmod_tanh_init", "sgmod_tanh_control", "learnable vs fixed gamma/beta at (2, -1)"),
+    ("sgmod_tanh_control", "sigmoid", "fixed (2, -1) = tanh(x/2) vs sigmoid"),
+    ("best Sgmod", "tanh", "the best Sgmod variant vs tanh"),
+)
+LEARNABLE = ("sgmod", "sgmod_tanh_init")
+SGMOD_VARIANTS = (
+    "sgmod",
+    "sgmod_tanh_init",
+    "sgmod_fixed",
+    "sgmod_tanh_control",
+    "sgmod_fixed_centred",
+    "sgmod_fixed_slope2",
+)
+SWEEPS = ("sweep_sgmod", "sweep_sigmoid", "sweep_tanh", "sweep_relu")
+
+
+def complete(rows: Sequence[Mapping]) -> list[Mapping]:
+    return [r for r in rows if r["state"] == "COMPLETE" and r.get("metrics")]
+
+
+def by_variant(rows: Sequence[Mapping], metric: str = METRIC) -> dict[str, dict[int, float]]:
+    """{variant: {seed: metric}} of the finished controls runs."""
+    table: dict[str, dict[int, float]] = {}
+    for row in complete(rows):
+        table.setdefault(row["params"]["activation"], {})[row["params"]["seed"]] = row["metrics"][metric]
+    return table
+
+
+def paired(values: Mapping[int, float], reference: Mapping[int, float]) -> dict:
+    """Paired difference by seed: mean, 95% CI, t-test p and TOST equivalence p."""
+    seeds = sorted(set(values) & set(reference))
+    diffs = [values[s] - reference[s] for s in seeds]
+    result = {"n": len(seeds), "mean": math.nan, "low": math.nan, "high": math.nan, "p": math.nan, "p_tost": math.nan}
+    if len(seeds) < 2:
+        return result
+    result["mean"], sd, result["low"], result["high"] = mean_ci(diffs)
+    if sd > 0:
+        se = sd / math.sqrt(len(diffs))
+        t = result["mean"] / se
+        result["p"] = float(2 * stats.t.sf(abs(t), len(diffs) - 1))
+        lower = stats.t.sf((result["mean"] + EQUIVALENCE_MARGIN) / se, len(diffs) - 1)
+        upper = stats.t.cdf((result["mean"] - EQUIVALENCE_MARGIN) / se, len(diffs) - 1)
+        result["p_tost"] = float(max(lower, upper))
+    return result
+
+
+def contrasts(table: Mapping[str, Mapping[int, float]]) -> list[dict]:
+    """The named primary contrasts, Holm-corrected together."""
+    means = {v: sum(s.values()) / len(s) for v, s in table.items() if s}
+    sgmods = [v for v in SGMOD_VARIANTS if v in means]
+    best = max(sgmods, key=means.get) if sgmods else None
+    rows = []
+    for variant, reference, question in CONTROL_CONTRASTS:
+        name = best if variant == "best Sgmod" else variant
+        if name in table and reference in table:
+            rows.append(
+                {"variant": name, "reference": reference, "question": question, **paired(table[name], table[reference])}
+            )
+    tested = [r for r in rows if not math.isnan(r["p"])]
+    for row, adjusted in zip(tested, holm([r["p"] for r in tested]), strict=True):
+        row["p_holm"] = adjusted
+    return rows
+
+
+# Fewer paired seeds than this and a verdict is marked preliminary (the study brief asks for >= 8).
+SEEDS_FOR_A_VERDICT = 8
+
+
+def verdict(row: Mapping, alpha: float = 0.05) -> str:
+    if row["n"] < SEEDS_FOR_A_VERDICT:
+        return f"preliminary (n < {SEEDS_FOR_A_VERDICT}): " + _verdict(row, alpha)
+    return _verdict(row, alpha)
+
+
+def _verdict(row: Mapping, alpha: float) -> str:
+    if row.get("p_holm", 1.0) < alpha:
+        return "different" + (" (variant better)" if row["mean"] > 0 else " (reference better)")
+    if row["p_tost"] < alpha:
+        return f"equivalent within +-{EQUIVALENCE_MARGIN:g}"
+    return "inconclusive"
+
+
+def travel(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict]:
+    """Per (learnable variant, layer), means over seeds: how far gamma/beta could move and did."""
+    out: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for row in complete(rows):
+        variant, record = row["params"]["activation"], row.get("sgmod")
+        if variant not in LEARNABLE or not record:
+            continue
+        act = row["config"]["activation"]
+        for layer, values in record["layers"].items():
+            gamma, beta = values["gamma"], values["beta"]
+            moved = max(max(abs(g - act["gamma_init"]) for g in gamma), max(abs(b - act["beta_init"]) for b in beta))
+            centred = [b + g / 2 for g, b in zip(gamma, beta, strict=True)]
+            seen = values["next_weight_norm"] or [1.0] * len(gamma)
+            stats_ = out.setdefault(
+                (variant, layer), {"bound": [], "moved": [], "gamma": [], "beta": [], "centred": [], "gamma_w": []}
+            )
+            stats_["bound"].append(record["activation_lr_sum"])
+            stats_["moved"].append(moved)
+            stats_["gamma"].append(_mean(gamma))
+            stats_["beta"].append(_mean(beta))
+            stats_["centred"].append(_mean(centred))
+            stats_["gamma_w"].append(_mean([g * w for g, w in zip(gamma, seen, strict=True)]))
+    return {
+        key: {name: _mean(v) for name, v in values.items()} | {"n": len(values["bound"])} for key, values in out.items()
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def expected_best(values: Sequence[float], budgets: Sequence[int]) -> list[float]:
+    """Expected maximum of n draws (with replacement) from the observed values, for each n
+    (Dodge et al. 2019): sum_i v_(i) * ((i/N)^n - ((i-1)/N)^n) over the sorted values."""
+    ordered, total = sorted(values), len(values)
+    return [
+        sum(v * ((i / total) ** n - ((i - 1) / total) ** n) for i, v in enumerate(ordered, start=1)) for n in budgets
+    ]
+
+
+def sweep_summary(rows: Sequence[Mapping]) -> dict:
+    finished = [r for r in complete(rows)]
+    if not finished:
+        return {"n": 0}
+    best = max(finished, key=lambda r: r["values"][0])
+    return {
+        "n": len(finished),
+        "best_val": best["values"][0],
+        "best_test": best["metrics"].get(METRIC),
+        "best_params": best["params"],
+        "val": [r["values"][0] for r in finished],
+        "machines": sorted(
+            {(r.get("machine") or {}).get("gpu") or (r.get("machine") or {}).get("cpu", "?") for r in finished}
+        ),
+    }
+
+
+def _pct(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:+.2f}"
+
+
+def _p(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3g}"
+
+
+def controls_section(rows: Sequence[Mapping], figures: Path) -> str:
+    table = by_variant(rows)
+    lines = [
+        "## 1. Controls at the full budget",
+        "",
+        f"Test accuracy over seeds (10 epochs each); {len(complete(rows))} of 72 runs finished.",
+        "",
+        "| variant | n | mean | std | 95% CI |",
+        "|---|---|---|---|---|",
+    ]
+    for variant in sorted(table, key=lambda v: -_mean(list(table[v].values()))):
+        values = list(table[variant].values())
+        mean, sd, low, high = mean_ci(values)
+        interval = "-" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
+        lines.append(f"| {variant} | {len(values)} | {mean:.4f} | {sd:.4f} | {interval} |")
+    lines += [
+        "",
+        "Primary contrasts (named before the runs), paired by seed, differences in percentage points:",
+        "",
+        "| question | variant - reference | paired n | difference [95% CI] | p (Holm) | TOST p | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in contrasts(table):
+        p_holm, p_tost = _p(row.get("p_holm", math.nan)), _p(row["p_tost"])
+        difference = f"{_pct(row['mean'])} [{_pct(row['low'])}, {_pct(row['high'])}]"
+        lines.append(
+            f"| {row['question']} | {row['variant']} - {row['reference']} | {row['n']} | {difference} | "
+            f"{p_holm} | {p_tost} | {verdict(row)} |"
+        )
+    if table:
+        _bar_chart(table, figures / "controls_test_acc.png")
+        lines += ["", "![controls](study_figures/controls_test_acc.png)"]
+    return "\n".join(lines)
+
+
+def _bar_chart(table: Mapping[str, Mapping[int, float]], path: Path) -> None:
+    plt = _plt()
+    variants = sorted(table, key=lambda v: _mean(list(table[v].values())))
+    figure, axes = plt.subplots(figsize=(8, 3.8))
+    for x, variant in enumerate(variants):
+        values = list(table[variant].values())
+        mean, _, low, _ = mean_ci(values)
+        axes.errorbar(x, mean, yerr=0 if math.isnan(low) else mean - low, fmt="o", capsize=4, color="tab:blue")
+        axes.scatter([x] * len(values), values, s=10, color="tab:gray", alpha=0.6)
+    axes.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+    axes.set_ylabel(METRIC)
+    axes.set_title("controls: mean, 95% CI and every seed")
+    _save(figure, path)
+
+
+def travel_section(rows: Sequence[Mapping]) -> str:
+    moves = travel(rows)
+    if not moves:
+        return ""
+    lines = [
+        "## 2. How far gamma/beta could move, and did",
+        "",
+        "`could` is the sum of gamma/beta's learning rate over the run's steps (with Adam, about the "
+        "farthest a parameter can move); `moved` the largest distance of any channel's gamma or beta "
+        "from its init; the centred coordinate is beta + gamma/2 (0 for tanh(x/2)); gamma x w is gamma "
+        "times the norm of the next layer's weights reading that channel (what the next layer sees; "
+        "the next layer can absorb gamma). Means over seeds.",
+        "",
+        "| variant | layer | n | could | moved | gamma | beta | beta + gamma/2 | gamma x w |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (variant, layer), m in sorted(moves.items()):
+        lines.append(
+            f"| {variant} | {layer} | {m['n']} | {m['bound']:.2f} | {m['moved']:.2f} | {m['gamma']:.3f} | "
+            f"{m['beta']:.3f} | {m['centred']:.3f} | {m['gamma_w']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> str:
+    summaries = {name: sweep_summary(rows) for name, rows in records.items()}
+    lines = [
+        "## 3. The sweeps (equal budget: the same number of trials and the same sampler per activation)",
+        "",
+        "| sweep | finished trials | best val/acc_best | its test/acc | machines |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in summaries.items():
+        if s["n"]:
+            lines.append(
+                f"| {name} | {s['n']} | {s['best_val']:.4f} | {s['best_test']:.4f} | {', '.join(s['machines'])} |"
+            )
+        else:
+            lines.append(f"| {name} | 0 | - | - | - |")
+    best = summaries.get("sweep_sgmod", {})
+    if best.get("n"):
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["best_params"].items()
+        )
+        lines += ["", f"Best Sgmod configuration so far: {params}."]
+    budgets = list(range(1, max((s["n"] for s in summaries.values()), default=0) + 1))
+    if budgets:
+        plt = _plt()
+        figure, axes = plt.subplots(figsize=(6, 4))
+        for name, s in summaries.items():
+            if s["n"]:
+                axes.plot(budgets[: s["n"]], expected_best(s["val"], budgets[: s["n"]]), marker="o", label=name)
+        axes.set_xlabel("number of trials")
+        axes.set_ylabel("expected best val/acc_best")
+        axes.legend(fontsize=8)
+        _save(figure, figures / "expected_best.png")
+        lines += [
+            "",
+            "Expected best validation accuracy against the number of trials (Dodge et al. 2019): "
+            "a curve that is still rising says the search has not converged.",
+            "",
+            "![expected best](study_figures/expected_best.png)",
+        ]
+    return "\n".join(lines)
+
+
+def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "report" / "study.md") -> str:
+    """docs/report/study.md and docs/report/study_figures/ from the committed records."""
+    records = {name: read_rows(root / RECORD_DIR / name / RUNS_FILE) for name in ("controls", *SWEEPS)}
+    figures = out.parent / "study_figures"
+    machines = sorted({_machine(r) for rows in records.values() for r in complete(rows)})
+    header = [
+        "# The Sgmod study: status and results so far",
+        "",
+        "Generated by `python scripts/study.py report` from the committed records in `study/` (no training). "
+        "Every run: the default CNN with BatchNorm before the activation, AdamW, cosine schedule, 10 epochs of "
+        "full Fashion-MNIST (55k train / 5k validation / 10k test), batch 256.",
+        "",
+        "Machines: " + "; ".join(machines) + ". Accuracies from different machines differ only by "
+        "floating-point non-determinism (GPU convolutions use TF32); rows say which machine ran them.",
+    ]
+    sections = [
+        controls_section(records["controls"], figures),
+        travel_section(records["controls"]),
+        sweeps_section({n: records[n] for n in SWEEPS}, figures),
+    ]
+    text = "\n\n".join(["\n".join(header), *[s for s in sections if s]]) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return text
+
+
+def _machine(row: Mapping) -> str:
+    machine = row.get("machine") or {}
+    return machine.get("gpu") or f"{machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores)"

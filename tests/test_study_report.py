@@ -1,0 +1,90 @@
+"""The study's report from synthetic records with known values (no training)."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sgmod_study.study_report import contrasts, expected_best, paired, travel, verdict, write_study_report
+
+
+def _row(variant, seed, acc, gamma=None, could=1.0):
+    row = {
+        "number": seed,
+        "state": "COMPLETE",
+        "values": [acc],
+        "params": {"activation": variant, "seed": seed},
+        "metrics": {"test/acc": acc},
+        "config": {"activation": {"gamma_init": 1.0, "beta_init": 0.0}},
+        "machine": {"gpu": "Test GPU"},
+    }
+    if gamma is not None:
+        layer = {"gamma": gamma, "beta": [-0.5] * len(gamma), "next_weight_norm": [2.0] * len(gamma)}
+        row["sgmod"] = {"activation_lr_sum": could, "layers": {"head.act": layer}}
+    return row
+
+
+FIXED = [0.910, 0.912, 0.915, 0.911, 0.913, 0.914, 0.916, 0.912]
+LEARNED = [0.915, 0.916, 0.921, 0.914, 0.919, 0.918, 0.922, 0.917]  # better on every seed
+
+
+def test_paired_difference_matches_scipy_and_tost_says_equivalent_only_within_the_margin():
+    result = paired(dict(enumerate(LEARNED)), dict(enumerate(FIXED)))
+    differences = np.array(LEARNED) - np.array(FIXED)
+    assert result["mean"] == pytest.approx(differences.mean())
+    assert result["p"] == pytest.approx(stats.ttest_rel(LEARNED, FIXED).pvalue)
+    low, high = stats.t.interval(0.95, 7, loc=differences.mean(), scale=stats.sem(differences))
+    assert (result["low"], result["high"]) == (pytest.approx(low), pytest.approx(high))
+    # +0.49 points: at the 0.5-point margin, so the equivalence test cannot confirm it
+    assert result["p_tost"] > 0.05
+    near = [f + d for f, d in zip(FIXED, [0.001, 0.0, 0.002, -0.001, 0.001, 0.0, 0.002, 0.001], strict=True)]
+    assert paired(dict(enumerate(near)), dict(enumerate(FIXED)))["p_tost"] < 0.001  # +0.075 points, tight
+
+
+def test_contrasts_are_holm_corrected_and_the_verdict_follows_the_data():
+    table = {
+        "sgmod": dict(enumerate(LEARNED)),
+        "sgmod_fixed": dict(enumerate(FIXED)),
+        "tanh": dict(enumerate(FIXED)),
+    }
+    rows = {r["question"]: r for r in contrasts(table)}
+    first = rows["learnable vs fixed gamma/beta at (1, 0)"]
+    best = rows["the best Sgmod variant vs tanh"]
+    assert best["variant"] == "sgmod"  # the best Sgmod variant by mean
+    assert first["p_holm"] == pytest.approx(min(1, 2 * first["p"]))  # two contrasts tested
+    assert verdict(first) == "different (variant better)"
+    few = paired({0: 0.91, 1: 0.92}, {0: 0.90, 1: 0.915})
+    assert verdict({**few, "p_holm": 0.01}).startswith("preliminary (n < 8): different")
+
+
+def test_expected_best_of_n_trials():
+    values = [0.1, 0.2, 0.3]
+    assert expected_best(values, [1])[0] == pytest.approx(0.2)  # one draw: the mean
+    assert expected_best(values, [2])[0] == pytest.approx((0.1 * 1 + 0.2 * 3 + 0.3 * 5) / 9)
+    assert expected_best(values, [200])[0] == pytest.approx(0.3, abs=1e-6)  # many draws: the best
+
+
+def test_travel_compares_what_gamma_could_and_did_move_per_layer():
+    rows = [_row("sgmod", 0, 0.9, gamma=[1.2, 1.4], could=1.5), _row("sgmod", 1, 0.9, gamma=[1.0, 1.6], could=1.5)]
+    rows.append(_row("sgmod_fixed", 0, 0.9, gamma=[1.0, 1.0]))  # fixed: not in the table
+    moves = travel(rows)
+    assert set(moves) == {("sgmod", "head.act")}
+    m = moves["sgmod", "head.act"]
+    assert m["n"] == 2 and m["bound"] == pytest.approx(1.5)
+    assert m["moved"] == pytest.approx((0.5 + 0.6) / 2)  # the farthest channel (beta moved 0.5, gamma 0.4 / 0.6)
+    assert m["centred"] == pytest.approx(-0.5 + 1.3 / 2) and m["gamma_w"] == pytest.approx(2 * 1.3)
+
+
+def test_the_report_is_written_from_the_records_alone(tmp_path):
+    record = tmp_path / "study" / "controls"
+    record.mkdir(parents=True)
+    rows = [_row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
+    rows += [_row("sgmod_fixed", s, a) for s, a in enumerate(FIXED)]
+    (record / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "docs" / "study.md"
+    text = write_study_report(tmp_path, out)
+    assert "| sgmod | 8 | 0.917" in text and "16 of 72 runs finished" in text  # mean 0.91775
+    assert "| learnable vs fixed gamma/beta at (1, 0) | sgmod - sgmod_fixed | 8 | +0.49 [" in text
+    assert "Machines: Test GPU" in text
+    assert (tmp_path / "docs" / "study_figures" / "controls_test_acc.png").stat().st_size > 5000
