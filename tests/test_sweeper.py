@@ -231,11 +231,15 @@ def test_median_pruner_prunes_a_clearly_bad_trial(tmp_path):
 
 
 def test_custom_search_space_adds_conditional_parameters(tmp_path):
+    # the baselines' search (network lr and wd) plus gamma/beta's multiplier, only when the activation is Sgmod
     code, output = sweep(
-        tmp_path, "hydra.sweeper.custom_search_space=sgmod_study.sweeper.sgmod_lr_mult_space", n_trials=2
+        tmp_path,
+        "hydra.sweeper.custom_search_space=sgmod_study.sweeper.sgmod_lr_mult_space",
+        n_trials=2,
+        search="hparams_search=baseline_classifier",
     )
     assert code == 0, output[-3000:]
-    study = load(tmp_path)
+    study = load(tmp_path, "baseline_classifier_sgmod")
     for trial in study.trials:
         assert 0.1 <= trial.params["activation.lr_mult"] <= 10.0
         assert f"activation.lr_mult={trial.params['activation.lr_mult']}" in trial.user_attrs["command"]

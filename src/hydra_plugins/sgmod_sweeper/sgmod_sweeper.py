@@ -52,7 +52,9 @@ SAMPLERS = {
     "random": _sampler("optuna.samplers.RandomSampler", seed=None),
     "cmaes": _sampler("optuna.samplers.CmaEsSampler", seed=None),
     "gp": _sampler("optuna.samplers.GPSampler", seed=None),
-    "qmc": _sampler("optuna.samplers.QMCSampler", seed=None),
+    # scrambled Sobol points; the fixed seed keeps one sequence across resumes and workers (with
+    # seed=None every process would draw its own scrambling, and a resumed study loses the even cover)
+    "qmc": _sampler("optuna.samplers.QMCSampler", seed=0, scramble=True),
     "nsgaii": _sampler("optuna.samplers.NSGAIISampler", seed=None),
     "grid": _sampler("sgmod_study.sweeper.CompleteGridSampler", seed=None),  # search space: the choice() params
 }
