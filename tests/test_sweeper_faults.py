@@ -28,6 +28,7 @@ from sgmod_study.sweeper import (
     check_directions,
     check_workers,
     distribution,
+    fixed_setup,
     hide_password,
     open_storage,
     probe_overrides,
@@ -540,3 +541,54 @@ def test_a_bad_sweep_exits_2_with_one_line_before_any_trial(tmp_path, args, star
     assert len(errors) == 1 and errors[0].startswith(start) and errors[0].endswith(end), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "sweep").exists()  # no trial started
+
+
+# -- the study's fixed setup (issue 11: a sweep under another setup must not join a study) --------
+
+
+def test_the_fixed_setup_leaves_out_searched_keys_and_how_a_trial_runs():
+    config = {
+        "activation": {"name": "sgmod", "gamma_init": 1.0},
+        "trainer": {"max_epochs": 10, "enable_progress_bar": False},
+        "data": {"name": "fashion_mnist", "on_device": True, "data_dir": "data"},
+        "optimizer": {"lr": 0.001},
+        "seed": 42,
+        "output_dir": "x",
+    }
+    setup = fixed_setup(config, ["activation", "optimizer.lr"])
+    assert setup == {"data.name": "fashion_mnist", "seed": 42, "trainer.max_epochs": 10}
+
+
+def test_a_sweep_under_another_fixed_setup_is_refused_and_the_study_keeps_its_trials(tmp_path):
+    study = run_sweep(tmp_path, fixed_setup={"trainer.max_epochs": 10, "model.name": "cnn"})
+    assert study.user_attrs["fixed_setup"] == {"trainer.max_epochs": 10, "model.name": "cnn"}
+    # the same setup (plus a key the configs gained since, which does not count) resumes
+    same = run_sweep(tmp_path, n_trials=3, fixed_setup={"trainer.max_epochs": 10, "model.name": "cnn", "new": 1})
+    assert len(same.trials) == 3
+    with pytest.raises(ConfigError) as refused:
+        run_sweep(tmp_path, n_trials=4, fixed_setup={"trainer.max_epochs": 2, "model.name": "cnn"})
+    assert str(refused.value).startswith(
+        "hydra.sweeper.study_name=s was run under another fixed setup (trainer.max_epochs=10 there, 2 here)"
+    )
+    assert len(plain_load(tmp_path / "study.journal").trials) == 3  # nothing was added
+
+
+def test_a_real_sweep_records_its_setup_and_refuses_another_epoch_count(tmp_path):
+    tiny = [
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "model.channels=[8]",
+        "model.hidden=16",
+        "diagnostics.every_n_steps=null",
+    ]
+    result = train_multirun(tmp_path, *tiny, "hydra.sweeper.n_trials=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    setup = plain_load(tmp_path / "study.journal", "sgmod_classifier").user_attrs["fixed_setup"]
+    assert setup["data.name"] == "digits" and setup["model.channels"] == "[8]"
+    assert "activation.gamma_init" not in setup and "optimizer.lr" not in setup  # searched
+    result = train_multirun(tmp_path, *tiny, "hydra.sweeper.n_trials=2", "trainer.max_epochs=2")
+    assert result.returncode == 2
+    assert (
+        "error: hydra.sweeper.study_name=sgmod_classifier was run under another fixed setup (trainer.max_epochs=1"
+        in (result.stderr)
+    )

@@ -83,14 +83,21 @@ class SgmodOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> None:
         from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
-        from sgmod_study.sweeper import SweepFailed, check_workers, open_storage, search_space, write_results
+        from sgmod_study.sweeper import (
+            SweepFailed,
+            check_workers,
+            fixed_setup,
+            open_storage,
+            search_space,
+            write_results,
+        )
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             check_workers(self.settings["workers"])
             space, fixed = search_space(self.settings["params"] or {}, arguments)
             settings = self._settings(space)
-            self._check_trial_configs(space, fixed, sweep_dir)
+            settings.fixed_setup = fixed_setup(self._check_trial_configs(space, fixed, sweep_dir), list(space))
             if self.settings["workers"] > 1:  # before the jobs are submitted; a worker opens it itself
                 open_storage(settings.storage, settings.study_name, DEFAULT_STORAGE_DIR)
             study = self._run(settings, space, fixed, sweep_dir)
@@ -118,21 +125,25 @@ class SgmodOptunaSweeper(Sweeper):
             return run_workers(launcher, self.settings["workers"], fixed)
         return worker(self.config)
 
-    def _check_trial_configs(self, space: Dict[str, Any], fixed: List[str], sweep_dir: Path) -> None:
+    def _check_trial_configs(self, space: Dict[str, Any], fixed: List[str], sweep_dir: Path) -> Dict[str, Any]:
         """Compose trial configs as each trial process will, before the first one trains: the fixed
         overrides with every searched parameter at its bounds and at each of its choices (a choice
         may select another config group). Unknown keys, wrong types and, through the config schema's
-        check_config, values the run would refuse, all stop the sweep here with one line."""
+        check_config, values the run would refuse, all stop the sweep here with one line.
+        Returns the first of them (its fixed part identifies the study)."""
         from sgmod_study.config_schema import check_config
         from sgmod_study.errors import ConfigError
         from sgmod_study.sweeper import probe_overrides
 
+        composed = []
         for overrides, searched in probe_overrides(space, fixed):
             where = f"(in the trial config with {' '.join(searched)})" if searched else "(in the trials' config)"
             try:
-                check_config(self._compose(overrides, sweep_dir))
+                composed.append(self._compose(overrides, sweep_dir))
+                check_config(composed[-1])
             except ConfigError as err:
                 raise ConfigError(f"{err} {where}") from None
+        return composed[0]
 
     def _compose(self, overrides: List[str], sweep_dir: Path) -> Dict[str, Any]:
         """The resolved job config of a trial with these overrides (Hydra's errors as ConfigError)."""
