@@ -4,6 +4,7 @@ Exit codes: 0 done, 2 bad configuration or missing data, 3 training diverged, 4 
 the sweep this run is a trial of.
 """
 
+import errno
 import os
 
 import hydra
@@ -32,6 +33,16 @@ def main(cfg: DictConfig) -> float:
         exit_with("diverged", err, EXIT_DIVERGED)
     except TrialPruned as err:
         exit_with("pruned", err, EXIT_PRUNED)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        # checkpoints and result.json are written to a temporary file and renamed: nothing whole is lost
+        exit_with(
+            "error",
+            f"no space left on the device while writing into {cfg.output_dir}; the files written before are "
+            "intact: free some space, then resume with ckpt_path=<run>/checkpoints/last.ckpt",
+            1,
+        )
 
 
 def cli() -> None:

@@ -218,3 +218,20 @@ def test_the_schema_knows_every_registered_option():
     assert COMPILE_MODES == training.COMPILE_MODES
     for task in (classifier.Classifier, gan.GAN):
         assert set(task.FINAL_METRICS) <= set(task.LOGGED_METRICS)
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_written(cli, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import torch
+
+    def full_disk(obj, f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    overrides = ["activation=relu", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    line, code = run_cli(cli, overrides, tmp_path, monkeypatch, capsys)
+    assert code == 1
+    assert line.startswith(f"error: no space left on the device while writing into {tmp_path / 'run'}; the files")
+    leftovers = list((tmp_path / "run" / "checkpoints").glob("*"))
+    assert leftovers == []  # no half-written checkpoint, no temporary file
