@@ -56,6 +56,20 @@ def cli() -> None:
         main()
     except (HydraException, OmegaConfBaseException) as err:
         exit_with("error", hydra_error_line(err), EXIT_CONFIG)
+    except (ValueError, TypeError) as err:
+        if not _raised_inside_hydra(err):
+            raise
+        # e.g. `hparams_search=null`: Hydra's defaults list raises a plain ValueError for it
+        hint = " (a config group cannot be set to null: leave the override out)" if "NoneType" in str(err) else ""
+        exit_with("error", hydra_error_line(err) + hint, EXIT_CONFIG)
+
+
+def _raised_inside_hydra(err: BaseException) -> bool:
+    """Whether the innermost frame of ``err`` is Hydra's own code (composing the config), not a run's."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
 if __name__ == "__main__":

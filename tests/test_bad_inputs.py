@@ -34,6 +34,7 @@ BAD_INPUTS = [
     (["optimizer.betas=[0.9]"], 2, "error: optimizer.betas=[0.9] is not allowed: it must be a list [beta1, beta2]"),
     (["trainer.gradient_clip_val=high"], 2, "error: trainer.gradient_clip_val='high' is not allowed: it must be null or a number >= 0"),
     (["optimizer.lr="], 2, "error: optimizer.lr='' is not allowed: it must be a number > 0"),
+    (["hparams_search=null"], 2, "error: Config group override must be a string or a list. Got NoneType (a config group cannot be set to null: leave the override out)"),
     (["optimizer.lr=???"], 2, "error: optimizer.lr has no value (???): it must be a number > 0"),
     (["~seed"], 2, "error: seed is missing: it must be an integer in [0, 4294967295]"),
     # out of range

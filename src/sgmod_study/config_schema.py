@@ -495,7 +495,9 @@ def hydra_error_line(err: Exception) -> str:
     if isinstance(err, OmegaConfBaseException):
         first = _lines(err)[0] if _lines(err) else type(err).__name__
         return f"{err.full_key}: {first}" if getattr(err, "full_key", None) else first
-    return " ".join(_lines(err)) or type(err).__name__
+    text = " ".join(_lines(err)) or type(err).__name__
+    reason = _lines(cause) if cause is not None else []
+    return f"{text}: {reason[0]}" if reason else text  # e.g. why an override could not be merged
 
 
 def _lines(err: BaseException) -> list[str]:
