@@ -88,3 +88,33 @@ def test_the_report_is_written_from_the_records_alone(tmp_path):
     assert "| learnable vs fixed gamma/beta at (1, 0) | sgmod - sgmod_fixed | 8 | +0.49 [" in text
     assert "Machines: Test GPU" in text
     assert (tmp_path / "docs" / "study_figures" / "controls_test_acc.png").stat().st_size > 5000
+
+
+def test_importances_find_the_parameter_that_matters_with_an_interval():
+    import optuna
+
+    from sgmod_study.study_report import centred, importances
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    space = {
+        "activation.gamma_init": optuna.distributions.FloatDistribution(0.1, 10.0, log=True),
+        "activation.beta_init": optuna.distributions.FloatDistribution(-5.0, 5.0),
+    }
+    # the accuracy depends on the centred offset beta + gamma/2 only
+    study.optimize(
+        lambda t: (
+            -abs(
+                t.suggest_float("activation.beta_init", -5, 5)
+                + t.suggest_float("activation.gamma_init", 0.1, 10, log=True) / 2
+            )
+        ),
+        n_trials=24,
+    )
+    assert set(study.trials[0].distributions) == set(space)
+    searched = importances(study.trials, rounds=5)
+    assert set(searched) == set(space) and sum(v[0] for v in searched.values()) == pytest.approx(1.0)
+    for value, low, high in searched.values():
+        assert 0 <= low <= high <= 1
+    turned = importances(centred(study.trials), rounds=5)
+    assert turned["activation.beta_init+gamma_init/2"][0] > 0.8  # in the centred coordinate one axis explains it
+    assert importances(study.trials[:7]) == {}  # too few trials

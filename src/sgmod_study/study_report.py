@@ -21,7 +21,7 @@ from pathlib import Path
 from scipy import stats
 
 from sgmod_study.report import _plt, _save, holm, mean_ci
-from sgmod_study.study import RECORD_DIR, RUNS_FILE, read_rows
+from sgmod_study.study import RECORD_DIR, RUNS_FILE, read_rows, record_dir
 
 METRIC = "test/acc"
 # Differences of test accuracy smaller than this (half a percentage point) count as "equivalent".
@@ -310,6 +310,7 @@ def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "repor
         controls_section(records["controls"], figures),
         travel_section(records["controls"]),
         sweeps_section({n: records[n] for n in SWEEPS}, figures),
+        importance_section(root, figures),
     ]
     text = "\n\n".join(["\n".join(header), *[s for s in sections if s]]) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,3 +321,84 @@ def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "repor
 def _machine(row: Mapping) -> str:
     machine = row.get("machine") or {}
     return machine.get("gpu") or f"{machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores)"
+
+
+def importances(trials: Sequence, rounds: int = 20, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """fANOVA importance of each parameter with a bootstrap 95% interval over the trials:
+    {parameter: (importance on all trials, low, high)}. Empty below 8 finished trials."""
+    import numpy as np
+    import optuna
+
+    finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(finished) < 8:
+        return {}
+
+    def fanova(sample: Sequence) -> dict[str, float]:
+        study = optuna.create_study(direction="maximize")
+        study.add_trials(sample)
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        return optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=True)
+
+    whole = fanova(finished)
+    rng = np.random.default_rng(seed)
+    draws = [fanova([finished[i] for i in rng.integers(0, len(finished), len(finished))]) for _ in range(rounds)]
+    return {
+        name: (value, *np.percentile([d.get(name, 0.0) for d in draws], [2.5, 97.5]).tolist())
+        for name, value in whole.items()
+    }
+
+
+def centred(trials: Sequence) -> list:
+    """The trials with beta_init replaced by the centred coordinate beta + gamma/2 (0 for tanh(x/2)):
+    Sgmod = (gamma/2) tanh(x/2) + (beta + gamma/2), so slope and offset are read apart."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    out = []
+    for t in trials:
+        params, dists = dict(t.params), dict(t.distributions)
+        if "activation.beta_init" not in params or "activation.gamma_init" not in params:
+            continue
+        params["activation.beta_init+gamma_init/2"] = (
+            params.pop("activation.beta_init") + params["activation.gamma_init"] / 2
+        )
+        dists.pop("activation.beta_init")
+        dists["activation.beta_init+gamma_init/2"] = FloatDistribution(-5.0 + 0.05, 5.0 + 5.0)
+        out.append(optuna.trial.create_trial(params=params, distributions=dists, value=t.value, state=t.state))
+    return out
+
+
+def importance_section(root: Path, figures: Path) -> str:
+    """fANOVA importances of the Sgmod sweep, in the searched and in the centred coordinates,
+    with bootstrap intervals, and the marginal of each parameter (Optuna's slice plot)."""
+    import optuna
+
+    journal = record_dir("sweep_sgmod", root) / "study.journal"
+    if not journal.is_file():
+        return ""
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    trials = optuna.load_study(study_name="sweep_sgmod", storage=storage).get_trials(deepcopy=False)
+    searched, turned = importances(trials), importances(centred(trials))
+    if not searched:
+        return "## 4. What matters in the Sgmod sweep\n\nFewer than 8 finished trials: no importances yet."
+    lines = [
+        "## 4. What matters in the Sgmod sweep",
+        "",
+        "fANOVA importance (share of the variance of val/acc_best) with a 95% bootstrap interval over the "
+        "trials, in the searched coordinates and with beta_init replaced by the centred beta + gamma/2.",
+        "",
+        "| parameter | importance [95% CI] | centred coordinates [95% CI] |",
+        "|---|---|---|",
+    ]
+    for name in sorted(
+        set(searched) | set(turned), key=lambda n: -max(searched.get(n, (0,))[0], turned.get(n, (0,))[0])
+    ):
+        cells = [f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]" if v else "-" for v in (searched.get(name), turned.get(name))]
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([t for t in trials if t.state == optuna.trial.TrialState.COMPLETE])
+    axes = optuna.visualization.matplotlib.plot_slice(study)
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    _save(first.figure, figures / "sgmod_marginals.png")
+    lines += ["", "![marginals](study_figures/sgmod_marginals.png)"]
+    return "\n".join(lines)
