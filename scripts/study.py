@@ -33,7 +33,7 @@ def main() -> int:
     try:
         if args.command == "list":
             for name, p in PARTS.items():
-                print(f"{name:14s} {summary(read_rows(record_dir(name) / 'runs.jsonl')):28s} {p.question}")
+                print(f"{name:16s} {summary(read_rows(record_dir(name) / 'runs.jsonl')):36s} {p.question}")
             return 0
         if args.command == "report":
             write_study_report()

@@ -109,3 +109,30 @@ def test_every_part_stores_its_study_in_the_committed_record(tmp_path):
         assert f"hydra.sweeper.storage={tmp_path / 'study' / name / 'study.journal'}" in command
         assert f"hydra.sweeper.study_name={name}" in command and command[-1] == "hydra.sweeper.n_jobs=2"
         assert "trainer.max_epochs=10" in command  # the full budget: gamma/beta can travel ~1.2 at lr 1e-3
+
+
+def test_a_confirm_part_retrains_the_best_configuration_of_its_sweep(tmp_path):
+    from sgmod_study.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="part=sweep_relu has no finished trial yet"):
+        sweep_command(PARTS["confirm_relu"], [], tmp_path)
+    record = record_dir("sweep_relu", tmp_path)
+    record.mkdir(parents=True)
+    rows = [
+        {"number": 0, "state": "COMPLETE", "values": [0.91], "params": {"optimizer.lr": 0.001}},
+        {
+            "number": 1,
+            "state": "COMPLETE",
+            "values": [0.93],
+            "params": {"optimizer.lr": 0.003, "optimizer.weight_decay": 1e-05},
+        },
+        {"number": 2, "state": "FAIL", "values": None, "params": {"optimizer.lr": 0.5}},
+    ]
+    (record / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    command = sweep_command(PARTS["confirm_relu"], [], tmp_path)
+    assert command[3:6] == ["experiment=study_confirm", "activation=relu", "trainer.max_epochs=10"]
+    assert command[6:8] == ["optimizer.lr=0.003", "optimizer.weight_decay=1e-05"]  # trial 1, the best
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=command[3:8], return_hydra_config=True)
+    assert cfg.optimizer.lr == 0.003 and cfg.hydra.sweeper.n_trials == 10
+    assert cfg.hydra.sweeper.params.seed == "choice(100, 101, 102, 103, 104, 105, 106, 107, 108, 109)"

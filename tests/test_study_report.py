@@ -113,8 +113,23 @@ def test_importances_find_the_parameter_that_matters_with_an_interval():
     assert set(study.trials[0].distributions) == set(space)
     searched = importances(study.trials, rounds=5)
     assert set(searched) == set(space) and sum(v[0] for v in searched.values()) == pytest.approx(1.0)
-    for value, low, high in searched.values():
+    for _, low, high in searched.values():
         assert 0 <= low <= high <= 1
     turned = importances(centred(study.trials), rounds=5)
     assert turned["activation.beta_init+gamma_init/2"][0] > 0.8  # in the centred coordinate one axis explains it
     assert importances(study.trials[:7]) == {}  # too few trials
+
+
+def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds():
+    from sgmod_study.study_report import confirm_section
+
+    records = {
+        "confirm_sgmod": [_row("sgmod", s, a) for s, a in enumerate(LEARNED)],
+        "confirm_relu": [_row("relu", s, a) for s, a in enumerate(FIXED)],
+        "confirm_tanh": [],
+    }
+    text = confirm_section(records)
+    expected = paired(dict(enumerate(LEARNED)), dict(enumerate(FIXED)))
+    assert f"| relu | 8 | +0.49 [{100 * expected['low']:+.2f}, {100 * expected['high']:+.2f}] |" in text
+    assert "| tanh |" not in text  # not run yet
+    assert confirm_section({"confirm_sgmod": []}).endswith("Not run yet (`scripts/study.py run confirm_<activation>`).")

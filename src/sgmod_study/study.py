@@ -50,6 +50,7 @@ class Part:
     name: str
     overrides: tuple[str, ...]
     question: str
+    best_of: str | None = None  # a sweep part whose best configuration this part retrains
 
 
 PARTS = {
@@ -73,6 +74,15 @@ PARTS = {
             )
             for name in ("sigmoid", "tanh", "relu")
         ),
+        *(
+            Part(
+                f"confirm_{name}",
+                ("experiment=study_confirm", f"activation={name}", *FULL),
+                f"the best {name} configuration of sweep_{name}, retrained on 10 fresh seeds",
+                best_of=f"sweep_{name}",
+            )
+            for name in ("sgmod", "sigmoid", "tanh", "relu")
+        ),
     )
 }
 
@@ -93,12 +103,22 @@ def sweep_command(p: Part, overrides: Sequence[str], root: Path = Path(".")) -> 
         str(root / "src" / "train.py"),
         "-m",
         *p.overrides,
+        *(best_overrides(p.best_of, root) if p.best_of else ()),
         f"hydra.sweeper.study_name={p.name}",
         f"hydra.sweeper.storage={record_dir(p.name, root) / 'study.journal'}",
         f"hydra.sweep.dir={root / RUNS_DIR / p.name}",
         "trainer.enable_progress_bar=false",
         *overrides,
     ]
+
+
+def best_overrides(sweep: str, root: Path = Path(".")) -> list[str]:
+    """The searched parameters of the best finished trial of part ``sweep``, as overrides."""
+    finished = [r for r in read_rows(record_dir(sweep, root) / RUNS_FILE) if r["state"] == "COMPLETE"]
+    if not finished:
+        raise ConfigError(f"part={sweep} has no finished trial yet; run it first: scripts/study.py run {sweep}")
+    best = max(finished, key=lambda row: row["values"][0])
+    return [f"{key}={value}" for key, value in sorted(best["params"].items())]
 
 
 def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = None, root: Path = Path(".")) -> int:
@@ -161,6 +181,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
         "params": trial.params,
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
         "fail_reason": trial.user_attrs.get("fail_reason"),
+        "interrupted": bool(trial.user_attrs.get("interrupted")),  # killed with its sweep: runs again
         "device": trial.user_attrs.get("device"),
     }
     folder = Path(trial.user_attrs.get("folder", ""))
@@ -202,7 +223,7 @@ def _json(path: Path) -> dict:
 
 
 def summary(rows: Sequence[Mapping]) -> str:
-    states = [row["state"] for row in rows]
+    states = ["INTERRUPTED" if row.get("interrupted") else row["state"] for row in rows]
     return ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states))) or "no trials yet"
 
 

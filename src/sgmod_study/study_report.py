@@ -42,6 +42,7 @@ SGMOD_VARIANTS = (
     "sgmod_fixed_slope2",
 )
 SWEEPS = ("sweep_sgmod", "sweep_sigmoid", "sweep_tanh", "sweep_relu")
+CONFIRMS = ("confirm_sgmod", "confirm_sigmoid", "confirm_tanh", "confirm_relu")
 
 
 def complete(rows: Sequence[Mapping]) -> list[Mapping]:
@@ -293,7 +294,7 @@ def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> s
 
 def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "report" / "study.md") -> str:
     """docs/report/study.md and docs/report/study_figures/ from the committed records."""
-    records = {name: read_rows(root / RECORD_DIR / name / RUNS_FILE) for name in ("controls", *SWEEPS)}
+    records = {name: read_rows(root / RECORD_DIR / name / RUNS_FILE) for name in ("controls", *SWEEPS, *CONFIRMS)}
     figures = out.parent / "study_figures"
     machines = sorted({_machine(r) for rows in records.values() for r in complete(rows)})
     header = [
@@ -311,6 +312,7 @@ def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "repor
         travel_section(records["controls"]),
         sweeps_section({n: records[n] for n in SWEEPS}, figures),
         importance_section(root, figures),
+        confirm_section({n: records[n] for n in CONFIRMS}),
     ]
     text = "\n\n".join(["\n".join(header), *[s for s in sections if s]]) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -402,3 +404,37 @@ def importance_section(root: Path, figures: Path) -> str:
     _save(first.figure, figures / "sgmod_marginals.png")
     lines += ["", "![marginals](study_figures/sgmod_marginals.png)"]
     return "\n".join(lines)
+
+
+def confirm_section(records: Mapping[str, Sequence[Mapping]]) -> str:
+    """Tuned Sgmod against each tuned baseline, on the fresh seeds of the confirm parts."""
+    tables = {name.removeprefix("confirm_"): by_seed(rows) for name, rows in records.items()}
+    if not tables.get("sgmod"):
+        return "## 5. Tuned against tuned, on fresh seeds\n\nNot run yet (`scripts/study.py run confirm_<activation>`)."
+    lines = [
+        "## 5. Tuned against tuned, on fresh seeds",
+        "",
+        "The best configuration of each sweep, retrained on seeds 100-109; test accuracy, paired by seed.",
+        "",
+        "| tuned sgmod - tuned | paired n | difference [95% CI] | p (Holm) | TOST p | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [
+        {"reference": name, **paired(tables["sgmod"], table)}
+        for name, table in tables.items()
+        if name != "sgmod" and table
+    ]
+    tested = [r for r in rows if not math.isnan(r["p"])]
+    for row, adjusted in zip(tested, holm([r["p"] for r in tested]), strict=True):
+        row["p_holm"] = adjusted
+    for row in rows:
+        difference = f"{_pct(row['mean'])} [{_pct(row['low'])}, {_pct(row['high'])}]"
+        lines.append(
+            f"| {row['reference']} | {row['n']} | {difference} | {_p(row.get('p_holm', math.nan))} | "
+            f"{_p(row['p_tost'])} | {verdict(row)} |"
+        )
+    return "\n".join(lines)
+
+
+def by_seed(rows: Sequence[Mapping], metric: str = METRIC) -> dict[int, float]:
+    return {row["params"]["seed"]: row["metrics"][metric] for row in complete(rows)}
