@@ -105,6 +105,8 @@ def test_export_keeps_rows_whose_run_folders_are_on_another_machine(tmp_path):
 
 def test_every_part_stores_its_study_in_the_committed_record(tmp_path):
     for name, part in PARTS.items():
+        if part.best_of:  # needs its sweep's record: test_a_confirm_part_retrains_...
+            continue
         command = sweep_command(part, ["hydra.sweeper.n_jobs=2"], tmp_path)
         assert f"hydra.sweeper.storage={tmp_path / 'study' / name / 'study.journal'}" in command
         assert f"hydra.sweeper.study_name={name}" in command and command[-1] == "hydra.sweeper.n_jobs=2"
