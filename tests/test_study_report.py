@@ -87,7 +87,9 @@ def test_the_report_is_written_from_the_records_alone(tmp_path):
     assert "| sgmod | 8 | 0.917" in text and "16 of 72 runs finished" in text  # mean 0.91775
     assert "| learnable vs fixed gamma/beta at (1, 0) | sgmod - sgmod_fixed | 8 | +0.49 [" in text
     assert "Machines: Test GPU" in text
-    assert (tmp_path / "docs" / "study_figures" / "controls_test_acc.png").stat().st_size > 5000
+    for figure in ("controls_test_acc", "gamma_beta_channels"):
+        assert (tmp_path / "docs" / "study_figures" / f"{figure}.png").stat().st_size > 5000, figure
+    assert "![channels](study_figures/gamma_beta_channels.png)" in text
 
 
 def test_importances_find_the_parameter_that_matters_with_an_interval():

@@ -226,7 +226,7 @@ def _bar_chart(table: Mapping[str, Mapping[int, float]], path: Path) -> None:
     _save(figure, path)
 
 
-def travel_section(rows: Sequence[Mapping]) -> str:
+def travel_section(rows: Sequence[Mapping], figures: Path) -> str:
     moves = travel(rows)
     if not moves:
         return ""
@@ -247,6 +247,13 @@ def travel_section(rows: Sequence[Mapping]) -> str:
             f"| {variant} | {layer} | {m['n']} | {m['bound']:.2f} | {m['moved']:.2f} | {m['gamma']:.3f} | "
             f"{m['beta']:.3f} | {m['centred']:.3f} | {m['gamma_w']:.2f} |"
         )
+    if channel_figure(rows, figures / "gamma_beta_channels.png"):
+        lines += [
+            "",
+            "Every channel's final gamma and beta over all seeds (the line: beta = -gamma/2, a centred tanh):",
+            "",
+            "![channels](study_figures/gamma_beta_channels.png)",
+        ]
     return "\n".join(lines)
 
 
@@ -309,7 +316,7 @@ def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "repor
     ]
     sections = [
         controls_section(records["controls"], figures),
-        travel_section(records["controls"]),
+        travel_section(records["controls"], figures),
         sweeps_section({n: records[n] for n in SWEEPS}, figures),
         importance_section(root, figures),
         confirm_section({n: records[n] for n in CONFIRMS}),
@@ -438,3 +445,31 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]]) -> str:
 
 def by_seed(rows: Sequence[Mapping], metric: str = METRIC) -> dict[int, float]:
     return {row["params"]["seed"]: row["metrics"][metric] for row in complete(rows)}
+
+
+def channel_figure(rows: Sequence[Mapping], path: Path) -> bool:
+    """Every channel's final (gamma, beta) of the learnable variants, one panel per layer, over all
+    seeds, with the self-centring line beta = -gamma/2 (where Sgmod is a centred tanh)."""
+    points: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for row in complete(rows):
+        variant = row["params"]["activation"]
+        if variant not in LEARNABLE or not row.get("sgmod"):
+            continue
+        for layer, values in row["sgmod"]["layers"].items():
+            pairs = zip(values["gamma"], values["beta"], strict=True)
+            points.setdefault(layer, {}).setdefault(variant, []).extend(pairs)
+    if not points:
+        return False
+    plt = _plt()
+    figure, axes = plt.subplots(1, len(points), figsize=(4 * len(points), 3.8), squeeze=False)
+    for ax, (layer, by_variant_) in zip(axes[0], sorted(points.items()), strict=True):
+        for variant, pairs in sorted(by_variant_.items()):
+            ax.scatter(*zip(*pairs, strict=True), s=4, alpha=0.4, label=variant)
+        low, high = ax.get_xlim()
+        ax.plot([low, high], [-low / 2, -high / 2], color="black", lw=0.8, label="beta = -gamma/2")
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("gamma")
+        ax.set_ylabel("beta")
+    axes[0][0].legend(fontsize=7, markerscale=3)
+    _save(figure, path)
+    return True
