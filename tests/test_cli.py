@@ -1,7 +1,5 @@
 """src/train.py as a user runs it: bad overrides, and single-run multi-process training."""
 
-import pytest
-
 from conftest import TINY, run_train
 from test_training import read_events
 
@@ -21,20 +19,6 @@ def test_unknown_activation_lists_the_choices(tmp_path):
         assert f" {name}," in line or line.endswith(f" {name}")
 
 
-@pytest.mark.parametrize(
-    "override, expected",
-    [
-        ("activation.gamma_init=50", "error: activation.gamma_init=50 is outside its allowed range [0.1, 10.0]"),
-        ("activation.beta_init=-7", "error: activation.beta_init=-7 is outside its allowed range [-5.0, 5.0]"),
-        ("optimizer.lr=-0.01", "error: optimizer.lr=-0.01 is not allowed: it must be a number > 0"),
-        ("norm.placement=middle", "error: norm.placement='middle' is not a known choice; valid choices: after, before"),
-    ],
-)
-def test_bad_values_stop_with_one_clear_line(tmp_path, override, expected):
-    line = _error_line(run_train([*TINY, override], tmp_path / "run"))
-    assert line.startswith(expected), line
-
-
 def test_missing_data_names_the_three_ways(tmp_path):
     args = [
         "data.data_dir=" + str(tmp_path / "none"),
@@ -50,7 +34,7 @@ def test_missing_data_names_the_three_ways(tmp_path):
 
 def test_ddp_cpu_trains_two_processes_into_one_run(tmp_path):
     runs = tmp_path / "runs"
-    result = run_train([*TINY, "trainer=ddp_cpu", "trainer.max_epochs=2"], runs / "run")
+    result = run_train([*TINY, "trainer=ddp_cpu", "trainer.max_epochs=2", "activation.impl=reference"], runs / "run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert [p.name for p in runs.iterdir()] == ["run"]  # the second process did not make its own
     run = runs / "run"

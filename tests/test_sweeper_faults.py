@@ -580,6 +580,7 @@ def test_a_real_sweep_records_its_setup_and_refuses_another_epoch_count(tmp_path
         "model.channels=[8]",
         "model.hidden=16",
         "diagnostics.every_n_steps=null",
+        "activation.impl=reference",
     ]
     result = train_multirun(tmp_path, *tiny, "hydra.sweeper.n_trials=1")
     assert result.returncode == 0, result.stderr[-2000:]
