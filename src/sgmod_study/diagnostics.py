@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from sgmod_study.activations import Sgmod
+from sgmod_study.checkpoints import write_atomic
 
 
 def _layer_name(parameter_name: str) -> str:
@@ -200,4 +201,5 @@ class FinalActivationRecord(L.Callback):
         layers = activation_record(pl_module)
         if layers and trainer.is_global_zero:
             record = {"steps": self.steps, "activation_lr_sum": self.lr_sum, "layers": layers}
-            (Path(trainer.default_root_dir) / SGMOD_FINAL_FILE).write_text(json.dumps(record))
+            text = json.dumps(record).encode()
+            write_atomic(Path(trainer.default_root_dir) / SGMOD_FINAL_FILE, lambda f: f.write(text))

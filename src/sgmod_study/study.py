@@ -27,6 +27,7 @@ from pathlib import Path
 import optuna
 import yaml
 
+from sgmod_study.checkpoints import write_atomic
 from sgmod_study.diagnostics import SGMOD_FINAL_FILE
 from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.report import read_scalars
@@ -162,7 +163,8 @@ def export(name: str, root: Path = Path(".")) -> list[dict]:
     for trial in study.get_trials(deepcopy=False):
         rows[trial.number] = {**rows.get(trial.number, {}), **trial_row(trial)}
     ordered = [rows[n] for n in sorted(rows)]
-    path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in ordered))
+    text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in ordered)
+    write_atomic(path, lambda f: f.write(text.encode()))  # the committed record: whole or not at all
     return ordered
 
 
