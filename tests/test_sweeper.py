@@ -96,11 +96,11 @@ def states(study) -> list[str]:
     return [t.state.name for t in study.trials]
 
 
-def test_six_trial_tpe_sweep_runs_baseline_first_and_writes_results(tmp_path):
-    code, output = sweep(tmp_path)
+def test_four_trial_sweep_runs_baseline_first_and_writes_results(tmp_path):
+    code, output = sweep(tmp_path, n_trials=4)
     assert code == 0, output[-3000:]
     study = load(tmp_path)
-    assert states(study) == ["COMPLETE"] * 6
+    assert states(study) == ["COMPLETE"] * 4
     first = study.trials[0].params
     assert first == {
         "activation.gamma_init": 1.0,
@@ -111,9 +111,9 @@ def test_six_trial_tpe_sweep_runs_baseline_first_and_writes_results(tmp_path):
         "optimizer.weight_decay": 0.0001,
     }  # the enqueued baseline
     sweep_dir = tmp_path / "sweep"
-    assert sorted(p.name for p in sweep_dir.glob("trial_*")) == [f"trial_{i:04d}" for i in range(6)]
+    assert sorted(p.name for p in sweep_dir.glob("trial_*")) == [f"trial_{i:04d}" for i in range(4)]
     rows = (sweep_dir / "trials.csv").read_text().splitlines()
-    assert len(rows) == 7 and rows[0].startswith("number,state,values,duration_s")
+    assert len(rows) == 5 and rows[0].startswith("number,state,values,duration_s")
     best = json.loads((sweep_dir / "best.json").read_text())
     assert best["values"] == [study.best_value] and best["number"] == study.best_trial.number
     assert "hydra.run.dir=" in best["command"]
@@ -152,7 +152,7 @@ def _csv_complete(tmp_path) -> int:
 
 
 def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
-    process = sweep(tmp_path, wait=False)
+    process = sweep(tmp_path, n_trials=4, wait=False)
     deadline = time.time() + 300
     while time.time() < deadline:
         time.sleep(1)
@@ -167,11 +167,11 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     assert TrialState.RUNNING in {t.state for t in killed.trials}  # the trial it was running
     assert _csv_complete(tmp_path) >= 2  # the results were written while the sweep ran
 
-    code, output = sweep(tmp_path)
+    code, output = sweep(tmp_path, n_trials=4)
     assert code == 0, output[-3000:]
     study = load(tmp_path)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 6
+    assert len(complete) == 4
     assert [t.number for t in study.trials] == list(range(len(study.trials)))  # no duplicate numbers
     orphans = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(orphans) == 1 and "killed" in orphans[0].user_attrs["fail_reason"]
