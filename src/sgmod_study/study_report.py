@@ -21,7 +21,7 @@ from pathlib import Path
 from scipy import stats
 
 from sgmod_study.report import _plt, _save, holm, mean_ci
-from sgmod_study.study import RECORD_DIR, RUNS_FILE, read_rows, record_dir
+from sgmod_study.study import RECORD_DIR, RUNS_FILE, load, read_rows, record_dir
 
 METRIC = "test/acc"
 # Differences of test accuracy smaller than this (half a percentage point) count as "equivalent".
@@ -87,14 +87,19 @@ def contrasts(table: Mapping[str, Mapping[int, float]]) -> list[dict]:
             rows.append(
                 {"variant": name, "reference": reference, "question": question, **paired(table[name], table[reference])}
             )
-    tested = [r for r in rows if not math.isnan(r["p"])]
-    for row, adjusted in zip(tested, holm([r["p"] for r in tested]), strict=True):
-        row["p_holm"] = adjusted
+    correct_holm(rows)
     return rows
 
 
 # Fewer paired seeds than this and a verdict is marked preliminary (the study brief asks for >= 8).
 SEEDS_FOR_A_VERDICT = 8
+
+
+def correct_holm(rows: Sequence[dict]) -> None:
+    """Set ``p_holm`` on the rows that have a p-value: Holm-corrected over those rows together."""
+    tested = [r for r in rows if not math.isnan(r["p"])]
+    for row, adjusted in zip(tested, holm([r["p"] for r in tested]), strict=True):
+        row["p_holm"] = adjusted
 
 
 def verdict(row: Mapping, alpha: float = 0.05) -> str:
@@ -152,7 +157,7 @@ def expected_best(values: Sequence[float], budgets: Sequence[int]) -> list[float
 
 
 def sweep_summary(rows: Sequence[Mapping]) -> dict:
-    finished = [r for r in complete(rows)]
+    finished = complete(rows)
     if not finished:
         return {"n": 0}
     best = max(finished, key=lambda r: r["values"][0])
@@ -385,8 +390,7 @@ def importance_section(root: Path, figures: Path) -> str:
     journal = record_dir("sweep_sgmod", root) / "study.journal"
     if not journal.is_file():
         return ""
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
-    trials = optuna.load_study(study_name="sweep_sgmod", storage=storage).get_trials(deepcopy=False)
+    trials = load("sweep_sgmod", root).get_trials(deepcopy=False)
     searched, turned = importances(trials), importances(centred(trials))
     if not searched:
         return "## 4. What matters in the Sgmod sweep\n\nFewer than 8 finished trials: no importances yet."
@@ -431,9 +435,7 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]]) -> str:
         for name, table in tables.items()
         if name != "sgmod" and table
     ]
-    tested = [r for r in rows if not math.isnan(r["p"])]
-    for row, adjusted in zip(tested, holm([r["p"] for r in tested]), strict=True):
-        row["p_holm"] = adjusted
+    correct_holm(rows)
     for row in rows:
         difference = f"{_pct(row['mean'])} [{_pct(row['low'])}, {_pct(row['high'])}]"
         lines.append(
