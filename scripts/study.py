@@ -2,6 +2,7 @@
 
 python scripts/study.py list
 python scripts/study.py run controls [--time-limit SECONDS] [override ...]
+python scripts/study.py run all [--time-limit SECONDS] [override ...]   # every unfinished part, in order
 python scripts/study.py export controls
 python scripts/study.py report          # docs/report/study.md from the committed records
 """
@@ -9,7 +10,7 @@ python scripts/study.py report          # docs/report/study.md from the committe
 import argparse
 
 from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
-from sgmod_study.study import PARTS, export, read_rows, record_dir, run, summary
+from sgmod_study.study import PARTS, export, finished, read_rows, record_dir, run, summary
 from sgmod_study.study_report import write_study_report
 
 
@@ -18,7 +19,7 @@ def main() -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the parts, their questions and how far each has come")
     run_parser = commands.add_parser("run", help="run or resume a part, then refresh its runs.jsonl")
-    run_parser.add_argument("part")
+    run_parser.add_argument("part", help="a part's name, or all")
     run_parser.add_argument("--time-limit", type=float, default=None, help="stop the sweep after this many seconds")
     run_parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. hydra.sweeper.n_jobs=4")
     export_parser = commands.add_parser("export", help="refresh a part's runs.jsonl from its study and run folders")
@@ -33,7 +34,8 @@ def main() -> int:
     try:
         if args.command == "list":
             for name, p in PARTS.items():
-                print(f"{name:16s} {summary(read_rows(record_dir(name) / 'runs.jsonl')):36s} {p.question}")
+                rows = read_rows(record_dir(name) / "runs.jsonl")
+                print(f"{name:22s} {finished(name):3d}/{p.trials:<3d} {summary(rows):28s} {p.question}")
             return 0
         if args.command == "report":
             write_study_report()

@@ -138,3 +138,80 @@ def test_a_confirm_part_retrains_the_best_configuration_of_its_sweep(tmp_path):
         cfg = compose("train", overrides=command[3:8], return_hydra_config=True)
     assert cfg.optimizer.lr == 0.003 and cfg.hydra.sweeper.n_trials == 10
     assert cfg.hydra.sweeper.params.seed == "choice(100, 101, 102, 103, 104, 105, 106, 107, 108, 109)"
+
+
+def test_each_part_completes_at_its_sweeps_n_trials():
+    for name, part in PARTS.items():
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=list(part.overrides), return_hydra_config=True)
+        assert cfg.hydra.sweeper.n_trials == part.trials, name
+
+
+def _sgmod_sweep(root, values):
+    """A finished sweep_sgmod record: trial i has gamma_init, lr and beta_init from ``values[i]``."""
+    from optuna.distributions import FloatDistribution
+
+    journal = record_dir("sweep_sgmod", root) / "study.journal"
+    journal.parent.mkdir(parents=True)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name="sweep_sgmod", storage=storage, direction="maximize")
+    space = {
+        "activation.gamma_init": FloatDistribution(0.1, 10.0, log=True),
+        "activation.beta_init": FloatDistribution(-5.0, 5.0),
+        "activation.lr": FloatDistribution(1e-4, 1e-2, log=True),
+    }
+    rows = []
+    for number, (gamma, beta, lr, value) in enumerate(values):
+        params = {"activation.gamma_init": gamma, "activation.beta_init": beta, "activation.lr": lr}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
+        rows.append({"number": number, "state": "COMPLETE", "values": [value], "params": params})
+    (journal.parent / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_recommended_default_is_the_rounded_median_of_the_top_quarter(tmp_path):
+    from sgmod_study.study import recommended_overrides
+
+    # the top quarter of 12 trials is the 3 best: gamma 2, 2.2, 8 (geometric median 2.2 -> 2),
+    # beta -1.2, -0.9, 3 (median -0.9 -> -1), lr 1e-3, 3e-3, 9e-3 (median 3e-3)
+    top = [(2.0, -1.2, 1e-3, 0.93), (2.2, -0.9, 3e-3, 0.92), (8.0, 3.0, 9e-3, 0.91)]
+    rest = [(0.1 + i / 10, 4.0, 1e-4, 0.5 + i / 100) for i in range(9)]
+    _sgmod_sweep(tmp_path, top + rest)
+    assert recommended_overrides("sweep_sgmod", tmp_path) == [
+        "activation.beta_init=-1",
+        "activation.gamma_init=2",
+        "activation.lr=0.003",
+    ]
+
+
+def test_a_confirm_part_waits_for_its_whole_sweep(tmp_path):
+    from sgmod_study.errors import ConfigError
+    from sgmod_study.study import run
+
+    _sgmod_sweep(tmp_path, [(1.0, 0.0, 1e-3, 0.9)] * 5)
+    with pytest.raises(ConfigError, match="sweep_sgmod, which has 5 of its 64 trials: finish it first"):
+        run("confirm_sgmod_default", root=tmp_path)
+    with pytest.raises(ConfigError, match="part='sweep_nope' is not a known choice; valid choices: all, "):
+        run("sweep_nope", root=tmp_path)
+
+
+def test_run_all_runs_the_unfinished_parts_in_order_and_stops_at_one_left_unfinished(tmp_path, monkeypatch):
+    from sgmod_study import study
+
+    calls = []
+
+    def fake_run(name, overrides=(), time_limit=None, root=tmp_path):
+        calls.append((name, list(overrides), time_limit))
+        done = study.PARTS[name].trials if name != "sweep_tanh" else 3  # sweep_tanh hits the time limit
+        rows = [{"number": i, "state": "COMPLETE", "values": [0.9], "params": {}} for i in range(done)]
+        record_dir(name, root).mkdir(parents=True, exist_ok=True)
+        (record_dir(name, root) / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return 0
+
+    record_dir("controls", tmp_path).mkdir(parents=True)
+    (record_dir("controls", tmp_path) / "runs.jsonl").write_text(
+        "".join(json.dumps({"number": i, "state": "COMPLETE"}) + "\n" for i in range(72))
+    )
+    monkeypatch.setattr(study, "run", fake_run)
+    assert study.run_all(["hydra.sweeper.n_jobs=2"], time_limit=1e6, root=tmp_path) == 0
+    assert [c[0] for c in calls] == ["sweep_sgmod", "sweep_sigmoid", "sweep_tanh"]  # controls were complete
+    assert calls[0][1] == ["hydra.sweeper.n_jobs=2"] and 0 < calls[2][2] <= 1e6  # the time left is passed on

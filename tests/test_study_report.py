@@ -127,11 +127,17 @@ def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds():
 
     records = {
         "confirm_sgmod": [_row("sgmod", s, a) for s, a in enumerate(LEARNED)],
+        "confirm_sgmod_default": [_row("sgmod", s, a - 0.001) for s, a in enumerate(LEARNED)],
         "confirm_relu": [_row("relu", s, a) for s, a in enumerate(FIXED)],
         "confirm_tanh": [],
     }
     text = confirm_section(records)
+    assert "| sgmod_default | 8 | 0.9168 |" in text and "activation.gamma_init=1, activation.beta_init=0 |" in text
+    # the default is one point below tuned Sgmod on every seed: an exact paired difference of -0.10
+    # (an exact sign test: p = 2 * 0.5**8, the largest of the three p-values, so Holm keeps it; TOST: within 0.5)
+    assert "| sgmod_default - sgmod | 8 | -0.10 [-0.10, -0.10] | 0.00781 | 0 | different (reference better) |" in text
+    assert "| sgmod_default - relu | 8 | +0.39 " in text
     expected = paired(dict(enumerate(LEARNED)), dict(enumerate(FIXED)))
-    assert f"| relu | 8 | +0.49 [{100 * expected['low']:+.2f}, {100 * expected['high']:+.2f}] |" in text
-    assert "| tanh |" not in text  # not run yet
+    assert f"| sgmod - relu | 8 | +0.49 [{100 * expected['low']:+.2f}, {100 * expected['high']:+.2f}] |" in text
+    assert "- tanh |" not in text  # not run yet
     assert confirm_section({"confirm_sgmod": []}).endswith("Not run yet (`scripts/study.py run confirm_<activation>`).")

@@ -1,6 +1,7 @@
 """The Sgmod study as named parts, each a resumable Optuna sweep with a committed record.
 
     python scripts/study.py run controls [overrides...]   # train (resumes what is recorded)
+    python scripts/study.py run all [overrides...]        # every part in order, skipping finished ones
     python scripts/study.py export controls               # refresh the per-run table only
     python scripts/study.py list                          # the parts and how far each is
 
@@ -20,6 +21,7 @@ import platform
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,9 @@ class Part:
     name: str
     overrides: tuple[str, ...]
     question: str
-    best_of: str | None = None  # a sweep part whose best configuration this part retrains
+    trials: int  # finished trials that complete the part (its hydra.sweeper.n_trials)
+    best_of: str | None = None  # a sweep part whose chosen configuration this part retrains
+    pick: str = "best"  # which configuration of best_of: "best" trial or the "recommended" default
 
 
 PARTS = {
@@ -61,17 +65,20 @@ PARTS = {
             "controls",
             ("experiment=study_controls", *FULL),
             "learnable vs fixed gamma/beta, slope vs centring, sigmoid, tanh, relu; 9 variants x 8 seeds",
+            trials=72,
         ),
         Part(
             "sweep_sgmod",
             ("hparams_search=sgmod_classifier", *FULL),
             "Sgmod over gamma/beta init, gamma/beta lr and wd, network lr and wd (64 Sobol points)",
+            trials=64,
         ),
         *(
             Part(
                 f"sweep_{name}",
                 ("hparams_search=baseline_classifier", f"activation={name}", *FULL),
                 f"{name} over the network's lr and wd, the same number of trials",
+                trials=64,
             )
             for name in ("sigmoid", "tanh", "relu")
         ),
@@ -80,17 +87,43 @@ PARTS = {
                 f"confirm_{name}",
                 ("experiment=study_confirm", f"activation={name}", *FULL),
                 f"the best {name} configuration of sweep_{name}, retrained on 10 fresh seeds",
+                trials=10,
                 best_of=f"sweep_{name}",
             )
             for name in ("sgmod", "sigmoid", "tanh", "relu")
         ),
+        Part(
+            "confirm_sgmod_default",
+            ("experiment=study_confirm", "activation=sgmod", *FULL),
+            "the recommended Sgmod default (rounded medians of sweep_sgmod's top quarter) on 10 fresh seeds",
+            trials=10,
+            best_of="sweep_sgmod",
+            pick="recommended",
+        ),
     )
 }
+ALL = "all"  # `run all`: every part in the order above
 
 
 def part(name: str) -> Part:
     check_choice("part", name, PARTS)
     return PARTS[name]
+
+
+def finished(name: str, root: Path = Path(".")) -> int:
+    """Finished (COMPLETE) trials of part ``name`` in its committed record."""
+    return sum(row["state"] == "COMPLETE" for row in read_rows(record_dir(name, root) / RUNS_FILE))
+
+
+def check_ready(p: Part, root: Path = Path(".")) -> None:
+    """A confirm part retrains its sweep's choice only once that sweep is complete: a choice from
+    part of a sweep would be fixed into the confirm study's setup and could not change later."""
+    if p.best_of and finished(p.best_of, root) < PARTS[p.best_of].trials:
+        raise ConfigError(
+            f"part={p.name} retrains the {p.pick} configuration of {p.best_of}, which has "
+            f"{finished(p.best_of, root)} of its {PARTS[p.best_of].trials} trials: "
+            f"finish it first (scripts/study.py run {p.best_of})"
+        )
 
 
 def record_dir(name: str, root: Path = Path(".")) -> Path:
@@ -104,13 +137,17 @@ def sweep_command(p: Part, overrides: Sequence[str], root: Path = Path(".")) -> 
         str(root / "src" / "train.py"),
         "-m",
         *p.overrides,
-        *(best_overrides(p.best_of, root) if p.best_of else ()),
+        *(chosen_overrides(p, root) if p.best_of else ()),
         f"hydra.sweeper.study_name={p.name}",
         f"hydra.sweeper.storage={record_dir(p.name, root) / 'study.journal'}",
         f"hydra.sweep.dir={root / RUNS_DIR / p.name}",
         "trainer.enable_progress_bar=false",
         *overrides,
     ]
+
+
+def chosen_overrides(p: Part, root: Path = Path(".")) -> list[str]:
+    return best_overrides(p.best_of, root) if p.pick == "best" else recommended_overrides(p.best_of, root)
 
 
 def best_overrides(sweep: str, root: Path = Path(".")) -> list[str]:
@@ -122,10 +159,37 @@ def best_overrides(sweep: str, root: Path = Path(".")) -> list[str]:
     return [f"{key}={value}" for key, value in sorted(best["params"].items())]
 
 
+def recommended_overrides(sweep: str, root: Path = Path("."), share: float = 0.25) -> list[str]:
+    """A round default from the sweep's top ``share`` of finished trials (at least 3): each searched
+    parameter's median (geometric for log-scale ones) rounded to one significant digit (beta to the
+    nearest 0.5). Less tied to one lucky seed than the single best trial; the confirm part then
+    measures it on fresh seeds like every other choice."""
+    import numpy as np
+
+    trials = load(sweep, root).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not trials:
+        raise ConfigError(f"part={sweep} has no finished trial yet; run it first: scripts/study.py run {sweep}")
+    top = sorted(trials, key=lambda t: t.values[0], reverse=True)[: max(3, round(share * len(trials)))]
+    overrides = []
+    for key in sorted(top[0].params):
+        values = np.array([t.params[key] for t in top], dtype=float)
+        if getattr(top[0].distributions[key], "log", False):
+            value = float(f"{float(np.exp(np.median(np.log(values)))):.1g}")
+        else:
+            value = round(float(np.median(values)) * 2) / 2
+        overrides.append(f"{key}={value:g}")
+    return overrides
+
+
 def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = None, root: Path = Path(".")) -> int:
-    """Run part ``name`` until its study is complete or ``time_limit`` seconds have passed, then
-    mark trials the stopped sweep left RUNNING as interrupted and refresh ``runs.jsonl``."""
+    """Run part ``name`` (or every part, for ``all``) until its study is complete or ``time_limit``
+    seconds have passed, then mark trials the stopped sweep left RUNNING as interrupted and
+    refresh ``runs.jsonl``."""
+    check_choice("part", name, [*PARTS, ALL])
+    if name == ALL:
+        return run_all(overrides, time_limit, root)
     p = part(name)
+    check_ready(p, root)
     sweep_dir = root / RUNS_DIR / p.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / MACHINE_FILE).write_text(json.dumps(machine()))
@@ -145,6 +209,24 @@ def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = Non
     rows = export(name, root)
     print(f"[study] {name}: {summary(rows)}; record in {record_dir(name, root)}")
     return code
+
+
+def run_all(overrides: Sequence[str] = (), time_limit: float | None = None, root: Path = Path(".")) -> int:
+    """Every unfinished part in order (controls, sweeps, confirms) within one ``time_limit``;
+    stops at the first part that ends without finishing (time limit, failures, a bad setup)."""
+    start = time.monotonic()
+    for name, p in PARTS.items():
+        if finished(name, root) >= p.trials:
+            continue
+        left = None if time_limit is None else time_limit - (time.monotonic() - start)
+        if left is not None and left <= 0:
+            print(f"[study] all: time limit of {time_limit:g} s reached before part {name}")
+            return 0
+        code = run(name, overrides, left, root)
+        if code != 0 or finished(name, root) < p.trials:
+            return code
+    print("[study] all: every part is complete; the report: scripts/study.py report")
+    return 0
 
 
 def load(name: str, root: Path = Path(".")) -> optuna.Study:
