@@ -141,3 +141,16 @@ def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds():
     assert f"| sgmod - relu | 8 | +0.49 [{100 * expected['low']:+.2f}, {100 * expected['high']:+.2f}] |" in text
     assert "- tanh |" not in text  # not run yet
     assert confirm_section({"confirm_sgmod": []}).endswith("Not run yet (`scripts/study.py run confirm_<activation>`).")
+
+
+def test_sweep_travel_states_how_far_gamma_beta_could_and_did_move_over_the_trials(tmp_path):
+    from sgmod_study.study_report import sweep_travel, sweeps_section
+
+    rows = [_row("sgmod", 0, 0.90, gamma=[1.5, 0.8], could=0.6), _row("sgmod", 1, 0.91, gamma=[1.1], could=2.3)]
+    rows.append({**_row("sgmod", 2, 0.5), "state": "FAIL"})  # not finished: not counted
+    moves = sweep_travel(rows)
+    # moved: the larger of |gamma - 1| and |beta - 0| = 0.5 in both (beta is -0.5 in _row)
+    assert moves == {"n": 2, "could": [0.6, 2.3], "moved": [0.5, 0.5], "enough": 1}
+    text = sweeps_section({"sweep_sgmod": rows}, tmp_path)
+    assert "they could travel 1.45 (median; 0.60 to 2.30) and moved 0.50" in text
+    assert "1 of 2 trials allowed the distance 1 from (1, 0)" in text

@@ -129,7 +129,7 @@ def travel(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict]:
         act = row["config"]["activation"]
         for layer, values in record["layers"].items():
             gamma, beta = values["gamma"], values["beta"]
-            moved = max(max(abs(g - act["gamma_init"]) for g in gamma), max(abs(b - act["beta_init"]) for b in beta))
+            moved = _moved(values, act)
             centred = [b + g / 2 for g, b in zip(gamma, beta, strict=True)]
             seen = values["next_weight_norm"] or [1.0] * len(gamma)
             stats_ = out.setdefault(
@@ -144,6 +144,41 @@ def travel(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict]:
     return {
         key: {name: _mean(v) for name, v in values.items()} | {"n": len(values["bound"])} for key, values in out.items()
     }
+
+
+def _moved(layer: Mapping, act: Mapping) -> float:
+    """The largest distance of any channel's gamma or beta of one layer from its init."""
+    return max(
+        max(abs(g - act["gamma_init"]) for g in layer["gamma"]), max(abs(b - act["beta_init"]) for b in layer["beta"])
+    )
+
+
+# From the default (1, 0) to the zero-centred tanh point (2, -1): the distance a budget must allow.
+TANH_DISTANCE = 1.0
+
+
+def sweep_travel(rows: Sequence[Mapping]) -> dict | None:
+    """Over the finished trials of a Sgmod sweep (each with its own gamma/beta learning rate):
+    how far gamma/beta could move (sum of their learning rate) and how far they did (any layer)."""
+    could, moved = [], []
+    for row in complete(rows):
+        record, act = row.get("sgmod"), (row.get("config") or {}).get("activation")
+        if record and act and record["layers"]:
+            could.append(record["activation_lr_sum"])
+            moved.append(max(_moved(layer, act) for layer in record["layers"].values()))
+    if not could:
+        return None
+    return {
+        "n": len(could),
+        "could": sorted(could),
+        "moved": sorted(moved),
+        "enough": sum(c >= TANH_DISTANCE for c in could),
+    }
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered, n = sorted(values), len(values)
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -280,6 +315,16 @@ def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> s
             )
         else:
             lines.append(f"| {name} | 0 | - | - | - |")
+    moves = sweep_travel(records.get("sweep_sgmod", []))
+    if moves:
+        could, moved = moves["could"], moves["moved"]
+        lines += [
+            "",
+            f"gamma/beta in sweep_sgmod ({moves['n']} trials, each with its own gamma/beta learning rate): they could "
+            f"travel {_median(could):.2f} (median; {could[0]:.2f} to {could[-1]:.2f}) and moved {_median(moved):.2f} "
+            f"(median; {moved[0]:.2f} to {moved[-1]:.2f}); {moves['enough']} of {moves['n']} trials allowed the "
+            f"distance {TANH_DISTANCE:g} from (1, 0) to the centred tanh point (2, -1).",
+        ]
     best = summaries.get("sweep_sgmod", {})
     if best.get("n"):
         params = ", ".join(
