@@ -6,21 +6,33 @@ the sweep this run is a trial of.
 
 import errno
 import os
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
-from optuna import TrialPruned
 
-from sgmod_study.config_schema import hydra_error_line
+from sgmod_study.console import run_log
 from sgmod_study.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED, ConfigError, TrainingDiverged, exit_with
-from sgmod_study.training import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    with run_log(Path(cfg.output_dir) / f"{HydraConfig.get().job.name}.log"):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> float:
+    # The training libraries are imported here, not at the top: `--help` and tab completion
+    # never call main(), and importing torch and Lightning first made them take about 10 s.
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+    from optuna import TrialPruned
+
+    from sgmod_study.config_schema import hydra_error_line
+    from sgmod_study.training import train
+
     try:
         return train(cfg)
     except ConfigError as err:
@@ -55,10 +67,14 @@ def cli() -> None:
     try:
         main()
     except (HydraException, OmegaConfBaseException) as err:
+        from sgmod_study.config_schema import hydra_error_line
+
         exit_with("error", hydra_error_line(err), EXIT_CONFIG)
     except (ValueError, TypeError) as err:
         if not _raised_inside_hydra(err):
             raise
+        from sgmod_study.config_schema import hydra_error_line
+
         # e.g. `hparams_search=null`: Hydra's defaults list raises a plain ValueError for it
         hint = " (a config group cannot be set to null: leave the override out)" if "NoneType" in str(err) else ""
         exit_with("error", hydra_error_line(err) + hint, EXIT_CONFIG)

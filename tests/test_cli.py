@@ -1,6 +1,10 @@
 """src/train.py as a user runs it: bad overrides, and single-run multi-process training."""
 
-from conftest import TINY, run_train
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, TINY, run_train
 from test_training import read_events
 
 
@@ -44,3 +48,37 @@ def test_ddp_cpu_trains_two_processes_into_one_run(tmp_path):
     assert len(logs["scalars"]["val/acc"]) == 2  # logged once per epoch, not once per process
     assert len([t for t, _ in logs["hparams"] if t == "_hparams_/session_start_info"]) == 1
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def _imported_modules(args: list[str]) -> set[str]:
+    """The top-level modules `python src/train.py <args>` imports (python -X importtime)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(ROOT / "src" / "train.py"), *args],
+        cwd=ROOT,
+        env={**os.environ, "COMP_LINE": "python src/train.py activation=s"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+
+
+def test_help_and_tab_completion_do_not_import_the_training_libraries():
+    # torch and Lightning took about 10 s to import; --help and completion need neither
+    for args in (["--help"], ["-sc", "query=bash"]):
+        modules = _imported_modules(args)
+        assert "hydra" in modules and not {"torch", "lightning", "optuna"} & modules, args
+
+
+def test_a_run_prints_no_library_noise_and_train_log_holds_its_console_output(tmp_path):
+    run = tmp_path / "run"
+    result = run_train([*TINY, "trainer.max_epochs=1", "trainer.enable_progress_bar=false"], run)  # the fused op
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout + result.stderr
+    for noise in ("💡 Tip", "is deprecated", "CUDA_HOME", "100% of the batches", "[HYDRA]", "INFO:"):
+        assert noise not in printed, noise
+    assert printed.count("Seed set to 42") == 1  # Lightning's lines once, not once per logging handler
+    log = (run / "train.log").read_text()
+    for line in ("Seed set to 42", "data: digits from", "== val/acc_best=", f"== outputs: {run}"):
+        assert line in log, line

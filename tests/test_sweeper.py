@@ -116,7 +116,10 @@ def test_four_trial_sweep_runs_baseline_first_and_writes_results(tmp_path):
     assert len(rows) == 5 and rows[0].startswith("number,state,values,duration_s")
     best = json.loads((sweep_dir / "best.json").read_text())
     assert best["values"] == [study.best_value] and best["number"] == study.best_trial.number
-    assert "hydra.run.dir=" in best["command"]
+    assert "hydra.run.dir=" not in best["command"]  # pasted again, it trains into a fresh run folder
+    assert study.metric_names == ["val/acc_best"]
+    assert study.best_trial.user_attrs["test/acc"] > 0 and Path(study.best_trial.user_attrs["folder"]).is_absolute()
+    assert f"[sweep] best trial {study.best_trial.number} of 4 finished: val/acc_best={study.best_value:.4f}" in output
     importances = json.loads((sweep_dir / "importances.json").read_text())
     assert set(importances) == set(study.best_trial.params) and sum(importances.values()) == pytest.approx(1.0)
     best_config = (sweep_dir / "best_config.yaml").read_text()

@@ -41,7 +41,8 @@ import json, sys, pathlib
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 folder = pathlib.Path(args["hydra.run.dir"])
 folder.mkdir(parents=True, exist_ok=True)
-(folder / "result.json").write_text(json.dumps({"value": float(args.get("value", args.get("x", 0)))}))
+value = float(args.get("value", args.get("x", 0)))
+(folder / "result.json").write_text(json.dumps({"value": value, "metrics": {"test/acc": value / 2}}))
 code = int(args.get("exit", 0))
 if code:
     print(f"error: stub trial exits with {code}")
@@ -62,12 +63,16 @@ def plain_load(path: Path, name: str = "s") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(backend))
 
 
-def run_sweep(tmp_path: Path, fixed=(), **settings) -> optuna.Study:
+def _stub(tmp_path: Path) -> Path:
     stub = tmp_path / "stub.py"
     stub.write_text(STUB)
+    return stub
+
+
+def run_sweep(tmp_path: Path, fixed=(), **settings) -> optuna.Study:
     settings = {"study_name": "s", "storage": str(tmp_path / "study.journal"), "n_trials": 2, **settings}
     settings.setdefault("sampler", optuna.samplers.RandomSampler(seed=0))
-    return Sweep(SweepSettings(**settings), SPACE, list(fixed), tmp_path / "sweep", stub).run()
+    return Sweep(SweepSettings(**settings), SPACE, list(fixed), tmp_path / "sweep", _stub(tmp_path)).run()
 
 
 def dead_owner() -> str:
@@ -475,9 +480,29 @@ def test_the_stored_command_is_shell_quoted_and_round_trips(tmp_path):
     command = study.trials[0].user_attrs["command"]
     words = shlex.split(command)
     assert words[1].endswith("stub.py") and words[2:5] == fixed
-    assert words[5] == f"x={study.trials[0].params['x']}"
-    assert words[6] == f"hydra.run.dir={tmp_path / 'sweep' / 'trial_0000'}"
+    assert words[5:] == [f"x={study.trials[0].params['x']}"]  # run again, it trains into a fresh folder
     assert "'model.channels=[8, 16]'" in command
+
+
+def test_trials_carry_their_metrics_and_absolute_folder_and_the_study_names_its_metric(tmp_path, monkeypatch):
+    from sgmod_study.sweeper import best_summary
+
+    monkeypatch.chdir(tmp_path)
+    study = Sweep(
+        SweepSettings(study_name="s", storage="study.journal", n_trials=3, metric_names=["val/x"]),
+        SPACE,
+        [],
+        Path("sweep"),  # relative, as Hydra gives it
+        _stub(tmp_path),
+    ).run()
+    assert study.metric_names == ["val/x"]  # optuna-dashboard shows this, not "Objective 0"
+    for trial in study.trials:
+        assert trial.user_attrs["test/acc"] == pytest.approx(trial.value / 2)
+        assert trial.user_attrs["folder"] == str(tmp_path / "sweep" / f"trial_{trial.number:04d}")
+    best = study.best_trial
+    assert (
+        best_summary(study).splitlines()[0] == f"[sweep] best trial {best.number} of 3 finished: val/x={best.value:.4f}"
+    )
 
 
 # -- end to end: what a user sees ----------------------------------------------------------------

@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,6 +379,7 @@ class SweepSettings:
     trials_per_gpu: int = 1
     custom_search_space: Callable | None = None  # fn(cfg, trial) -> dict of extra overrides
     fixed_setup: Mapping | None = None  # the trials' fixed configuration (see fixed_setup()); None: unchecked
+    metric_names: list[str] | None = None  # the optimized metrics, named in the study (optuna-dashboard)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -494,6 +496,10 @@ class Sweep:
             directions=directions,
             load_if_exists=True,
         )
+        if settings.metric_names and self.study.metric_names is None:
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2, unchanged through 5.0
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names(list(settings.metric_names))  # not "Objective 0" in the dashboard
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.running: dict[int, RunningTrial] = {}  # by slot
         self.unwritten = False  # trials finished since the result files were last written
@@ -545,7 +551,7 @@ class Sweep:
         if self._surplus(trial):
             return
         extra = self.settings.custom_search_space(self.config, trial) if self.settings.custom_search_space else None
-        folder = self.sweep_dir / f"trial_{trial.number:04d}"
+        folder = (self.sweep_dir / f"trial_{trial.number:04d}").resolve()  # valid from any working directory
         folder.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -558,13 +564,14 @@ class Sweep:
         device = slot_device(slot, self.settings.trials_per_gpu, self.gpu_count)
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
-        chosen = {**trial.params, **(extra or {})}
-        overrides = [*self.fixed, *(f"{k}={v}" for k, v in chosen.items()), f"hydra.run.dir={folder}"]
+        chosen = [*self.fixed, *(f"{k}={v}" for k, v in {**trial.params, **(extra or {})}.items())]
+        overrides = [*chosen, f"hydra.run.dir={folder}"]
         for key, value in (
             ("slot", slot),
             ("device", device or "cpu"),
             ("folder", str(folder)),
-            ("command", shlex.join(["python", str(self.entry_script), *overrides])),  # pastes as it is
+            # pastes as it is, and trains into a fresh run folder, not next to the trial's checkpoints
+            ("command", shlex.join(["python", str(self.entry_script), *chosen])),
         ):
             trial.set_user_attr(key, value)
         self.study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, self.owner)
@@ -631,8 +638,10 @@ class Sweep:
         if values is None or any(not math.isfinite(v) for v in values):
             self._fail(run, f"objective is not a finite number: {values}")
             return
+        for name, value in _result_metrics(run.folder).items():  # test metrics too, for Optuna's own tools
+            run.trial.set_user_attr(name, value)
         self._record(run.trial, values if len(values) > 1 else values[0])
-        print(f"[sweep] trial {run.trial.number} finished: {values}")
+        print(f"[sweep] trial {run.trial.number} finished: {named_values(self.study, values)}")
 
     def _record(self, trial: optuna.Trial, values=None, state: TrialState | None = None) -> None:
         try:
@@ -716,6 +725,36 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1][:300] if lines else ""
+
+
+def _result_metrics(folder: Path) -> dict[str, float]:
+    try:
+        metrics = json.loads((folder / RESULT_FILE).read_text()).get("metrics") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {name: float(v) for name, v in metrics.items() if isinstance(v, int | float)}
+
+
+def named_values(study: optuna.Study, values: Sequence[float]) -> str:
+    """``val/acc_best=0.9191`` (each objective by its name), the way a user reads a result."""
+    names = study.metric_names or [f"objective {i}" for i in range(len(values))]
+    return "  ".join(f"{name}={value:.4f}" for name, value in zip(names, values, strict=True))
+
+
+def best_summary(study: optuna.Study) -> str:
+    """The sweep's last line: its best trial (each of the Pareto front's, for several objectives)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return "[sweep] no trial has finished: no best trial"
+    best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    lines = [
+        f"[sweep] best trial {t.number} of {len(complete)} finished: {named_values(study, t.values)}\n"
+        f"        {' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in t.params.items())}\n"
+        f"        folder: {t.user_attrs.get('folder', '?')}\n"
+        f"        again:  {t.user_attrs.get('command', '?')}"
+        for t in best
+    ]
+    return "\n".join(lines)
 
 
 def _result_values(folder: Path) -> list[float] | None:
@@ -834,7 +873,6 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[str]:
 
     A plot that needs more finished trials than there are yet is skipped until there are.
     """
-    import warnings
 
     import matplotlib
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from sgmod_study.checkpoints import AtomicCheckpointIO, ResumableCheckpoint, load_resume_checkpoint, write_text_atomic
 from sgmod_study.classifier import build_classifier
 from sgmod_study.config_schema import check_config
+from sgmod_study.console import quiet_libraries
 from sgmod_study.data import ImageDataModule, dataset_spec
 from sgmod_study.diagnostics import (
     ActivationMonitor,
@@ -106,6 +107,7 @@ def train(cfg: DictConfig) -> float:
     The value and the final metrics are also written to ``<output_dir>/result.json``, where
     the sweeper reads a trial's outcome.
     """
+    quiet_libraries()
     c = OmegaConf.to_container(cfg, resolve=True)
     check_config(c)  # every key against the schema, before anything is built
     output_dir = Path(c["output_dir"])

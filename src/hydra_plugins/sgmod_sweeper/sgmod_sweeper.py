@@ -85,6 +85,7 @@ class SgmodOptunaSweeper(Sweeper):
         from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
         from sgmod_study.sweeper import (
             SweepFailed,
+            best_summary,
             check_workers,
             fixed_setup,
             open_storage,
@@ -106,6 +107,7 @@ class SgmodOptunaSweeper(Sweeper):
         except SweepFailed as err:
             exit_with("sweep stopped", err, 1)
         write_results(study, sweep_dir)
+        print(best_summary(study))
 
     def _run(self, settings: Any, space: Dict[str, Any], fixed: List[str], sweep_dir: Path) -> Any:
         from sgmod_study.sweeper import run_worker, run_workers
@@ -177,7 +179,8 @@ class SgmodOptunaSweeper(Sweeper):
             sampler_cfg["search_space"] = {k: list(d.choices) for k, d in space.items()}
         direction = s["direction"]
         direction = OmegaConf.to_container(direction) if OmegaConf.is_list(direction) else direction
-        check_directions(direction, _plain(self.config.get("optimized_metric")))
+        metrics = _plain(self.config.get("optimized_metric"))
+        check_directions(direction, metrics)
         return SweepSettings(
             study_name=s["study_name"] or self.config.hydra.job.name,
             direction=direction,
@@ -191,6 +194,7 @@ class SgmodOptunaSweeper(Sweeper):
             trial_timeout=s["trial_timeout"],
             trials_per_gpu=s["trials_per_gpu"],
             custom_search_space=_method("custom_search_space", s["custom_search_space"]),
+            metric_names=None if metrics is None else list(metrics) if isinstance(metrics, list) else [metrics],
         )
 
 
