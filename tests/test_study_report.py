@@ -154,3 +154,20 @@ def test_sweep_travel_states_how_far_gamma_beta_could_and_did_move_over_the_tria
     text = sweeps_section({"sweep_sgmod": rows}, tmp_path)
     assert "they could travel 1.45 (median; 0.60 to 2.30) and moved 0.50" in text
     assert "1 of 2 trials allowed the distance 1 from (1, 0)" in text
+
+
+def test_the_best_learnable_sgmod_is_compared_with_the_best_fixed_member_of_the_family():
+    from sgmod_study.study_report import best_learnable_vs_best_fixed
+
+    worse = [a - 0.004 for a in FIXED]
+    table = {
+        "sgmod": dict(enumerate(LEARNED)),
+        "sgmod_tanh_init": dict(enumerate(worse)),
+        "sgmod_fixed": dict(enumerate(worse)),
+        "sigmoid": dict(enumerate(FIXED)),  # the best fixed member
+        "relu": dict(enumerate(a + 0.05 for a in LEARNED)),  # not of the family: ignored
+    }
+    row = best_learnable_vs_best_fixed(table)
+    assert (row["variant"], row["reference"]) == ("sgmod", "sigmoid")
+    assert row["mean"] == pytest.approx(np.mean(np.array(LEARNED) - np.array(FIXED)))
+    assert best_learnable_vs_best_fixed({"relu": {0: 0.9}}) is None
