@@ -152,11 +152,11 @@ def test_hparams_table_shows_every_run_hyperparameter_and_metric(tensorboard):
         "sliceSize": 100,
     }
     groups = {g["name"]: g for g in _post(tensorboard, "/data/plugin/hparams/session_groups", request)["sessionGroups"]}
-    assert set(groups) == {"classifier", "gan", "sgmod_classifier trial 0", "sgmod_classifier trial 1"}
+    assert set(groups) == {"classifier", "gan", "#0 sgmod_classifier", "#1 sgmod_classifier"}
     for name, expected in (("classifier", CLASSIFIER_METRICS), ("gan", GAN_METRICS)):
         values = {m["name"]["tag"]: m["value"] for m in groups[name]["metricValues"]}
         assert set(values) == expected, name
-    trial = groups["sgmod_classifier trial 0"]
+    trial = groups["#0 sgmod_classifier"]
     assert trial["hparams"]["activation.gamma_init"] == 1.0  # the enqueued baseline
     assert {m["name"]["tag"] for m in trial["metricValues"]} == CLASSIFIER_METRICS
-    assert groups["sgmod_classifier trial 1"]["hparams"]["activation.gamma_init"] != 1.0
+    assert groups["#1 sgmod_classifier"]["hparams"]["activation.gamma_init"] != 1.0

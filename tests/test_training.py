@@ -7,6 +7,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from conftest import compose_config
+from sgmod_study.diagnostics import session_name
+from sgmod_study.sweeper import ENV_STUDY, ENV_TRIAL_NUMBER
 from sgmod_study.training import train
 
 
@@ -138,3 +140,12 @@ def test_same_seed_same_result(tmp_path, tiny_overrides):
     first = train(compose_config(overrides, tmp_path / "a"))
     second = train(compose_config(overrides, tmp_path / "b"))
     assert first == second
+
+
+def test_hparams_trial_ids_put_what_tells_runs_apart_first(monkeypatch):
+    run = Path("outputs/runs/2026-11-25_08-29-25_classifier_sgmod")
+    assert session_name(run) == "classifier_sgmod 2026-11-25_08-29-25"
+    assert session_name(Path("outputs/my_run")) == "my_run"
+    monkeypatch.setenv(ENV_STUDY, "sgmod_classifier")
+    monkeypatch.setenv(ENV_TRIAL_NUMBER, "7")
+    assert session_name(Path("outputs/multirun/2026-11-25_08-29-25/trial_0007")) == "#7 sgmod_classifier"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -153,13 +154,22 @@ class LearningRateLog(L.Callback):
 HPARAMS_RUN = "hparams"  # <run>/tensorboard/hparams/: the run's HParams entry and final metrics
 
 
+# The date and time that start Hydra's default run folder name (conf/train.yaml: hydra.run.dir)
+_RUN_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d)_(.+)")
+
+
 def session_name(output_dir: Path) -> str:
-    """The run's name in the HParams table: a sweep's trial by its study and number, a plain run
-    by its folder. Runs of one name form one row, so the name must tell them apart."""
+    """The run's name in the HParams table's Trial ID column: a sweep's trial as ``#<number> <study>``,
+    a plain run as its folder's name with the date and time last (``classifier_sgmod 2026-11-25_08-29-25``).
+
+    That column shows about 15 characters, so what tells the runs apart comes first. Runs of one
+    name share one row, so the name must be unique: the study's trial number, the run folder's time.
+    """
     study, number = os.environ.get(ENV_STUDY), os.environ.get(ENV_TRIAL_NUMBER)
     if study and number:
-        return f"{study} trial {number}"
-    return output_dir.name
+        return f"#{number} {study}"
+    match = _RUN_TIMESTAMP.fullmatch(output_dir.name)
+    return f"{match[2]} {match[1]}" if match else output_dir.name
 
 
 def log_final_hparams(trainer: L.Trainer, hparams: Mapping, metrics: Mapping[str, float], name: str) -> None:
