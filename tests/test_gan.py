@@ -108,8 +108,9 @@ def test_one_training_epoch_with_each_loss(tmp_path, fashion_sample_dir, loss, d
     ):
         assert tag in scalars, tag
     assert len(scalars["train/g_loss"]) == 3
-    assert "sgmod/generator.body.block0.act/gamma" in logs["histograms"]
-    assert "sgmod/discriminator.body.act1/gamma" in logs["histograms"]
+    assert "sgmod_hist/generator.body.block0.act/gamma" in logs["histograms"]
+    assert "sgmod_hist/discriminator.body.act1/gamma" in logs["histograms"]
+    assert {"lr-generator/decay", "lr-discriminator/decay"} <= set(scalars)  # which network, not lr-Adam-1
     assert {"grad_norm/generator.body.up1", "grad_norm/discriminator.body.conv1"} <= set(scalars)
     assert (tmp_path / "samples" / "epoch000.png").is_file()
 

@@ -4,9 +4,11 @@ import csv
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from conftest import compose_config
+from sgmod_study.diagnostics import session_name
+from sgmod_study.sweeper import ENV_STUDY, ENV_TRIAL_NUMBER
 from sgmod_study.training import train
 
 
@@ -51,29 +53,38 @@ def test_short_run_beats_chance_and_logs_everything(tmp_path, tiny_overrides):
     assert scalars["test/acc"][0][1] > 0.6
     assert "hp_metric" not in scalars
 
-    # gamma/beta of every Sgmod layer: scalars and histograms, starting from the init values
+    # gamma/beta of every Sgmod layer: scalars and histograms, from the init values to the end
     layers = ("features.stage1.act", "features.stage2.act", "head.act")
+    session = read_events(tmp_path / "tensorboard" / "hparams")
+    last_step = session["scalars"]["test/acc"][0][0]  # the final metrics are logged at the last step
     for layer in layers:
         for name in ("gamma", "beta"):
-            assert f"sgmod/{layer}/{name}" in logs["histograms"]
-        first_step, first_gamma = scalars[f"sgmod/{layer}/gamma"][0]
-        assert (first_step, first_gamma) == (0, 1.0)
-        assert scalars[f"sgmod/{layer}/gamma"][-1][1] != 1.0  # it learned
+            assert f"sgmod_hist/{layer}/{name}" in logs["histograms"]
+            assert f"sgmod/{layer}/{name}" not in logs["histograms"]  # one kind of data per tag
+        gamma = scalars[f"sgmod/{layer}/gamma"]
+        assert gamma[0] == (0, 1.0)
+        assert gamma[-1][0] == last_step  # logged at the end of training too
+        assert gamma[-1][1] != 1.0  # it learned
     assert {"grad_norm/features.stage1.conv", "grad_norm/head.out"} <= set(scalars)
     assert all(v > 0 for _, v in scalars["grad_norm/features.stage1.conv"])
+    assert {"lr-AdamW/decay", "lr-AdamW/no_decay", "lr-AdamW/activation"} <= set(scalars)
+    assert not [tag for tag in scalars if tag.startswith("final/")]  # no single-point copies on the Scalars page
+    assert logs["hparams"] == []  # the HParams entry is a run of its own
 
-    # HParams: the run's real hyperparameters with its final metrics
-    start = [data.session_start_info for tag, data in logs["hparams"] if tag == "_hparams_/session_start_info"]
+    # HParams: the run's real hyperparameters with its final metrics under their own tags
+    start = [data.session_start_info for tag, data in session["hparams"] if tag == "_hparams_/session_start_info"]
     assert len(start) == 1
+    assert start[0].group_name == tmp_path.name  # a plain run is named by its folder
     hp = start[0].hparams
     assert hp["activation.name"].string_value == "sgmod"
     assert hp["optimizer.lr"].number_value == 0.001
     assert hp["activation.gamma_init"].number_value == 1.0
     assert "data.data_dir" not in hp
-    experiment = [data.experiment for tag, data in logs["hparams"] if tag == "_hparams_/experiment"][0]
-    metric_tags = {m.name.tag for m in experiment.metric_infos}
-    assert metric_tags == {"final/val_acc_best", "final/test_acc", "final/test_loss"}
-    assert scalars["final/test_acc"][0][1] == scalars["test/acc"][0][1]
+    assert not [tag for tag, _ in session["hparams"] if tag == "_hparams_/experiment"]  # TensorBoard builds the union
+    end = [data.session_end_info for tag, data in session["hparams"] if tag == "_hparams_/session_end_info"]
+    assert len(end) == 1 and end[0].status == api_pb2.STATUS_SUCCESS
+    assert set(session["scalars"]) == {"val/acc_best", "test/acc", "test/loss"}  # the metric columns
+    assert session["scalars"]["test/acc"][0][1] == scalars["test/acc"][0][1]
 
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert len(list((tmp_path / "checkpoints").glob("best-epoch*.ckpt"))) == 1
@@ -129,3 +140,12 @@ def test_same_seed_same_result(tmp_path, tiny_overrides):
     first = train(compose_config(overrides, tmp_path / "a"))
     second = train(compose_config(overrides, tmp_path / "b"))
     assert first == second
+
+
+def test_hparams_trial_ids_put_what_tells_runs_apart_first(monkeypatch):
+    run = Path("outputs/runs/2026-11-25_08-29-25_classifier_sgmod")
+    assert session_name(run) == "classifier_sgmod 2026-11-25_08-29-25"
+    assert session_name(Path("outputs/my_run")) == "my_run"
+    monkeypatch.setenv(ENV_STUDY, "sgmod_classifier")
+    monkeypatch.setenv(ENV_TRIAL_NUMBER, "7")
+    assert session_name(Path("outputs/multirun/2026-11-25_08-29-25/trial_0007")) == "#7 sgmod_classifier"

@@ -1,32 +1,41 @@
 """What a run writes to its loggers besides losses and accuracies.
 
-- ``ActivationMonitor``: gamma/beta of every Sgmod layer (scalars, and histograms on
-  TensorBoard), so their trajectories can be read per layer.
+- ``ActivationMonitor``: gamma/beta of every Sgmod layer (scalars ``sgmod/``, and histograms
+  ``sgmod_hist/`` on TensorBoard), so their trajectories can be read per layer.
 - ``GradNormMonitor``: the gradient norm of every layer's weight (the vanishing-gradient
   diagnostic), measured before the optimizer step.
+- ``LearningRateLog``: the learning rate of every optimizer parameter group, named after the
+  network it trains where a task has several (the GAN's generator and discriminator).
 - ``log_final_hparams``: the run's real hyperparameters with its final metrics, for
-  TensorBoard's HParams dashboard.
+  TensorBoard's HParams dashboard (``<run>/tensorboard/hparams/``).
 - ``FinalActivationRecord``: where every Sgmod layer's gamma/beta ended, per channel, with
   what can absorb them (the next layer's incoming weight norms, a norm in between), written
   to ``<run>/sgmod_final.json`` for the study's per-run table.
 
-Both monitors log every ``every_n_steps`` training batches through ``trainer.loggers``, which
+The two monitors log every ``every_n_steps`` training batches through ``trainer.loggers``, which
 write on rank zero only, so they work unchanged under DDP.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 from torch import nn
+from torch.utils.tensorboard.summary import scalar
+from torch.utils.tensorboard.writer import FileWriter
 
 from sgmod_study.activations import Sgmod
 from sgmod_study.checkpoints import write_atomic
+from sgmod_study.sweeper import ENV_STUDY, ENV_TRIAL_NUMBER
 
 
 def _layer_name(parameter_name: str) -> str:
@@ -45,8 +54,12 @@ def _log_scalars(trainer: L.Trainer, values: Mapping[str, float]) -> None:
 
 
 class ActivationMonitor(L.Callback):
+    """gamma/beta of every Sgmod layer at the start, every ``every_n_steps`` training batches and
+    at the end of training: a run shorter than N steps still shows where they went."""
+
     def __init__(self, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps
+        self._logged_step = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log(trainer, pl_module)  # the initial values start every trajectory
@@ -55,7 +68,12 @@ class ActivationMonitor(L.Callback):
         if _due(trainer, self.every_n_steps):
             self._log(trainer, pl_module)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step != self._logged_step:
+            self._log(trainer, pl_module)
+
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._logged_step = trainer.global_step
         scalars = {}
         for layer, module in pl_module.named_modules():
             if not isinstance(module, Sgmod):
@@ -67,7 +85,9 @@ class ActivationMonitor(L.Callback):
                 scalars[tag] = values.mean().item()
                 if values.numel() > 1:
                     scalars[f"{tag}_std"] = values.std().item()
-                self._histogram(trainer, tag, values)
+                # a tag of its own: TensorBoard shows one kind of data per tag, so a histogram
+                # under the scalar's tag hid either the curve or the histogram
+                self._histogram(trainer, f"sgmod_hist/{layer}/{param_name}", values)
         if scalars:
             _log_scalars(trainer, scalars)
 
@@ -112,19 +132,84 @@ def flatten_config(cfg: Mapping, prefix: str = "") -> dict[str, str | int | floa
     return flat
 
 
-def log_final_hparams(trainer: L.Trainer, hparams: Mapping, metrics: Mapping[str, float]) -> None:
-    """One HParams entry with the final metrics under ``final/<metric>`` (no placeholder hp_metric).
+class LearningRateLog(L.Callback):
+    """``lr-<optimizer>/<group>`` of every optimizer parameter group at the start of every epoch.
 
-    The ``final/`` names keep these single points off the ``val/`` and ``test/`` curves.
+    <optimizer> is the network it trains where the task names its optimizers
+    (``OPTIMIZER_NAMES``: lr-generator/..., lr-discriminator/...), else the optimizer's class
+    (lr-AdamW/decay). Lightning's LearningRateMonitor names two Adams lr-Adam and lr-Adam-1.
     """
-    final = {f"final/{name.replace('/', '_')}": float(value) for name, value in metrics.items()}
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        optimizers = trainer.optimizers
+        names = getattr(pl_module, "OPTIMIZER_NAMES", None) or [type(o).__name__ for o in optimizers]
+        rates = {
+            f"lr-{name}/{group.get('name', f'pg{index + 1}')}": float(group["lr"])
+            for name, optimizer in zip(names, optimizers, strict=True)
+            for index, group in enumerate(optimizer.param_groups)
+        }
+        _log_scalars(trainer, rates)
+
+
+HPARAMS_RUN = "hparams"  # <run>/tensorboard/hparams/: the run's HParams entry and final metrics
+
+
+# The date and time that start Hydra's default run folder name (conf/train.yaml: hydra.run.dir)
+_RUN_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d)_(.+)")
+
+
+def session_name(output_dir: Path) -> str:
+    """The run's name in the HParams table's Trial ID column: a sweep's trial as ``#<number> <study>``,
+    a plain run as its folder's name with the date and time last (``classifier_sgmod 2026-11-25_08-29-25``).
+
+    That column shows about 15 characters, so what tells the runs apart comes first. Runs of one
+    name share one row, so the name must be unique: the study's trial number, the run folder's time.
+    """
+    study, number = os.environ.get(ENV_STUDY), os.environ.get(ENV_TRIAL_NUMBER)
+    if study and number:
+        return f"#{number} {study}"
+    match = _RUN_TIMESTAMP.fullmatch(output_dir.name)
+    return f"{match[2]} {match[1]}" if match else output_dir.name
+
+
+def log_final_hparams(trainer: L.Trainer, hparams: Mapping, metrics: Mapping[str, float], name: str) -> None:
+    """The run's hyperparameters with its final metrics: on TensorBoard an HParams session of its
+    own (``write_hparams_session``), on the CSV logger one more row of ``final/<metric>``."""
     for logger in trainer.loggers:
+        logger.log_hyperparams(dict(hparams))  # hparams.yaml; no HParams summary without metrics
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(dict(hparams), metrics=final)
-        else:  # e.g. CSVLogger: hparams.yaml, and the final metrics as one more row
-            logger.log_hyperparams(dict(hparams))
+            if trainer.is_global_zero:
+                folder = Path(logger.log_dir) / HPARAMS_RUN
+                write_hparams_session(folder, hparams, metrics, name, trainer.global_step)
+        else:
+            final = {f"final/{metric.replace('/', '_')}": float(value) for metric, value in metrics.items()}
             logger.log_metrics(final, step=trainer.global_step)
         logger.finalize("success")  # the test already closed the writer; flush this last entry too
+
+
+def write_hparams_session(folder: Path, hparams: Mapping, metrics: Mapping[str, float], name: str, step: int) -> None:
+    """One HParams session as a TensorBoard run of its own: session start (hyperparameters, and
+    ``name`` as the trial's name), the final metrics under their own tags, session end.
+
+    No experiment summary, on purpose: with one per run TensorBoard takes whichever it finds first
+    and shows only that run's columns. Without any it builds the table from every session (all
+    hyperparameters, those that differ first) and takes the metric columns from the scalar tags of
+    the session runs; in this folder those are the final metrics only, not every curve of the run.
+    """
+    writer = FileWriter(str(folder))
+    writer.add_summary(summary_v2.hparams_pb(dict(hparams), trial_id=name), step)
+    for tag, value in metrics.items():
+        writer.add_summary(scalar(tag, float(value)), step)
+    writer.add_summary(_session_end(), step)
+    writer.close()
+
+
+def _session_end() -> Summary:
+    end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)
+    content = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(session_end_info=end))
+    return Summary(
+        value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=content, tensor=metadata.NULL_TENSOR)]
+    )
 
 
 SGMOD_FINAL_FILE = "sgmod_final.json"

@@ -82,6 +82,7 @@ class GAN(L.LightningModule):
         "test/fid",
         "test/kid",
     )
+    OPTIMIZER_NAMES = ("generator", "discriminator")  # configure_optimizers' order; names the lr-* curves
     DDP_FIND_UNUSED_PARAMETERS = True  # the discriminator step leaves the generator without gradients
 
     def __init__(

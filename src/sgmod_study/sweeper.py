@@ -50,6 +50,7 @@ ENV_STORAGE, ENV_STUDY, ENV_TRIAL_ID, ENV_PRUNER = (
     "SGMOD_OPTUNA_TRIAL_ID",
     "SGMOD_OPTUNA_PRUNER",
 )
+ENV_TRIAL_NUMBER = "SGMOD_OPTUNA_TRIAL_NUMBER"  # the trial's name in TensorBoard's HParams table
 OWNER_ATTR = "sgmod:owner"  # host:pid of the sweeper process that runs the trial
 
 
@@ -558,6 +559,7 @@ class Sweep:
             ENV_STORAGE: self.storage_name,
             ENV_STUDY: self.study.study_name,
             ENV_TRIAL_ID: str(trial._trial_id),
+            ENV_TRIAL_NUMBER: str(trial.number),
             ENV_PRUNER: json.dumps(self.settings.pruner or {}),
         }
         env.setdefault("OMP_NUM_THREADS", str(trial_threads(self.settings.n_jobs)))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
@@ -23,8 +23,10 @@ from sgmod_study.diagnostics import (
     ActivationMonitor,
     FinalActivationRecord,
     GradNormMonitor,
+    LearningRateLog,
     flatten_config,
     log_final_hparams,
+    session_name,
 )
 from sgmod_study.errors import ConfigError, check_bool, check_choice
 from sgmod_study.gan import build_gan
@@ -58,7 +60,7 @@ def build_callbacks(cfg: Mapping, output_dir: Path) -> tuple[ModelCheckpoint, li
         auto_insert_metric_name=False,
         save_last=True,
     )
-    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch"), FinalActivationRecord()]
+    callbacks: list[L.Callback] = [checkpoint, LearningRateLog(), FinalActivationRecord()]
     every = cfg["diagnostics"]["every_n_steps"]
     if every:
         callbacks += [ActivationMonitor(every), GradNormMonitor(every)]
@@ -140,7 +142,7 @@ def train(cfg: DictConfig) -> float:
         metrics.update(results)
 
     final = {name: metrics[name] for name in module.FINAL_METRICS if name in metrics}
-    log_final_hparams(trainer, hparams, final)
+    log_final_hparams(trainer, hparams, final, session_name(output_dir))
     value = _optimized_value(c["optimized_metric"], metrics)
     if trainer.is_global_zero:
         print_summary(c, final, trainer.current_epoch, time.monotonic() - started, output_dir)
