@@ -11,7 +11,6 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from sgmod_study.activations import keep_in_bounds
 from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError, TrainingDiverged
 from sgmod_study.models import build_model
@@ -115,7 +114,6 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optimizer_cfg, self.activation_cfg)
-        keep_in_bounds(optimizer, self.model)
         scheduler = build_scheduler(optimizer, self.scheduler_cfg, self.trainer.max_epochs)
         if scheduler is None:
             return optimizer

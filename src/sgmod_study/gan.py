@@ -20,7 +20,6 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.utils import make_grid, save_image
 
-from sgmod_study.activations import keep_in_bounds
 from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError, TrainingDiverged, check_choice, check_positive
 from sgmod_study.feature_net import FrozenFeatures, load_feature_net
@@ -243,9 +242,7 @@ class GAN(L.LightningModule):
             (self.generator, self.lr_g, self.activations["generator"]),
             (self.discriminator, self.lr_d, self.activations["discriminator"]),
         ):
-            optimizer = build_optimizer(net, {**self.optimizer_cfg, "lr": lr}, act_cfg)
-            keep_in_bounds(optimizer, net)
-            optimizers.append(optimizer)
+            optimizers.append(build_optimizer(net, {**self.optimizer_cfg, "lr": lr}, act_cfg))
         return optimizers
 
 
