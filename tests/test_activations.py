@@ -5,8 +5,11 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import TINY, compose_config
 from sgmod_study.activations import ACTIVATIONS, Sgmod, build_activation
+from sgmod_study.classifier import Classifier
 from sgmod_study.errors import ConfigError
+from sgmod_study.training import train
 
 
 def _sgmod64(num_parameters: int, **kwargs) -> Sgmod:
@@ -215,3 +218,13 @@ def test_without_a_channel_count_gamma_beta_are_scalars_for_any_shape():
         torch.testing.assert_close(act(x), torch.sigmoid(x))
     with pytest.raises(ValueError, match=r"^Sgmod expects an input with at least 1 dimension; got a 0-d tensor$"):
         act(torch.tensor(1.0))
+
+
+def test_the_toolkits_training_keeps_gamma_beta_in_bounds(tmp_path):
+    """The toolkit trains with no projection of its own: the optimizer steps do it."""
+    overrides = [*TINY, "activation.impl=reference", "activation.lr=100", "trainer.max_epochs=1"]
+    train(compose_config([*overrides, "trainer.limit_train_batches=3"], tmp_path))
+    module = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    gammas = torch.cat([m.gamma.detach() for m in module.modules() if isinstance(m, Sgmod)])
+    assert gammas.min() >= 0.1 and gammas.max() <= 10.0
+    assert ((gammas == 0.1) | (gammas == 10.0)).any()  # a step of 100 did push some onto a bound
