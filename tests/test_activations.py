@@ -1,11 +1,15 @@
+import copy
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from sgmod_study.activations import ACTIVATIONS, Sgmod, build_activation, clamp_activation_parameters, keep_in_bounds
+from conftest import TINY, compose_config
+from sgmod_study.activations import ACTIVATIONS, Sgmod, build_activation
+from sgmod_study.classifier import Classifier
 from sgmod_study.errors import ConfigError
+from sgmod_study.training import train
 
 
 def _sgmod64(num_parameters: int, **kwargs) -> Sgmod:
@@ -68,31 +72,76 @@ def test_random_init_is_around_init_and_inside_bounds():
 
 
 @pytest.mark.parametrize(
-    "kwargs, bad",
+    "kwargs, message",
     [
-        ({"gamma_init": 20.0}, "gamma_init=20.0"),
-        ({"beta_init": -6.0}, "beta_init=-6.0"),
-        ({"gamma_init": 0.05}, "gamma_init=0.05"),
+        (
+            {"gamma_init": 20.0},
+            "gamma_init=20.0 is outside its allowed range [0.1, 10.0] (gamma_bounds sets the range)",
+        ),
+        ({"beta_init": -6.0}, "beta_init=-6.0 is outside its allowed range [-5.0, 5.0] (beta_bounds sets the range)"),
+        ({"gamma_init": 0.05}, "gamma_init=0.05 is outside its allowed range [0.1, 10.0]"),
+        ({"gamma_bounds": (10, 0.1)}, "gamma_bounds=(10, 0.1) is not allowed: it must be None or (low, high)"),
+        ({"init": "uniform"}, "init='uniform' is not a known choice; valid choices: constant, normal"),
+        ({"impl": "triton"}, "impl='triton' is not a known choice; valid choices: fused, reference"),
+        ({"num_parameters": 0}, "num_parameters=0 is not allowed: it must be an integer >= 1"),
+        ({"init_std": -0.1}, "init_std=-0.1 is not allowed: it must be a number >= 0"),
     ],
 )
-def test_init_outside_bounds_is_a_clear_error(kwargs, bad):
-    with pytest.raises(ConfigError, match=rf"{bad} is outside its allowed range \[") as err:
-        Sgmod(1, **kwargs)
-    assert "\n" not in str(err.value)
+def test_bad_arguments_name_the_constructor_argument(kwargs, message):
+    """A library user reads the argument they passed, not the toolkit's config key (activation.gamma_init)."""
+    with pytest.raises(ValueError) as err:
+        Sgmod(**kwargs)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value) and "activation." not in str(err.value)
 
 
-def test_bounds_are_enforced_after_optimizer_steps():
-    model = nn.Sequential(Sgmod(4))
-    act = model[0]
-    opt = torch.optim.SGD(model.parameters(), lr=100.0)
-    keep_in_bounds(opt, model)
+def test_registry_names_the_activation_of_a_bad_option():
+    with pytest.raises(ConfigError, match=r"^activation=sgmod: gamma_init=20.0 is outside its allowed range \[0.1"):
+        build_activation({"name": "sgmod", "gamma_init": 20.0}, 3)
+
+
+def _huge_step(act: Sgmod, optimizer: torch.optim.Optimizer, direction: float = 1.0) -> None:
+    optimizer.zero_grad()
+    (direction * act(torch.ones(2, act.gamma.numel())).sum()).backward()
+    optimizer.step()
+
+
+def test_bounds_hold_in_a_plain_torch_loop():
+    """No hook to wire: any torch.optim optimizer's step projects gamma/beta back into their bounds."""
+    act = Sgmod(4)
+    optimizer = torch.optim.SGD(act.parameters(), lr=100.0)
     # a huge step down, then a huge step up: each ends exactly on the bounds, not beyond
     for direction, gamma_end, beta_end in ((1.0, 0.1, -5.0), (-1.0, 10.0, 5.0)):
-        opt.zero_grad()
-        (direction * model(torch.ones(2, 4)).sum()).backward()
-        opt.step()
+        _huge_step(act, optimizer, direction)
         torch.testing.assert_close(act.gamma.detach(), torch.full((4,), gamma_end))
         torch.testing.assert_close(act.beta.detach(), torch.full((4,), beta_end))
+    other = Sgmod(4)
+    _huge_step(other, torch.optim.AdamW(other.parameters(), lr=100.0))
+    _assert_on_lower_bounds(other)
+
+
+def _assert_on_lower_bounds(act: Sgmod) -> None:
+    torch.testing.assert_close(act.gamma.detach(), torch.full_like(act.gamma, 0.1))
+    torch.testing.assert_close(act.beta.detach(), torch.full_like(act.beta, -5.0))
+
+
+def test_deep_copies_are_kept_in_bounds_too():
+    act = copy.deepcopy(Sgmod(4))  # e.g. an EMA copy of a model: built without __init__
+    _huge_step(act, torch.optim.SGD(act.parameters(), lr=100.0))
+    _assert_on_lower_bounds(act)
+
+
+def test_a_step_projects_only_the_parameters_of_its_own_optimizer():
+    """A GAN steps the discriminator between the generator's forward and backward passes: projecting
+    the generator's gamma in place then would fail that backward ("modified by an inplace operation")."""
+    generator, discriminator = Sgmod(4, impl="reference"), Sgmod(4, impl="reference")
+    opt_d = torch.optim.SGD(discriminator.parameters(), lr=100.0)
+    fake = generator(torch.ones(2, 4))  # its graph saves the generator's gamma
+    discriminator(fake.detach()).sum().backward()
+    opt_d.step()
+    _assert_on_lower_bounds(discriminator)
+    fake.sum().backward()  # the generator's pending backward still runs
+    assert generator.gamma.grad is not None
 
 
 def test_bounds_do_not_change_gradients_inside_the_range():
@@ -110,7 +159,7 @@ def test_configurable_and_disabled_bounds():
     with torch.no_grad():
         act.gamma.fill_(500.0)
         act.beta.fill_(-99.0)
-    clamp_activation_parameters(act)
+    act.clamp_()
     assert act.gamma.item() == 100.0 and act.beta.item() == -99.0
 
 
@@ -138,3 +187,44 @@ def test_registry_rejects_unknown_names_and_options():
         build_activation({"name": "swishy"}, 3)
     with pytest.raises(ConfigError, match="activation=relu got an option it does not take"):
         build_activation({"name": "relu", "slope": 1}, 3)
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        (
+            (2, 32, 4, 4),
+            "Sgmod with 64 channels expects an input of shape (N, 64, ...) (channels on dim 1); "
+            "got shape (2, 32, 4, 4)",
+        ),
+        ((64,), "Sgmod with 64 channels expects an input of shape (N, 64, ...) (channels on dim 1); got shape (64,)"),
+    ],
+)
+def test_wrong_input_shape_is_one_line_naming_both_shapes(impl, shape, message, capfd):
+    """Checked before the compiled kernel runs: its own error is pages of compiler log (and a 1-D
+    input broadcast silently to a (1, 64) output)."""
+    with pytest.raises(ValueError) as err:
+        Sgmod(64, impl=impl)(torch.randn(*shape))
+    assert str(err.value) == message
+    assert capfd.readouterr().err == ""
+
+
+def test_without_a_channel_count_gamma_beta_are_scalars_for_any_shape():
+    act = Sgmod(inplace=True)  # how timm builds act_layer
+    assert act.gamma.shape == act.beta.shape == (1,)
+    for shape in ((5,), (2, 3), (2, 7, 3, 3)):
+        x = torch.randn(*shape)
+        torch.testing.assert_close(act(x), torch.sigmoid(x))
+    with pytest.raises(ValueError, match=r"^Sgmod expects an input with at least 1 dimension; got a 0-d tensor$"):
+        act(torch.tensor(1.0))
+
+
+def test_the_toolkits_training_keeps_gamma_beta_in_bounds(tmp_path):
+    """The toolkit trains with no projection of its own: the optimizer steps do it."""
+    overrides = [*TINY, "activation.impl=reference", "activation.lr=100", "trainer.max_epochs=1"]
+    train(compose_config([*overrides, "trainer.limit_train_batches=3"], tmp_path))
+    module = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    gammas = torch.cat([m.gamma.detach() for m in module.modules() if isinstance(m, Sgmod)])
+    assert gammas.min() >= 0.1 and gammas.max() <= 10.0
+    assert ((gammas == 0.1) | (gammas == 10.0)).any()  # a step of 100 did push some onto a bound

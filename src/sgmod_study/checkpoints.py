@@ -6,10 +6,13 @@
 - ``ResumableCheckpoint``: a ``ModelCheckpoint`` that keeps the best checkpoint of the run it
   resumes, so the resumed run tests the best epoch even when that came before the interruption.
 - ``load_resume_checkpoint``: refuses a ``ckpt_path`` that is no checkpoint of this task and model.
+- ``rebuild_task``: a run's task module from its checkpoint alone, for evaluation
+  (``Classifier.load_from_checkpoint``, ``src/eval.py``).
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import secrets
 import shutil
@@ -18,10 +21,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from sgmod_study.data import DatasetSpec, dataset_spec
 from sgmod_study.errors import ConfigError
 
 # Hyperparameters that decide the networks' weights: a checkpoint fits only if they agree.
@@ -144,15 +149,15 @@ def _copy_atomic(source: Path, target: Path) -> None:
         write_atomic(target, lambda out: shutil.copyfileobj(f, out))
 
 
-def load_resume_checkpoint(ckpt_path: str, hparams: Mapping[str, Any], module: torch.nn.Module) -> dict:
-    """Load ``ckpt_path`` (tensors and plain types only) and check that it can resume this run."""
+def read_checkpoint(ckpt_path: str, map_location: Any = "cpu") -> dict:
+    """Load ``ckpt_path`` (tensors and plain types only) if it is a training checkpoint of this toolkit."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise ConfigError(
             f"ckpt_path={ckpt_path} is not an existing checkpoint file (e.g. <run>/checkpoints/last.ckpt)"
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # random bytes, a text file, a damaged zip, a pickle of arbitrary objects
         reason = (str(err).splitlines() or [""])[0][:160]
         raise ConfigError(
@@ -164,10 +169,16 @@ def load_resume_checkpoint(ckpt_path: str, hparams: Mapping[str, Any], module: t
             f"ckpt_path={ckpt_path} is a PyTorch file but not a Lightning training checkpoint "
             "(no state_dict and loop state); give a <run>/checkpoints/*.ckpt file"
         )
-    saved = checkpoint.get("hyper_parameters") or {}
-    task = hparams["task.name"]
-    if "task.name" not in saved:
+    if "task.name" not in (checkpoint.get("hyper_parameters") or {}):
         raise ConfigError(f"ckpt_path={ckpt_path} is a Lightning checkpoint of another program (no task.name in it)")
+    return checkpoint
+
+
+def load_resume_checkpoint(ckpt_path: str, hparams: Mapping[str, Any], module: torch.nn.Module) -> dict:
+    """Load ``ckpt_path`` and check that it can resume this run."""
+    checkpoint = read_checkpoint(ckpt_path)
+    saved = checkpoint["hyper_parameters"]
+    task = hparams["task.name"]
     if saved["task.name"] != task:
         raise ConfigError(
             f"ckpt_path={ckpt_path} is a checkpoint of task={saved['task.name']}, this run is task={task}: "
@@ -175,6 +186,55 @@ def load_resume_checkpoint(ckpt_path: str, hparams: Mapping[str, Any], module: t
         )
     _check_weights_fit(ckpt_path, checkpoint["state_dict"], module.state_dict(), saved, hparams)
     return checkpoint
+
+
+def saved_config(checkpoint: Mapping) -> dict:
+    """The resolved config a checkpoint's run was built from, read back from its hyperparameters.
+
+    Those are the flat dict the loggers show (``training.train`` saves ``flatten_config(c)``),
+    where lists and None were written as their ``str()``. The data locations (``data.data_dir``
+    ...) are not in it: they belong to the machine, not to the run.
+    """
+    config: dict = {}
+    for key, value in checkpoint["hyper_parameters"].items():
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = _saved_value(value)
+    return config
+
+
+def _saved_value(value: Any) -> Any:
+    if value == "None":
+        return None
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):  # a string that only starts like a list
+            return value
+    return value
+
+
+TaskBuilder = Callable[[Mapping, DatasetSpec], L.LightningModule]
+
+
+def rebuild_task(
+    checkpoint: dict, ckpt_path: str, builders: Mapping[str, TaskBuilder], strict: bool = True
+) -> L.LightningModule:
+    """The task module of a run, built by ``builders[<its task>]`` from the config saved in its
+    checkpoint (``read_checkpoint``), with the checkpoint's weights and hyperparameters, on the
+    device the weights were loaded to."""
+    saved = checkpoint["hyper_parameters"]
+    task = saved["task.name"]
+    if task not in builders:
+        raise ConfigError(f"ckpt_path={ckpt_path} is a checkpoint of task={task}, not of task={' or '.join(builders)}")
+    c = saved_config(checkpoint)
+    module = builders[task](c, dataset_spec(c["data"]["name"]))
+    module.load_state_dict(checkpoint["state_dict"], strict=strict)
+    module.save_hyperparameters(saved)
+    weights = [t for t in checkpoint["state_dict"].values() if isinstance(t, torch.Tensor)]
+    return module.to(weights[0].device) if weights else module
 
 
 def _check_weights_fit(ckpt_path, saved_state: Mapping, state: Mapping, saved: Mapping, hparams: Mapping) -> None:

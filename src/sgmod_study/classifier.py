@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from sgmod_study.activations import keep_in_bounds
+from sgmod_study.checkpoints import read_checkpoint, rebuild_task
 from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError, TrainingDiverged
 from sgmod_study.models import build_model
@@ -62,6 +64,17 @@ class Classifier(L.LightningModule):
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # resuming from a checkpoint keeps the best so far
+
+    @classmethod
+    def load_from_checkpoint(
+        cls, checkpoint_path: str | Path, map_location: Any = "cpu", strict: bool = True
+    ) -> Classifier:
+        """The classifier of a run's checkpoint (e.g. ``<run>/checkpoints/best-epoch009.ckpt``), rebuilt
+        from the run's config saved in it, with its trained weights (on the CPU unless ``map_location``
+        says otherwise). Lightning's own version would call ``Classifier(**hparams)``, but the saved
+        hyperparameters are the whole run's flat config, not this constructor's arguments."""
+        checkpoint = read_checkpoint(str(checkpoint_path), map_location)
+        return rebuild_task(checkpoint, str(checkpoint_path), {"classifier": build_classifier}, strict)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -115,7 +128,6 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optimizer_cfg, self.activation_cfg)
-        keep_in_bounds(optimizer, self.model)
         scheduler = build_scheduler(optimizer, self.scheduler_cfg, self.trainer.max_epochs)
         if scheduler is None:
             return optimizer

@@ -483,9 +483,15 @@ def _check_metrics(c: Mapping) -> None:
 
 def hydra_error_line(err: Exception) -> str:
     """One line for an error Hydra or OmegaConf raised while composing or resolving the config."""
-    if isinstance(err, MissingConfigException) and err.options and err.missing_cfg_file:
-        group_name, _, option = err.missing_cfg_file.rpartition("/")
-        return f"{group_name}={option!r} is not a known choice; valid choices: {', '.join(err.options)}"
+    if isinstance(err, MissingConfigException):
+        # hydra/launcher=slurm (or submitit_local) without its plugin, which comes with the sweep extra
+        missing_plugin = "hydra/launcher/submitit_" in str(err)
+        hint = " (hydra-submitit-launcher is not installed: pip install -e '.[sweep]')" if missing_plugin else ""
+        if err.options and err.missing_cfg_file:
+            group_name, _, option = err.missing_cfg_file.rpartition("/")
+            return f"{group_name}={option!r} is not a known choice; valid choices: {', '.join(err.options)}{hint}"
+        if missing_plugin:
+            return " ".join(_lines(err)) + hint
     if isinstance(err, OverrideParseException):
         details = [line for line in _lines(err) if not line.startswith("Error parsing override")]
         return f"cannot parse the override {err.override!r}: {'; '.join(details)}"

@@ -68,9 +68,15 @@ class _Tee:
 
 
 @contextmanager
-def run_log(path: Path) -> Iterator[None]:
-    """Copy everything printed to stdout and stderr meanwhile into ``path`` (appended: a run
-    resumed into its folder keeps the earlier log)."""
+def run_log(path: Path | None = None) -> Iterator[None]:
+    """Copy everything printed to stdout and stderr meanwhile into ``path``, by default the Hydra
+    run's ``<output dir>/<job name>.log`` (appended: a run resumed into its folder keeps the
+    earlier log; each DDP rank has a job name of its own)."""
+    if path is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra = HydraConfig.get()
+        path = Path(hydra.runtime.output_dir) / f"{hydra.job.name}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", buffering=1) as log:
         stdout, stderr = sys.stdout, sys.stderr

@@ -10,6 +10,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -20,7 +21,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.utils import make_grid, save_image
 
-from sgmod_study.activations import keep_in_bounds
+from sgmod_study.checkpoints import read_checkpoint, rebuild_task
 from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError, TrainingDiverged, check_choice, check_positive
 from sgmod_study.feature_net import FrozenFeatures, load_feature_net
@@ -128,6 +129,13 @@ class GAN(L.LightningModule):
     def _kid(self, subset_size: int, reset_real: bool) -> KernelInceptionDistance:
         features = PrecomputedFeatures(self.features.num_features)
         return KernelInceptionDistance(feature=features, subset_size=subset_size, reset_real_features=reset_real)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = "cpu", strict: bool = True) -> GAN:
+        """The GAN of a run's checkpoint, rebuilt from the run's config saved in it, with its trained
+        weights (on the CPU unless ``map_location`` says otherwise); see ``Classifier.load_from_checkpoint``."""
+        checkpoint = read_checkpoint(str(checkpoint_path), map_location)
+        return rebuild_task(checkpoint, str(checkpoint_path), {"gan": build_gan}, strict)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
@@ -244,9 +252,7 @@ class GAN(L.LightningModule):
             (self.generator, self.lr_g, self.activations["generator"]),
             (self.discriminator, self.lr_d, self.activations["discriminator"]),
         ):
-            optimizer = build_optimizer(net, {**self.optimizer_cfg, "lr": lr}, act_cfg)
-            keep_in_bounds(optimizer, net)
-            optimizers.append(optimizer)
+            optimizers.append(build_optimizer(net, {**self.optimizer_cfg, "lr": lr}, act_cfg))
         return optimizers
 
 

@@ -4,6 +4,9 @@
 layer gets ``norm_act`` from ``sgmod_study.norms``, so activation and norm placement are
 the same across models. Layer names (``stage1.act``, ``layer3.act`` ...) are what
 TensorBoard shows for the per-layer gamma/beta and gradient norms.
+
+``act`` and ``norm`` are entries of the config groups of those names, e.g.
+``ConvNet(1, 28, 10, act={"name": "sgmod"}, norm={"name": "batch"})``.
 """
 
 from __future__ import annotations
@@ -186,6 +189,8 @@ MODELS = {"cnn": ConvNet, "mlp": MLP, "resnet": ResNet}
 def build_model(
     model_cfg: Mapping, act_cfg: Mapping, norm_cfg: Mapping, in_channels: int, image_size: int, num_classes: int
 ) -> nn.Module:
+    """The classifier ``model_cfg`` names (a key of ``MODELS`` plus that model's options), e.g.
+    ``build_model({"name": "resnet", "channels": [32, 64]}, {"name": "sgmod"}, {"name": "batch"}, 3, 32, 10)``."""
     options = dict(model_cfg)
     name = options.pop("name", None)
     check_choice("model", name, MODELS)
@@ -209,7 +214,9 @@ class Generator(nn.Module):
     latent -> FC -> (2w, s/4, s/4) -> norm/act -> ConvT -> (w, s/2, s/2) -> norm/act -> ConvT -> tanh.
     """
 
-    def __init__(self, latent_dim: int, channels: int, image_size: int, act: Mapping, norm: Mapping, width: int = 64):
+    def __init__(
+        self, latent_dim: int, channels: int, image_size: int, act: Mapping, norm: Mapping, width: int = 64
+    ) -> None:
         super().__init__()
         _check_int("model.latent_dim", latent_dim)
         _check_gan_size(image_size, width)
@@ -236,7 +243,7 @@ class Discriminator(nn.Module):
 
     def __init__(
         self, channels: int, image_size: int, act: Mapping, norm: Mapping, width: int = 64, spectral_norm: bool = False
-    ):
+    ) -> None:
         super().__init__()
         _check_gan_size(image_size, width)
         wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda layer: layer)

@@ -24,12 +24,40 @@ import torch
 
 def sgmod(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """Fused ``gamma * sigmoid(x) + beta``; gamma and beta have 1 or ``x.shape[1]`` (channel) values."""
+    check_shapes(x, gamma, beta)
     return _SgmodFunction.apply(x, gamma, beta)
 
 
 def sgmod_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """The plain eager expression: the reference the fused op is tested and benchmarked against."""
+    check_shapes(x, gamma, beta)
     return torch.addcmul(channelwise(beta, x), channelwise(gamma, x), torch.sigmoid(x))
+
+
+def check_shapes(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> None:
+    """Raise one ``ValueError`` line for an input that gamma/beta do not fit, before the compiled
+    kernel sees it: the compiler's own error is pages of log, and a 1-D input would broadcast to a
+    wrong shape without one. The usual case costs a few integer comparisons (about 1 us)."""
+    n = gamma.numel()
+    if n == beta.numel() and ((n == 1 and x.dim() >= 1) or (x.dim() >= 2 and x.size(1) == n)):
+        return
+    _check_shapes_in_full(x, gamma, beta)
+
+
+def _check_shapes_in_full(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> None:
+    channels = max(gamma.numel(), beta.numel())
+    if gamma.numel() not in (1, channels) or beta.numel() not in (1, channels):
+        raise ValueError(
+            f"Sgmod's gamma has {gamma.numel()} values and beta {beta.numel()}: each must have 1 or the channel count"
+        )
+    if channels == 1:
+        if x.dim() < 1:
+            raise ValueError("Sgmod expects an input with at least 1 dimension; got a 0-d tensor")
+    elif x.dim() < 2 or x.shape[1] != channels:
+        raise ValueError(
+            f"Sgmod with {channels} channels expects an input of shape (N, {channels}, ...) (channels on dim 1); "
+            f"got shape {tuple(x.shape)}"
+        )
 
 
 def channelwise(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -251,7 +251,13 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
     for wait in (*RDB_RETRY_S, None):
         try:
             return optuna.storages.RDBStorage(url)
-        except (ArgumentError, ImportError, ValueError) as err:  # unknown scheme or driver, bad URL
+        except ImportError as err:
+            missing = getattr(err.__cause__, "name", None) or "its driver"
+            raise ConfigError(
+                f"hydra.sweeper.storage={shown} needs the database driver {missing}, which is not installed: "
+                "pip install -e '.[sweep]' (the sweep extra brings psycopg2 for PostgreSQL)"
+            ) from None
+        except (ArgumentError, ValueError) as err:  # unknown scheme or driver, bad URL
             raise ConfigError(
                 f"hydra.sweeper.storage={shown} is not a usable URL ({_one_line(err, url)}); {allowed}"
             ) from None

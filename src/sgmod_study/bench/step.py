@@ -1,12 +1,13 @@
 """The framework's cost: a Lightning training step vs a plain PyTorch loop, same everything else.
 
 Both sides build the classifier of the default config (``conf/train.yaml`` plus overrides)
-with the same seed, the same data loader and the same optimizer (parameter groups and the
-Sgmod bounds hook included); the plain loop is forward, cross-entropy, zero_grad, backward,
-step. The Lightning side is the ``Classifier`` the study trains (its metrics and logging
-included) in a Trainer with no logger, checkpoint or progress bar: those cost per epoch, not
-per step. Timed steps follow ``warmup`` untimed ones; the sides alternate over ``rounds``
-and the fastest round per side is kept, as timeit does: a shared machine's noise only adds time.
+with the same seed, the same data loader and the same optimizer (parameter groups included;
+each step also runs Sgmod's bounds projection); the plain loop is forward, cross-entropy,
+zero_grad, backward, step. The Lightning side is the ``Classifier`` the study trains (its
+metrics and logging included) in a Trainer with no logger, checkpoint or progress bar: those
+cost per epoch, not per step. Timed steps follow ``warmup`` untimed ones; the sides alternate
+over ``rounds`` and the fastest round per side is kept, as timeit does: a shared machine's
+noise only adds time.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from sgmod_study.activations import keep_in_bounds
 from sgmod_study.bench import default_device, machine, synchronize
 from sgmod_study.classifier import build_classifier
 from sgmod_study.data import ImageDataModule
@@ -149,7 +149,6 @@ def plain_seconds_per_step(c: dict, datamodule: ImageDataModule, device: str, st
     L.seed_everything(c["seed"], verbose=False)
     model = build_classifier(c, datamodule.spec).model.to(device)
     optimizer = build_optimizer(model, c["optimizer"], c["activation"])
-    keep_in_bounds(optimizer, model)
     model.train()
     started = 0.0
     for step, (images, labels) in enumerate(_batches(datamodule, warmup + steps)):
