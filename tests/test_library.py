@@ -121,3 +121,12 @@ def test_sgmod_as_timm_act_layer_builds_resnet18_and_trains_a_step():
     gammas = torch.cat([m.gamma.detach() for m in layers])
     assert torch.isfinite(loss) and gammas.min() >= 0.1 and gammas.max() <= 10.0
     assert not torch.equal(gammas, torch.ones_like(gammas))
+
+
+def test_the_public_names_are_the_lazily_imported_ones():
+    # every name in __all__ resolves, and none is imported before it is asked for (torch is not
+    # imported by `import sgmod_study`: --help and completion import the package's small modules)
+    assert sorted(sgmod_study.__all__) == sorted(sgmod_study._MODULE_OF)
+    code = "import sys, sgmod_study; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr

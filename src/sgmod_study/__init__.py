@@ -7,8 +7,10 @@ As a library::
     timm.create_model("resnet18", act_layer=Sgmod, num_classes=10)  # scalar gamma/beta per layer
 
 The trained tasks (LightningModules) load from a run's checkpoint with
-``Classifier.load_from_checkpoint(path)`` / ``GAN.load_from_checkpoint(path)``; they are imported
-on first use, so that ``import sgmod_study`` does not import Lightning.
+``Classifier.load_from_checkpoint(path)`` / ``GAN.load_from_checkpoint(path)``.
+
+Every public name is imported on first use: the command lines import submodules of this package
+(the error lines, the console) for ``--help`` and tab completion, which must not pay for torch.
 """
 
 from __future__ import annotations
@@ -16,19 +18,28 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from sgmod_study.activations import ACTIVATIONS, Sgmod, build_activation
-from sgmod_study.errors import ConfigError
-from sgmod_study.models import MLP, MODELS, ConvNet, Discriminator, Generator, ResNet, build_model
-from sgmod_study.norms import build_norm
-from sgmod_study.sgmod_op import sgmod
-
 if TYPE_CHECKING:
+    from sgmod_study.activations import ACTIVATIONS, Sgmod, build_activation
     from sgmod_study.classifier import Classifier
+    from sgmod_study.errors import ConfigError
     from sgmod_study.gan import GAN
+    from sgmod_study.models import MLP, MODELS, ConvNet, Discriminator, Generator, ResNet, build_model
+    from sgmod_study.norms import build_norm
+    from sgmod_study.sgmod_op import sgmod
 
-_LIGHTNING_MODULES = {"Classifier": "sgmod_study.classifier", "GAN": "sgmod_study.gan"}
+_MODULE_OF = {
+    **dict.fromkeys(("ACTIVATIONS", "Sgmod", "build_activation"), "sgmod_study.activations"),
+    "Classifier": "sgmod_study.classifier",
+    "ConfigError": "sgmod_study.errors",
+    "GAN": "sgmod_study.gan",
+    **dict.fromkeys(
+        ("MLP", "MODELS", "ConvNet", "Discriminator", "Generator", "ResNet", "build_model"), "sgmod_study.models"
+    ),
+    "build_norm": "sgmod_study.norms",
+    "sgmod": "sgmod_study.sgmod_op",
+}
 
-__all__ = [
+__all__ = [  # the keys of _MODULE_OF (a literal, so that linters and type checkers read it)
     "ACTIVATIONS",
     "GAN",
     "MLP",
@@ -47,7 +58,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> type:
-    if name in _LIGHTNING_MODULES:
-        return getattr(importlib.import_module(_LIGHTNING_MODULES[name]), name)
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(_MODULE_OF[name]), name)
     raise AttributeError(f"module 'sgmod_study' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
