@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -421,6 +422,7 @@ def importances(trials: Sequence, rounds: int = 20, seed: int = 0) -> dict[str, 
     finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(finished) < 8:
         return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per bootstrap study
 
     def fanova(sample: Sequence) -> dict[str, float]:
         study = optuna.create_study(direction="maximize")
@@ -485,7 +487,9 @@ def importance_section(root: Path, figures: Path) -> str:
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
     study = optuna.create_study(direction="maximize")
     study.add_trials([t for t in trials if t.state == optuna.trial.TrialState.COMPLETE])
-    axes = optuna.visualization.matplotlib.plot_slice(study)
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        axes = optuna.visualization.matplotlib.plot_slice(study)
     first = axes.flat[0] if hasattr(axes, "flat") else axes
     _save(first.figure, figures / "sgmod_marginals.png")
     lines += ["", "![marginals](study_figures/sgmod_marginals.png)"]
