@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import CONF, ROOT
-from sgmod_study.bench import step
+from benchmarks import step
 
 
 @pytest.fixture(scope="module")
