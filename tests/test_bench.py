@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from conftest import CONF, ROOT
 from benchmarks import step
+from conftest import CONF, ROOT
 
 
 @pytest.fixture(scope="module")

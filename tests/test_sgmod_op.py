@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from sgmod_study.activations import Sgmod
 from benchmarks.op import saved_bytes
+from sgmod_study.activations import Sgmod
 from sgmod_study.errors import ConfigError
 from sgmod_study.sgmod_op import kernels, sgmod, sgmod_reference
 

@@ -19,7 +19,9 @@ from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT
-from sgmod_study.sweeper import distribution, search_space, trial_threads, write_results
+from sgmod_study.sweeper.devices import trial_threads
+from sgmod_study.sweeper.results import write_results
+from sgmod_study.sweeper.space import distribution, search_space
 
 # one trial: a 1-epoch CNN on scikit-learn digits, ~5 s of which most is process start-up
 TRIAL = [
@@ -44,15 +46,16 @@ def _dist(line: str):
 
 
 def test_hydra_sweep_grammar_maps_to_optuna_distributions():
-    assert _dist("x=tag(int, interval(-5, 5))") == IntDistribution(-5, 5)
-    assert _dist("x=tag(int, log, interval(1, 64))") == IntDistribution(1, 64, log=True)
+    # as hydra-optuna-sweeper reads it (its whole table: test_sweeper_grammar.py)
+    assert _dist("x=int(interval(-5, 5))") == IntDistribution(-5, 5)
+    assert _dist("x=tag(log, int(interval(1, 64)))") == IntDistribution(1, 64, log=True)
     assert _dist("x=interval(-5.0, 5.0)") == FloatDistribution(-5.0, 5.0)
     assert _dist("x=tag(log, interval(1e-4, 1e-2))") == FloatDistribution(1e-4, 1e-2, log=True)
     assert _dist("x=choice(relu, sgmod)") == CategoricalDistribution(["relu", "sgmod"])
-    assert _dist("x=range(1, 5)") == IntDistribution(1, 4)  # stop excluded
+    assert _dist("x=range(1, 5)") == IntDistribution(1, 5)  # stop included: Optuna's high
     assert _dist("x=range(0, 10, 3)") == IntDistribution(0, 9, step=3)
-    floats = _dist("x=range(0.5, 2.0, 0.5)")  # 0.5, 1.0, 1.5: stop excluded for floats too
-    assert isinstance(floats, FloatDistribution) and (floats.low, floats.high, floats.step) == (0.5, 1.5, 0.5)
+    floats = _dist("x=range(0.5, 2.0, 0.5)")  # 0.5, 1.0, 1.5, 2.0
+    assert isinstance(floats, FloatDistribution) and (floats.low, floats.high, floats.step) == (0.5, 2.0, 0.5)
 
 
 def test_search_space_splits_sweeps_from_fixed_overrides():
@@ -243,7 +246,7 @@ def test_custom_search_space_adds_conditional_parameters(tmp_path):
     # the baselines' search (network lr and wd) plus gamma/beta's multiplier, only when the activation is Sgmod
     code, output = sweep(
         tmp_path,
-        "hydra.sweeper.custom_search_space=sgmod_study.sweeper.sgmod_lr_mult_space",
+        "hydra.sweeper.custom_search_space=sgmod_study.sweeper.space.sgmod_lr_mult_space",
         n_trials=2,
         search="hparams_search=baseline_classifier",
     )
@@ -351,14 +354,6 @@ def test_concurrent_trials_share_the_cores_out():
         assert trial_threads(2) == cores // 2
 
 
-def test_slots_map_to_gpus_with_several_trials_per_gpu():
-    from sgmod_study.sweeper import slot_device
-
-    assert [slot_device(s, 1, 4) for s in range(4)] == ["0", "1", "2", "3"]
-    assert [slot_device(s, 2, 4) for s in range(8)] == ["0", "0", "1", "1", "2", "2", "3", "3"]
-    assert slot_device(3, 1, 0) is None  # CPU machine: slots share the CPU
-
-
 def test_trial_timeout_kills_the_trial_and_records_why(tmp_path):
     code, output = sweep(tmp_path, "hydra.sweeper.trial_timeout=1", n_trials=2)
     assert code != 0  # max_failure_rate=0: the first timeout stops the sweep
@@ -408,7 +403,7 @@ def test_grid_sampler_walks_the_choices(tmp_path):
 
 def test_a_grid_runs_a_failed_cell_again_instead_of_a_duplicate():
     """Optuna's GridSampler counts a FAIL as visited; the experiments' grid must end without holes."""
-    from sgmod_study.sweeper import CompleteGridSampler
+    from sgmod_study.sweeper.samplers import CompleteGridSampler
 
     space = {"activation": ["relu", "sgmod"], "seed": [0, 1]}
     distributions = {k: CategoricalDistribution(v) for k, v in space.items()}
