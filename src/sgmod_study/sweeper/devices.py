@@ -64,9 +64,9 @@ def assign_gpus(gpus: Sequence[str], n_jobs: int, per_trial: int, trials_per_gpu
         return [None] * n_jobs
     if per_trial == 0:
         return [[] for _ in range(n_jobs)]
-    have = f"the sweep has {len(gpus)} GPUs ({','.join(gpus)}: its CUDA_VISIBLE_DEVICES, or every GPU)"
+    have = f"the sweep has {len(gpus)} ({','.join(gpus)}: its CUDA_VISIBLE_DEVICES, or every GPU)"
     k = len(gpus) if per_trial == ALL_GPUS else per_trial
-    shown = "-1 (every GPU)" if per_trial == ALL_GPUS else str(k)
+    shown = "-1" if per_trial == ALL_GPUS else str(k)
     if k > len(gpus):
         raise ConfigError(f"trainer.devices={shown} is not possible in this sweep: a trial needs {k} GPUs and {have}")
     if k > 1 and trials_per_gpu > 1:
@@ -74,12 +74,16 @@ def assign_gpus(gpus: Sequence[str], n_jobs: int, per_trial: int, trials_per_gpu
             f"hydra.sweeper.trials_per_gpu={trials_per_gpu} is not allowed with trainer.devices={shown}: "
             "trials of several GPUs never share them; use trials_per_gpu=1"
         )
-    fit = len(gpus) * trials_per_gpu if k == 1 else len(gpus) // k
-    if n_jobs > fit:
-        each = f"trials_per_gpu={trials_per_gpu}" if k == 1 else f"trainer.devices={shown} GPUs each"
+    if k == 1 and n_jobs > len(gpus) * trials_per_gpu:
         raise ConfigError(
-            f"hydra.sweeper.n_jobs={n_jobs} is not possible: {n_jobs} trials at once at {each} need "
-            f"{-(-n_jobs // trials_per_gpu) if k == 1 else n_jobs * k} GPUs and {have}; allowed: n_jobs <= {fit}"
+            f"hydra.sweeper.n_jobs={n_jobs} is not possible: {n_jobs} one-GPU trials at once at trials_per_gpu="
+            f"{trials_per_gpu} need {-(-n_jobs // trials_per_gpu)} GPUs and {have}; allowed: n_jobs <= "
+            f"{len(gpus) * trials_per_gpu}, or a higher trials_per_gpu"
+        )
+    if k > 1 and n_jobs * k > len(gpus):
+        raise ConfigError(
+            f"hydra.sweeper.n_jobs={n_jobs} is not possible: {n_jobs} trials at once of {k} GPUs each "
+            f"(trainer.devices={shown}) need {n_jobs * k} GPUs and {have}; allowed: n_jobs <= {len(gpus) // k}"
         )
     if k == 1:
         return [[gpus[slot % len(gpus)]] for slot in range(n_jobs)]
