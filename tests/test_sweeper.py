@@ -2,12 +2,9 @@
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -297,42 +294,6 @@ def test_baseline_search_names_its_study_after_the_activation(tmp_path):
     assert code == 0, output[-3000:]
     study = load(tmp_path, name="baseline_classifier_relu")
     assert study.trials[0].params == {"optimizer.lr": 0.001, "optimizer.weight_decay": 0.0001}
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throw-away PostgreSQL server on loopback (.ci/run installs Debian's postgresql)."""
-    bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-    if not bindirs:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL server binaries missing: .ci/run should have installed postgresql")
-        pytest.skip("PostgreSQL server binaries missing (apt-get install postgresql)")
-    bindir = bindirs[-1]
-    data = Path(tempfile.mkdtemp(prefix="sgmod-pg-"))
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(data, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(
-        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    # -l: the server must not inherit our pipes, or run() waits for it to exit
-    subprocess.run(
-        [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"), "-w", "start"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    subprocess.run(
-        [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-    )
-    shutil.rmtree(data, ignore_errors=True)
 
 
 def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
