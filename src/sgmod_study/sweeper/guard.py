@@ -1,15 +1,16 @@
 """Runs one trial command and ends its whole process tree when the sweeper is gone.
 
-    python .../sgmod_study/sweeper/guard.py python src/train.py <overrides...>
+    python .../sgmod_study/sweeper/guard.py <sweeper pid> python src/train.py <overrides...>
 
 The sweeper starts this as the leader of a new session and process group (processes.py); the
 trial and every process it starts (DDP ranks, data workers) belong to that group. Linux's
 parent-death signal reaches only the sweeper's direct child, so without this process a sweeper
 killed with SIGKILL would leave the trial's ranks running and holding GPU memory that the next
-trial there needs. On SIGTERM, SIGINT or SIGHUP, or once its parent is gone, it sends SIGTERM
-to the group and SIGKILL after STOP_GRACE_S. Otherwise it exits as the trial did: with its
-exit code, or killed by the same signal. Standard library only, run by path: it starts in
-milliseconds and needs nothing importable.
+trial there needs. On SIGTERM, SIGINT or SIGHUP (the parent-death signal it asks for is
+SIGTERM), or once its parent is no longer the sweeper, it sends SIGTERM to the group and
+SIGKILL after STOP_GRACE_S. Otherwise it exits as the trial did: with its exit code, or killed
+by the same signal. Standard library only, run by path: it starts in milliseconds and needs
+nothing importable.
 """
 
 import os
@@ -20,6 +21,7 @@ import time
 
 STOP_GRACE_S = 5.0  # between SIGTERM (training may stop cleanly) and SIGKILL
 POLL_S = 0.5  # how often it looks for its parent (where the parent-death signal is missing)
+_child: subprocess.Popen | None = None  # the trial's own process
 
 
 def end_group(signum: int = signal.SIGTERM, frame=None) -> None:
@@ -32,22 +34,31 @@ def end_group(signum: int = signal.SIGTERM, frame=None) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-_child: subprocess.Popen | None = None
+def die_with_parent() -> None:
+    """SIGTERM when the parent dies, even of SIGKILL (Linux; elsewhere the polling below)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
-def main(command: list[str]) -> None:
+def main(sweeper: int, command: list[str]) -> None:
     global _child
-    parent = os.getppid()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, end_group)
+    die_with_parent()
+    if os.getppid() != sweeper:  # it died before the signal was asked for
+        sys.exit(128 + signal.SIGTERM)
     _child = subprocess.Popen(command)
     while True:
         try:
             code = _child.wait(timeout=POLL_S)
             break
         except subprocess.TimeoutExpired:
-            if os.getppid() != parent:
-                print(f"[guard] the sweeper (pid {parent}) is gone: ending the trial's processes", flush=True)
+            if os.getppid() != sweeper:
+                print(f"[guard] the sweeper (pid {sweeper}) is gone: ending the trial's processes", flush=True)
                 end_group()
     if code < 0:  # killed by a signal: die of the same one, so that the sweeper sees it
         signal.signal(-code, signal.SIG_DFL)
@@ -56,4 +67,4 @@ def main(command: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(int(sys.argv[1]), sys.argv[2:])

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -72,21 +74,34 @@ def _alive(pid: int) -> bool:
 
 
 class Liveness:
-    """One worker's heartbeat and its watch over the other workers' trials."""
+    """One worker's heartbeat and its watch over the other workers' trials.
+
+    The heartbeat runs in a thread of its own, as Optuna's does: the sweep loop can be busy for
+    a while (ending a timed-out trial's tree, the first plots, which import matplotlib and torch)
+    without its trials being taken for orphans."""
 
     def __init__(self, study: optuna.Study, owner: str, interval: float, grace: float) -> None:
         self.study, self.owner, self.interval, self.grace = study, owner, interval, grace
-        self.next_beat = 0.0
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, trial_ids: Callable[[], list[int]]) -> None:
+        """Beat now, before any trial carries our owner id, then every ``interval`` seconds for
+        the trials ``trial_ids()`` names (ours that run)."""
+        self._beat(trial_ids())
+        self.thread = threading.Thread(target=self._keep_beating, args=(trial_ids,), daemon=True)
+        self.thread.start()
+
+    def _keep_beating(self, trial_ids: Callable[[], list[int]]) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self._beat(trial_ids())
+            except Exception as err:  # a storage hiccup: the next beat may get through
+                print(f"[sweep] heartbeat failed ({type(err).__name__}: {err}); trying again in {self.interval:g} s")
 
     def started(self, trial_id: int) -> None:
         """A trial of ours has started: mark it with our owner id (and its first heartbeat)."""
         self.study._storage.set_trial_system_attr(trial_id, OWNER_ATTR, self.owner)
-
-    def beat(self, trial_ids: list[int]) -> None:
-        """Show that we live, at most every ``interval`` seconds."""
-        if time.monotonic() >= self.next_beat:
-            self._beat(trial_ids)
-            self.next_beat = time.monotonic() + self.interval
 
     def orphans(self) -> list[tuple[FrozenTrial, str]]:
         """The RUNNING trials of gone workers (never ours), each with why its worker counts as gone."""
@@ -102,7 +117,10 @@ class Liveness:
         return found
 
     def close(self) -> None:
-        """This worker ends normally."""
+        """This worker ends: no more heartbeats."""
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
 
     def _beat(self, trial_ids: list[int]) -> None:
         raise NotImplementedError
@@ -167,6 +185,7 @@ class JournalLiveness(Liveness):
         return True
 
     def close(self) -> None:
+        super().close()
         (self.folder / self.owner).unlink(missing_ok=True)
 
 

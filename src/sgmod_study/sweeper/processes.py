@@ -29,12 +29,11 @@ class TrialProcess:
     def __init__(self, command: Sequence[str], env: Mapping[str, str], log: Path) -> None:
         with open(log, "w") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, str(GUARD), *command],
+                [sys.executable, str(GUARD), str(os.getpid()), *command],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=dict(env),
                 start_new_session=True,  # its own session and process group, led by the guard
-                preexec_fn=_die_with_parent,
             )
         self.pid = self.popen.pid  # also the group's id
 
@@ -97,14 +96,3 @@ def _running_member(pid: str, pgid: int) -> bool:
         return False
     fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, pgrp, ...
     return int(fields[2]) == pgid and fields[0] not in ("Z", "X")
-
-
-def _die_with_parent() -> None:
-    # The guard gets SIGTERM when the sweeper dies, even of SIGKILL (Linux only; the guard
-    # also watches its parent).
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass

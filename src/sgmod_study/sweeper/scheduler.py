@@ -95,7 +95,7 @@ class Sweep:
 
     def run(self) -> optuna.Study:
         check_fixed_setup(self.study, self.settings.fixed_setup)
-        self.liveness.beat([])  # before any trial of ours carries our owner id
+        self.liveness.start(lambda: [run.trial._trial_id for run in list(self.running.values())])
         try:
             self._watch_others()
             self._enqueue_baselines()
@@ -110,7 +110,6 @@ class Sweep:
         while True:
             self._collect_finished()
             self._check_failure_rate()
-            self.liveness.beat([run.trial._trial_id for run in self.running.values()])
             self._watch_others()
             finished = count(self.study, *FINISHED)
             if (finished >= self.settings.n_trials or self.grid_exhausted) and not self.running:

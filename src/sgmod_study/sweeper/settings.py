@@ -27,7 +27,7 @@ class SweepSettings:
     enqueue_trials: list[Mapping] = field(default_factory=list)
     trial_timeout: float | None = None
     trials_per_gpu: int = 1
-    custom_search_space: Callable | None = None  # fn(cfg, trial) -> dict of extra overrides
+    custom_search_space: Callable | None = None  # fn(cfg, trial) -> dict of extra overrides, or None (suggested)
     fixed_setup: Mapping | None = None  # the trials' fixed configuration (see fixed_setup()); None: unchecked
     metric_names: list[str] | None = None  # the optimized metrics, named in the study (optuna-dashboard)
     gpus_per_trial: int = 1  # from trainer.accelerator and trainer.devices; 0: CPU trials, ALL_GPUS: every GPU
