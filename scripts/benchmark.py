@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--size", choices=("ci", "full"), default="full")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks"), help="folder for <benchmark>.json")
     args = parser.parse_args()
-    module = importlib.import_module(f"sgmod_study.bench.{args.benchmark}")
+    module = importlib.import_module(f"benchmarks.{args.benchmark}")
     options = {"out_dir": args.out / f"{args.benchmark}_runs"} if args.benchmark == "sweep" else {}
     result = module.run(size=args.size, **options)
     print(module.format_table(result))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import socket
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +120,39 @@ def gan_overrides(data_dir: Path) -> list[str]:
         "diagnostics.every_n_steps=1",
         "activation.impl=reference",  # no compile of the fused op in every process (test_sgmod_op.py tests it)
     ]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throw-away PostgreSQL server on loopback (.ci/run installs Debian's postgresql)."""
+    bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    if not bindirs:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries missing: .ci/run should have installed postgresql")
+        pytest.skip("PostgreSQL server binaries missing (apt-get install postgresql)")
+    bindir = bindirs[-1]
+    data = Path(tempfile.mkdtemp(prefix="sgmod-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(data, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(
+        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    # -l: the server must not inherit our pipes, or run() waits for it to exit
+    subprocess.run(
+        [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"), "-w", "start"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run(
+        [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+    )
+    shutil.rmtree(data, ignore_errors=True)

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from benchmarks import step
 from conftest import CONF, ROOT
-from sgmod_study.bench import step
 
 
 @pytest.fixture(scope="module")

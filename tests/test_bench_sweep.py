@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sgmod_study.bench.sweep import SIZES, format_table, run, sweep_command
+from benchmarks.sweep import SIZES, format_table, run, sweep_command
 
 CI = SIZES["ci"]
 BASELINE = {  # enqueued first by hparams_search=sgmod_classifier

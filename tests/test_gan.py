@@ -1,17 +1,22 @@
 import itertools
 import re
 import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 import sgmod_study.gan as gan_module
-from conftest import compose_config, gan_overrides, load_fashion_sample, run_train
+from conftest import CONF, compose_config, gan_overrides, load_fashion_sample, run_train
 from sgmod_study.activations import ACTIVATIONS, Sgmod
+from sgmod_study.data import dataset_spec
 from sgmod_study.errors import ConfigError, TrainingDiverged
 from sgmod_study.feature_net import WEIGHTS, FrozenFeatures, load_feature_net, standardize
-from sgmod_study.gan import PrecomputedFeatures, gradient_penalty
+from sgmod_study.gan import PrecomputedFeatures, build_gan, gradient_penalty
 from sgmod_study.models import Discriminator, Generator
 from sgmod_study.norms import NORMS, PLACEMENTS
 from sgmod_study.training import train
@@ -191,3 +196,67 @@ def test_gan_with_ddp_cpu(tmp_path, fashion_sample_dir):
     logs = read_events(runs / "run" / "tensorboard")
     assert len(logs["scalars"]["val/fid"]) == 1
     assert "test/fid" in logs["scalars"]
+
+
+def _gan_on_rank(fashion_sample_dir, tmp_path, rank: int, world_size: int):
+    c = OmegaConf.to_container(compose_config(gan_overrides(fashion_sample_dir), tmp_path), resolve=True)
+    module = build_gan(c, dataset_spec("fashion_mnist"))
+    module._trainer = SimpleNamespace(world_size=world_size, global_rank=rank)  # what _noise asks of it
+    return module
+
+
+def test_each_ddp_rank_draws_its_own_noise_and_a_single_process_the_global_one(tmp_path, fashion_sample_dir):
+    draws = []
+    for rank in (0, 1):
+        module = _gan_on_rank(fashion_sample_dir, tmp_path, rank, world_size=2)
+        torch.manual_seed(42)  # seed_everything: alike on every rank
+        draws.append(module._noise(8))
+    assert not torch.equal(draws[0], draws[1])
+    single = _gan_on_rank(fashion_sample_dir, tmp_path, 0, world_size=1)
+    torch.manual_seed(42)
+    expected = torch.randn(8, single.latent_dim)
+    torch.manual_seed(42)
+    assert torch.equal(single._noise(8), expected)  # single-device runs draw what they always drew
+
+
+# Trains task=gan trainer=ddp_cpu and saves every fake batch each rank's generator made.
+RECORD_FAKES = """
+import os, sys
+from pathlib import Path
+import torch
+from hydra import compose, initialize_config_dir
+from sgmod_study.models import Generator
+from sgmod_study.training import train
+
+out, conf, overrides = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+made, forward = [], Generator.forward
+
+def recording(self, z):
+    images = forward(self, z)
+    made.append(images.detach().clone())
+    torch.save(made, out / f"fakes_rank{os.environ.get('LOCAL_RANK', '0')}.pt")
+    return images
+
+Generator.forward = recording
+with initialize_config_dir(config_dir=conf, version_base="1.3"):
+    train(compose("train", overrides=overrides))
+"""
+
+
+def test_ddp_ranks_make_different_fake_batches_so_fid_counts_distinct_images(tmp_path, fashion_sample_dir):
+    script = tmp_path / "record_fakes.py"
+    script.write_text(RECORD_FAKES)
+    overrides = [*gan_overrides(fashion_sample_dir), "trainer=ddp_cpu", f"output_dir={tmp_path / 'run'}"]
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(CONF), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    fakes = [torch.load(tmp_path / f"fakes_rank{rank}.pt") for rank in (0, 1)]
+    assert not torch.equal(fakes[0][0], fakes[1][0])  # the first training step's fake batches
+    rows = [torch.cat([f.flatten(1) for f in made]) for made in fakes]  # every fake image of a rank
+    shared = (rows[0][:, None, :] == rows[1][None, :, :]).all(dim=2).any(dim=1)
+    assert not shared.any(), f"{int(shared.sum())} of rank 0's {len(rows[0])} fake images were made on rank 1 too"

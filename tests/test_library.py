@@ -72,7 +72,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from sgmod_study.config_schema import hydra_error_line
 from sgmod_study.errors import ConfigError
-from sgmod_study.sweeper import open_storage
+from sgmod_study.sweeper.storage import open_storage
 with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
     try:
         compose("train", ["hparams_search=sgmod_classifier", "hydra/launcher=slurm"], return_hydra_config=True)

@@ -135,7 +135,7 @@ def test_experiment_grids_are_complete(experiment):
     from hydra import compose, initialize_config_dir
 
     from conftest import CONF
-    from sgmod_study.sweeper import search_space
+    from sgmod_study.sweeper.space import search_space
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)

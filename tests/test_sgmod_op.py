@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from benchmarks.op import saved_bytes
 from sgmod_study.activations import Sgmod
-from sgmod_study.bench.op import saved_bytes
 from sgmod_study.sgmod_op import kernels, sgmod, sgmod_reference
 
 # (input shape, number of gamma/beta values): conv and linear layers, per-channel and scalar

@@ -2,12 +2,9 @@
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +16,9 @@ from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT
-from sgmod_study.sweeper import distribution, search_space, trial_threads, write_results
+from sgmod_study.sweeper.devices import trial_threads
+from sgmod_study.sweeper.results import write_results
+from sgmod_study.sweeper.space import distribution, search_space
 
 # one trial: a 1-epoch CNN on scikit-learn digits, ~5 s of which most is process start-up
 TRIAL = [
@@ -44,15 +43,16 @@ def _dist(line: str):
 
 
 def test_hydra_sweep_grammar_maps_to_optuna_distributions():
-    assert _dist("x=tag(int, interval(-5, 5))") == IntDistribution(-5, 5)
-    assert _dist("x=tag(int, log, interval(1, 64))") == IntDistribution(1, 64, log=True)
+    # as hydra-optuna-sweeper reads it (its whole table: test_sweeper_grammar.py)
+    assert _dist("x=int(interval(-5, 5))") == IntDistribution(-5, 5)
+    assert _dist("x=tag(log, int(interval(1, 64)))") == IntDistribution(1, 64, log=True)
     assert _dist("x=interval(-5.0, 5.0)") == FloatDistribution(-5.0, 5.0)
     assert _dist("x=tag(log, interval(1e-4, 1e-2))") == FloatDistribution(1e-4, 1e-2, log=True)
     assert _dist("x=choice(relu, sgmod)") == CategoricalDistribution(["relu", "sgmod"])
-    assert _dist("x=range(1, 5)") == IntDistribution(1, 4)  # stop excluded
+    assert _dist("x=range(1, 5)") == IntDistribution(1, 5)  # stop included: Optuna's high
     assert _dist("x=range(0, 10, 3)") == IntDistribution(0, 9, step=3)
-    floats = _dist("x=range(0.5, 2.0, 0.5)")  # 0.5, 1.0, 1.5: stop excluded for floats too
-    assert isinstance(floats, FloatDistribution) and (floats.low, floats.high, floats.step) == (0.5, 1.5, 0.5)
+    floats = _dist("x=range(0.5, 2.0, 0.5)")  # 0.5, 1.0, 1.5, 2.0
+    assert isinstance(floats, FloatDistribution) and (floats.low, floats.high, floats.step) == (0.5, 2.0, 0.5)
 
 
 def test_search_space_splits_sweeps_from_fixed_overrides():
@@ -243,7 +243,7 @@ def test_custom_search_space_adds_conditional_parameters(tmp_path):
     # the baselines' search (network lr and wd) plus gamma/beta's multiplier, only when the activation is Sgmod
     code, output = sweep(
         tmp_path,
-        "hydra.sweeper.custom_search_space=sgmod_study.sweeper.sgmod_lr_mult_space",
+        "hydra.sweeper.custom_search_space=sgmod_study.sweeper.space.sgmod_lr_mult_space",
         n_trials=2,
         search="hparams_search=baseline_classifier",
     )
@@ -296,42 +296,6 @@ def test_baseline_search_names_its_study_after_the_activation(tmp_path):
     assert study.trials[0].params == {"optimizer.lr": 0.001, "optimizer.weight_decay": 0.0001}
 
 
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throw-away PostgreSQL server on loopback (.ci/run installs Debian's postgresql)."""
-    bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-    if not bindirs:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL server binaries missing: .ci/run should have installed postgresql")
-        pytest.skip("PostgreSQL server binaries missing (apt-get install postgresql)")
-    bindir = bindirs[-1]
-    data = Path(tempfile.mkdtemp(prefix="sgmod-pg-"))
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(data, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(
-        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    # -l: the server must not inherit our pipes, or run() waits for it to exit
-    subprocess.run(
-        [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"), "-w", "start"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    subprocess.run(
-        [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-    )
-    shutil.rmtree(data, ignore_errors=True)
-
-
 def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
     workers = [sweep(tmp_path / f"worker{i}", storage=postgres_url, n_trials=5, wait=False) for i in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
@@ -349,14 +313,6 @@ def test_concurrent_trials_share_the_cores_out():
     assert trial_threads(cores) == 1 and trial_threads(4 * cores) == 1
     if cores >= 2:
         assert trial_threads(2) == cores // 2
-
-
-def test_slots_map_to_gpus_with_several_trials_per_gpu():
-    from sgmod_study.sweeper import slot_device
-
-    assert [slot_device(s, 1, 4) for s in range(4)] == ["0", "1", "2", "3"]
-    assert [slot_device(s, 2, 4) for s in range(8)] == ["0", "0", "1", "1", "2", "2", "3", "3"]
-    assert slot_device(3, 1, 0) is None  # CPU machine: slots share the CPU
 
 
 def test_trial_timeout_kills_the_trial_and_records_why(tmp_path):
@@ -408,7 +364,7 @@ def test_grid_sampler_walks_the_choices(tmp_path):
 
 def test_a_grid_runs_a_failed_cell_again_instead_of_a_duplicate():
     """Optuna's GridSampler counts a FAIL as visited; the experiments' grid must end without holes."""
-    from sgmod_study.sweeper import CompleteGridSampler
+    from sgmod_study.sweeper.samplers import CompleteGridSampler
 
     space = {"activation": ["relu", "sgmod"], "seed": [0, 1]}
     distributions = {k: CategoricalDistribution(v) for k, v in space.items()}

@@ -20,20 +20,12 @@ from optuna.trial import TrialState
 
 from conftest import ROOT
 from sgmod_study.errors import ConfigError
-from sgmod_study.sweeper import (
-    OWNER_ATTR,
-    Sweep,
-    SweepFailed,
-    SweepSettings,
-    check_directions,
-    check_workers,
-    distribution,
-    fixed_setup,
-    hide_password,
-    open_storage,
-    probe_overrides,
-    search_space,
-)
+from sgmod_study.sweeper.fixed_setup import fixed_setup
+from sgmod_study.sweeper.liveness import OWNER_ATTR
+from sgmod_study.sweeper.scheduler import Sweep, SweepFailed
+from sgmod_study.sweeper.settings import SweepSettings, check_directions, check_workers
+from sgmod_study.sweeper.space import distribution, probe_overrides, search_space
+from sgmod_study.sweeper.storage import hide_password, open_storage
 
 # A trial process in a few milliseconds: value `value=` or x (or 0), exit code `exit=` (default 0).
 STUB = """
@@ -325,10 +317,10 @@ def test_plugin_settings_that_cannot_be_built_are_one_error():
     )
     assert _enqueue_trials(OmegaConf.create([{"x": 0.25}])) == [{"x": 0.25}]
     with pytest.raises(ConfigError) as err:
-        _method("custom_search_space", "sgmod_study.sweeper.no_such_space")
+        _method("custom_search_space", "sgmod_study.sweeper.space.no_such_space")
     assert str(err.value) == (
-        "hydra.sweeper.custom_search_space='sgmod_study.sweeper.no_such_space' cannot be imported "
-        "(module 'sgmod_study.sweeper' has no attribute 'no_such_space'); allowed: module.function"
+        "hydra.sweeper.custom_search_space='sgmod_study.sweeper.space.no_such_space' cannot be imported "
+        "(module 'sgmod_study.sweeper.space' has no attribute 'no_such_space'); allowed: module.function"
     )
     with pytest.raises(ConfigError, match="cannot be imported \\(No module named 'no_such_module'\\)"):
         _method("custom_search_space", "no_such_module.space")
@@ -346,7 +338,7 @@ GRAMMAR = "allowed: key=value, choice(a, b, ...) with at least one value, range(
             "x=interval(5, 1)",
             "x=interval(5, 1) is not allowed: low 5.0 > high 1.0; allowed: interval(low, high) with low <= high",
         ),
-        ("x=tag(int, interval(5, 1))", "x=tag(int, interval(5, 1)) is not allowed: low 5 > high 1"),
+        ("x=int(interval(5, 1))", "x=int(interval(5, 1)) is not allowed: low 5 > high 1"),
         (
             "x=tag(log, interval(0, 1))",
             "x=tag(log, interval(0, 1)) is not allowed: a log interval needs low > 0 (low 0.0); "
@@ -354,20 +346,24 @@ GRAMMAR = "allowed: key=value, choice(a, b, ...) with at least one value, range(
         ),
         ("x=tag(log, interval(-1, 1))", "x=tag(log, interval(-1, 1)) is not allowed: a log interval needs low > 0"),
         (
-            "x=tag(int, log, interval(0, 4))",
-            "x=tag(int, log, interval(0, 4)) is not allowed: a log interval needs low > 0",
+            "x=tag(log, int(interval(0, 4)))",
+            "x=tag(log, int(interval(0, 4))) is not allowed: a log interval needs low > 0",
         ),
         (
             "x=range(1, 5, 0)",
             "x=range(1, 5, 0) is not allowed: start 1, stop 5, step 0; "
-            "allowed: range(start, stop[, step]) with start < stop and step > 0 (stop excluded)",
+            "allowed: range(start, stop[, step]) with start <= stop and step > 0 (stop included, as "
+            "hydra-optuna-sweeper reads it)",
         ),
         ("x=range(5, 1)", "x=range(5, 1) is not allowed: start 5, stop 1, step 1; allowed: range(start, stop[, step])"),
         ("x=range(5, 1, -1)", "x=range(5, 1, -1) is not allowed: start 5, stop 1, step -1"),
         ("x=range(0.5, 0.1, -0.1)", "x=range(0.5, 0.1, -0.1) is not allowed"),
         ("x=choice()", "x=choice() cannot be parsed (empty choice is not legal); " + GRAMMAR),
         ("x=interval(a, b)", "x=interval(a, b) cannot be parsed (mismatch type argument start"),
-        ("x=glob(*)", "x=glob(*) is not a sweep; allowed: choice(...), range(start, stop, step), interval(low, high)"),
+        (
+            "x=glob(*)",
+            "x=glob(*) is not a sweep this sweeper supports; allowed: choice(a, b, ...), range(start, stop[, step])",
+        ),
     ],
 )
 def test_bad_sweep_grammar_is_one_line_naming_the_parameter(line, message):
@@ -458,7 +454,7 @@ def test_the_default_journal_is_named_in_the_error(tmp_path):
     ],
 )
 def test_unusable_database_urls_are_one_error_without_the_password(monkeypatch, url, message):
-    monkeypatch.setattr("sgmod_study.sweeper.RDB_RETRY_S", (0.01,))
+    monkeypatch.setattr("sgmod_study.sweeper.storage.RDB_RETRY_S", (0.01,))
     with pytest.raises(ConfigError) as err:
         open_storage(url, "s", Path("unused"))
     assert str(err.value).startswith(message), str(err.value)
@@ -485,7 +481,7 @@ def test_the_stored_command_is_shell_quoted_and_round_trips(tmp_path):
 
 
 def test_trials_carry_their_metrics_and_absolute_folder_and_the_study_names_its_metric(tmp_path, monkeypatch):
-    from sgmod_study.sweeper import best_summary
+    from sgmod_study.sweeper.results import best_summary
 
     monkeypatch.chdir(tmp_path)
     study = Sweep(

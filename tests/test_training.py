@@ -8,8 +8,8 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from conftest import compose_config
 from sgmod_study.diagnostics import session_name
-from sgmod_study.sweeper import ENV_STUDY, ENV_TRIAL_NUMBER
 from sgmod_study.training import train
+from sgmod_study.trial_contract import ENV_STUDY, ENV_TRIAL_NUMBER
 
 
 def read_events(log_dir: Path) -> dict:

@@ -35,7 +35,7 @@ from torch.utils.tensorboard.writer import FileWriter
 
 from sgmod_study.activations import Sgmod
 from sgmod_study.checkpoints import write_atomic
-from sgmod_study.sweeper import ENV_STUDY, ENV_TRIAL_NUMBER
+from sgmod_study.trial_contract import ENV_STUDY, ENV_TRIAL_NUMBER
 
 
 def _layer_name(parameter_name: str) -> str:

@@ -121,6 +121,7 @@ class GAN(L.LightningModule):
         self.val_fid_best.persistent(True)
         self._real_cached = False  # validation real features are computed once per run
         self._collapsed_for = 0
+        self._rank_noise: torch.Generator | None = None
 
     def _fid(self, reset_real: bool) -> FrechetInceptionDistance:
         features = PrecomputedFeatures(self.features.num_features)
@@ -140,13 +141,25 @@ class GAN(L.LightningModule):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
 
+    def _noise(self, n: int) -> torch.Tensor:
+        """``n`` latent vectors. Under DDP each rank draws its own: every rank is seeded alike,
+        so the global generator would give them all the same noise (the same fake batch on each
+        rank, and each evaluated fake image counted world-size times by FID/KID). A single
+        process draws from the global generator, as it always did."""
+        if self.trainer.world_size == 1:
+            return torch.randn(n, self.latent_dim, device=self.device)
+        if self._rank_noise is None:
+            self._rank_noise = torch.Generator(device=self.device)
+            self._rank_noise.manual_seed(torch.initial_seed() + self.global_rank)
+        return torch.randn(n, self.latent_dim, device=self.device, generator=self._rank_noise)
+
     def _score(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits).mean() if self.loss == "bce" else logits.mean()
 
     def training_step(self, batch, batch_idx: int) -> None:
         real, _ = batch
         opt_g, opt_d = self.optimizers()
-        fake = self.generator(torch.randn(real.shape[0], self.latent_dim, device=real.device))
+        fake = self.generator(self._noise(real.shape[0]))
 
         real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
         d_loss = discriminator_loss(self.loss, real_logits, fake_logits)
@@ -221,7 +234,7 @@ class GAN(L.LightningModule):
     def _generated_quality(self, fid: FrechetInceptionDistance, kid: KernelInceptionDistance):
         per_rank = math.ceil(self.eval_samples / self.trainer.world_size)
         for n in _chunks(per_rank, 1000):
-            self._update(fid, kid, self.generator(torch.randn(n, self.latent_dim, device=self.device)), real=False)
+            self._update(fid, kid, self.generator(self._noise(n)), real=False)
         real_count = int(fid.real_features_num_samples) * self.trainer.world_size
         if real_count < kid.subset_size:
             raise ConfigError(

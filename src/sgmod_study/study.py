@@ -33,7 +33,9 @@ from sgmod_study.checkpoints import write_atomic
 from sgmod_study.diagnostics import SGMOD_FINAL_FILE
 from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.report import read_scalars
-from sgmod_study.sweeper import RESULT_FILE, fail_orphaned_trials, open_storage
+from sgmod_study.sweeper.liveness import fail_orphaned_trials
+from sgmod_study.sweeper.storage import open_storage
+from sgmod_study.trial_contract import RESULT_FILE
 
 RECORD_DIR = Path("study")
 RUNS_DIR = Path("outputs") / "study"

@@ -30,7 +30,8 @@ from sgmod_study.diagnostics import (
 )
 from sgmod_study.errors import ConfigError, check_bool, check_choice
 from sgmod_study.gan import build_gan
-from sgmod_study.sweeper import RESULT_FILE, pruning_callback
+from sgmod_study.pruning import pruning_callback
+from sgmod_study.trial_contract import RESULT_FILE
 
 TASKS = {"classifier": build_classifier, "gan": build_gan}
 LOGGERS = ("tensorboard", "csv")

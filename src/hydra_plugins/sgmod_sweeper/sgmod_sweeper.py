@@ -3,7 +3,7 @@
 Registered as ``hydra/sweeper=sgmod_optuna`` so it never clashes with hydra-optuna-sweeper's
 ``optuna``. The schema follows that plugin's (sampler, direction, storage, study_name,
 n_trials, n_jobs, max_failure_rate, params, custom_search_space) plus pruner, enqueue_trials,
-trial_timeout and trials_per_gpu.
+trial_timeout, trials_per_gpu, workers and the heartbeat's timing.
 """
 
 import importlib
@@ -34,13 +34,18 @@ class SgmodOptunaSweeperConf:
     n_jobs: int = 1  # trials running at once
     max_failure_rate: float = 0.0  # the sweep stops once more than this x n_trials trials failed
     params: Optional[Dict[str, str]] = None
-    custom_search_space: Optional[str] = None  # "module.function": fn(cfg, trial) -> dict of extra overrides
+    # "module.function": fn(cfg, trial) -> dict of extra overrides (or None after trial.suggest_*)
+    custom_search_space: Optional[str] = None
     enqueue_trials: List[Any] = field(default_factory=list)
     trial_timeout: Optional[float] = None  # seconds
-    trials_per_gpu: int = 1
+    trials_per_gpu: int = 1  # one-GPU trials sharing a GPU; trials of trainer.devices=k > 1 GPUs never share
     # >1: start this many sweep workers as jobs of the configured Hydra launcher (e.g.
     # hydra/launcher=slurm, one worker per node, each running n_jobs trials); they share `storage`
     workers: int = 1
+    # a worker shows every heartbeat_interval s that it lives; one silent for heartbeat_grace s
+    # counts as gone, and the other workers fail its running trials
+    heartbeat_interval: int = 10
+    heartbeat_grace: int = 60
 
 
 def _sampler(target: str, **defaults: Any) -> Dict[str, Any]:
@@ -56,7 +61,9 @@ SAMPLERS = {
     # seed=None every process would draw its own scrambling, and a resumed study loses the even cover)
     "qmc": _sampler("optuna.samplers.QMCSampler", seed=0, scramble=True),
     "nsgaii": _sampler("optuna.samplers.NSGAIISampler", seed=None),
-    "grid": _sampler("sgmod_study.sweeper.CompleteGridSampler", seed=None),  # search space: the choice() params
+    "grid": _sampler(
+        "sgmod_study.sweeper.samplers.CompleteGridSampler", seed=None
+    ),  # search space: the choice() params
 }
 PRUNERS = {
     "none": {"_target_": "optuna.pruners.NopPruner"},
@@ -83,22 +90,22 @@ class SgmodOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> None:
         from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
-        from sgmod_study.sweeper import (
-            SweepFailed,
-            best_summary,
-            check_workers,
-            fixed_setup,
-            open_storage,
-            search_space,
-            write_results,
-        )
+        from sgmod_study.sweeper.devices import trial_gpus
+        from sgmod_study.sweeper.fixed_setup import fixed_setup
+        from sgmod_study.sweeper.results import best_summary, write_results
+        from sgmod_study.sweeper.scheduler import SweepFailed
+        from sgmod_study.sweeper.settings import check_workers
+        from sgmod_study.sweeper.space import search_space
+        from sgmod_study.sweeper.storage import open_storage
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             check_workers(self.settings["workers"])
             space, fixed = search_space(self.settings["params"] or {}, arguments)
             settings = self._settings(space)
-            settings.fixed_setup = fixed_setup(self._check_trial_configs(space, fixed, sweep_dir), list(space))
+            config = self._check_trial_configs(space, fixed, sweep_dir)
+            settings.fixed_setup = fixed_setup(config, list(space))
+            settings.gpus_per_trial = trial_gpus(config["trainer"])
             if self.settings["workers"] > 1:  # before the jobs are submitted; a worker opens it itself
                 open_storage(settings.storage, settings.study_name, DEFAULT_STORAGE_DIR)
             study = self._run(settings, space, fixed, sweep_dir)
@@ -110,7 +117,7 @@ class SgmodOptunaSweeper(Sweeper):
         print(best_summary(study))
 
     def _run(self, settings: Any, space: Dict[str, Any], fixed: List[str], sweep_dir: Path) -> Any:
-        from sgmod_study.sweeper import run_worker, run_workers
+        from sgmod_study.sweeper.scheduler import run_worker, run_workers
 
         worker = partial(
             run_worker,
@@ -135,7 +142,7 @@ class SgmodOptunaSweeper(Sweeper):
         Returns the first of them (its fixed part identifies the study)."""
         from sgmod_study.config_schema import check_config
         from sgmod_study.errors import ConfigError
-        from sgmod_study.sweeper import probe_overrides
+        from sgmod_study.sweeper.space import probe_overrides
 
         composed = []
         for overrides, searched in probe_overrides(space, fixed):
@@ -166,9 +173,14 @@ class SgmodOptunaSweeper(Sweeper):
 
     def _settings(self, space: Dict[str, Any]) -> Any:
         from sgmod_study.errors import ConfigError
-        from sgmod_study.sweeper import SweepSettings, check_directions
+        from sgmod_study.sweeper.settings import SweepSettings, check_directions
 
         s = self.settings
+        searched = sorted(k for k in space if k in ("trainer.devices", "trainer.accelerator", "trainer"))
+        if searched:
+            raise ConfigError(
+                f"{searched[0]} cannot be searched: the sweeper gives each trial its GPUs by it; fix it for the sweep"
+            )
         sampler_cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True)
         if sampler_cfg["_target_"].endswith("GridSampler"):
             not_choices = [k for k, d in space.items() if not hasattr(d, "choices")]
@@ -194,6 +206,8 @@ class SgmodOptunaSweeper(Sweeper):
             trial_timeout=s["trial_timeout"],
             trials_per_gpu=s["trials_per_gpu"],
             custom_search_space=_method("custom_search_space", s["custom_search_space"]),
+            heartbeat_interval=s["heartbeat_interval"],
+            heartbeat_grace=s["heartbeat_grace"],
             metric_names=None if metrics is None else list(metrics) if isinstance(metrics, list) else [metrics],
         )
 

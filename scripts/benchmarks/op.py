@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from sgmod_study.bench import default_device, machine, synchronize
+from benchmarks import default_device, machine, synchronize
 from sgmod_study.sgmod_op import channelwise, kernels, sgmod
 
 SIZES = {"ci": (8, 16, 8, 8), "full": (256, 64, 28, 28)}

@@ -33,9 +33,9 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from sgmod_study.bench import default_device, machine
+from benchmarks import default_device, machine
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = ROOT / "src" / "train.py"
 STUDY_NAME = "sgmod_classifier"  # the study name of hparams_search=sgmod_classifier
 # Targets of the issue, reported (not asserted): k per GPU vs 1, and pruning vs none.

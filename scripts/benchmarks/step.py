@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from sgmod_study.bench import default_device, machine, synchronize
+from benchmarks import default_device, machine, synchronize
 from sgmod_study.classifier import build_classifier
 from sgmod_study.data import ImageDataModule
 from sgmod_study.errors import ConfigError

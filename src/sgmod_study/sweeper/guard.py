@@ -1,0 +1,70 @@
+"""Runs one trial command and ends its whole process tree when the sweeper is gone.
+
+    python .../sgmod_study/sweeper/guard.py <sweeper pid> python src/train.py <overrides...>
+
+The sweeper starts this as the leader of a new session and process group (processes.py); the
+trial and every process it starts (DDP ranks, data workers) belong to that group. Linux's
+parent-death signal reaches only the sweeper's direct child, so without this process a sweeper
+killed with SIGKILL would leave the trial's ranks running and holding GPU memory that the next
+trial there needs. On SIGTERM, SIGINT or SIGHUP (the parent-death signal it asks for is
+SIGTERM), or once its parent is no longer the sweeper, it sends SIGTERM to the group and
+SIGKILL after STOP_GRACE_S. Otherwise it exits as the trial did: with its exit code, or killed
+by the same signal. Standard library only, run by path: it starts in milliseconds and needs
+nothing importable.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+STOP_GRACE_S = 5.0  # between SIGTERM (training may stop cleanly) and SIGKILL
+POLL_S = 0.5  # how often it looks for its parent (where the parent-death signal is missing)
+_child: subprocess.Popen | None = None  # the trial's own process
+
+
+def end_group(signum: int = signal.SIGTERM, frame=None) -> None:
+    """SIGTERM to the whole group, SIGKILL to it (this process too) after STOP_GRACE_S."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # its own SIGTERM to the group must not come back here
+    os.killpg(0, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and _child is not None and _child.poll() is None:
+        time.sleep(0.05)
+    os.killpg(0, signal.SIGKILL)
+
+
+def die_with_parent() -> None:
+    """SIGTERM when the parent dies, even of SIGKILL (Linux; elsewhere the polling below)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def main(sweeper: int, command: list[str]) -> None:
+    global _child
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, end_group)
+    die_with_parent()
+    if os.getppid() != sweeper:  # it died before the signal was asked for
+        sys.exit(128 + signal.SIGTERM)
+    _child = subprocess.Popen(command)
+    while True:
+        try:
+            code = _child.wait(timeout=POLL_S)
+            break
+        except subprocess.TimeoutExpired:
+            if os.getppid() != sweeper:
+                print(f"[guard] the sweeper (pid {sweeper}) is gone: ending the trial's processes", flush=True)
+                end_group()
+    if code < 0:  # killed by a signal: die of the same one, so that the sweeper sees it
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), sys.argv[2:])

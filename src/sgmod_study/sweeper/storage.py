@@ -1,0 +1,177 @@
+"""Where a study lives and how it is opened: a journal file (the default, repaired after a
+crash) or a database URL; the study itself, created or resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from sgmod_study.errors import ConfigError
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9_=,.-]+")
+
+
+def check_study_name(name) -> None:
+    """The default journal is <storage folder>/<study_name>.journal: no name may leave that folder."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or name.startswith(".") or ".." in name:
+        raise ConfigError(
+            f"hydra.sweeper.study_name={name!r} is not allowed: use letters, digits and _ - . = , only, "
+            "not starting with '.' and without '..' (it names the file outputs/optuna/<study_name>.journal)"
+        )
+
+
+def open_storage(storage: str | None, study_name: str, default_dir: Path, heartbeat: tuple[int, int] | None = None):
+    """A journal file under ``default_dir`` when no storage is given; an RDB URL otherwise.
+
+    ``heartbeat`` (interval, grace period in whole seconds) turns on Optuna's own heartbeat of
+    an RDB storage, which a sweep worker records for its running trials (liveness.py)."""
+    if storage is not None and "://" in storage:
+        return _rdb_storage(storage, heartbeat), storage
+    check_study_name(study_name)
+    path = Path(storage) if storage is not None else default_dir / f"{study_name}.journal"
+    shown = str(path) if storage is not None else f"null (default {path})"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        open(path, "ab").close()
+        repair_journal(path)
+    except OSError as err:
+        reason = f"{path.parent} is a file" if isinstance(err, FileExistsError) else err.strerror or str(err)
+        raise ConfigError(
+            f"hydra.sweeper.storage={shown} cannot be used: {reason}; allowed: a journal file "
+            "in a folder you can write to, or a database URL such as postgresql+psycopg2://user:password@host/db"
+        ) from None
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path))), str(path)
+
+
+def repair_journal(path: Path) -> None:
+    """Move a cut last line (a crash or a full disk while a record was written) out of the journal.
+
+    Optuna 5's JournalFileBackend.read_logs skips a last line without its newline (another process
+    may still be writing it), and append_logs then writes the next record right after those bytes:
+    the glued line is invalid JSON, so that record is lost (a new trial's: ask() fails with an
+    AttributeError), and once any line follows it read_logs raises JSONDecodeError at every later
+    start of the study. Under the journal's own lock nobody is writing, so such a tail is a cut
+    record: its bytes go to ``<journal>.torn-<time>``, every complete line stays.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+    from optuna.storages.journal._file import get_lock_file
+
+    with get_lock_file(JournalFileSymlinkLock(str(path))):
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        _check_journal_lines(path, data[:end])
+        tail = data[end:]
+        if not tail:
+            return
+        if _json_object(tail):  # cut just before its newline: the record itself is whole
+            with open(path, "ab") as f:
+                f.write(b"\n")
+            return
+        side = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        side.write_bytes(tail)
+        os.truncate(path, end)
+    kept = data.count(b"\n", 0, end)
+    print(
+        f"[sweep] {path}: its last line was cut ({len(tail)} bytes, a crash while writing): moved to {side}; "
+        f"the {kept} complete records are kept"
+    )
+
+
+def _check_journal_lines(path: Path, complete: bytes) -> None:
+    lines = complete.split(b"\n")[:-1]
+    for number, line in enumerate(lines, start=1):
+        if not _json_object(line):
+            raise ConfigError(
+                f"hydra.sweeper.storage={path}: line {number} of {len(lines)} is not a journal record (the file is "
+                "corrupted there, and Optuna cannot read the study past it); remove that line by hand "
+                "(what it recorded is lost) or use another study_name"
+            )
+
+
+def _json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return False
+
+
+# Seconds between the tries to open a database: workers started together on an empty database
+# race to create Optuna's tables, and a server may still be starting.
+RDB_RETRY_S = (0.5, 1.0, 1.5, 2.0)
+
+
+def is_journal(storage) -> bool:
+    return isinstance(storage, optuna.storages.JournalStorage)
+
+
+def _rdb_storage(url: str, heartbeat: tuple[int, int] | None = None) -> optuna.storages.RDBStorage:
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    interval, grace = heartbeat or (None, None)
+    shown = hide_password(url)
+    allowed = "allowed: a journal file path, or a SQLAlchemy URL such as postgresql+psycopg2://user:password@host/db"
+    for wait in (*RDB_RETRY_S, None):
+        try:
+            with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9, unchanged
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=grace)
+        except ImportError as err:
+            missing = getattr(err.__cause__, "name", None) or "its driver"
+            raise ConfigError(
+                f"hydra.sweeper.storage={shown} needs the database driver {missing}, which is not installed: "
+                "pip install -e '.[sweep]' (the sweep extra brings psycopg2 for PostgreSQL)"
+            ) from None
+        except (ArgumentError, ValueError) as err:  # unknown scheme or driver, bad URL
+            raise ConfigError(
+                f"hydra.sweeper.storage={shown} is not a usable URL ({_one_line(err, url)}); {allowed}"
+            ) from None
+        except SQLAlchemyError as err:
+            if wait is None:
+                raise ConfigError(
+                    f"hydra.sweeper.storage={shown} cannot be opened after {len(RDB_RETRY_S) + 1} tries "
+                    f"({_one_line(err, url)})"
+                ) from None
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def hide_password(url: str) -> str:
+    """``scheme://user:***@host/db``: URLs are printed and stored in logs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _one_line(err: BaseException, url: str) -> str:
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    password = re.search(r"://[^:/@]*:([^@]*)@", url)
+    return text.replace(password.group(1), "***") if password and password.group(1) else text
+
+
+def open_study(storage, study_name: str, sampler, direction, metric_names) -> optuna.Study:
+    """Create the study, or resume it; name its metrics once (optuna-dashboard shows them)."""
+    directions = direction if isinstance(direction, list) else None
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        direction=None if directions else direction,
+        directions=directions,
+        load_if_exists=True,
+    )
+    if metric_names and study.metric_names is None:
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, unchanged through 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(metric_names))  # not "Objective 0" in the dashboard
+    return study
+
+
+def count(study: optuna.Study, *states: TrialState) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))

@@ -1,0 +1,104 @@
+"""A trial's whole process tree ends with it: on timeout, at its exit, and when the sweeper dies."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from sgmod_study.sweeper.scheduler import Sweep
+from sgmod_study.sweeper.settings import SweepSettings
+
+# A trial that starts two children (like DDP ranks; they ignore SIGTERM, so only SIGKILL ends
+# them) and lists their pids; trial 0 then hangs, the others exit and leave their children running.
+TREE_STUB = """
+import json, os, pathlib, subprocess, sys, time
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+folder = pathlib.Path(args["hydra.run.dir"])
+child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+children = [subprocess.Popen([sys.executable, "-c", child]) for _ in range(2)]
+(folder / "pids.tmp").write_text(json.dumps([os.getpid()] + [c.pid for c in children]))
+os.replace(folder / "pids.tmp", folder / "pids.json")
+if folder.name == "trial_0000" or args.get("hang"):
+    time.sleep(600)
+(folder / "result.json").write_text(json.dumps({"value": 0.5}))
+"""
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie holds no memory)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def wait_for(condition, timeout: float, every: float = 0.1) -> float:
+    """Seconds until ``condition()`` held; fails after ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"not within {timeout} s"
+        time.sleep(every)
+    return time.monotonic() - start
+
+
+def pids(tmp_path: Path, trial: int) -> list[int]:
+    return json.loads((tmp_path / "sweep" / f"trial_{trial:04d}" / "pids.json").read_text())
+
+
+def test_a_hanging_trial_is_killed_with_its_whole_tree_and_the_sweep_goes_on(tmp_path):
+    stub = tmp_path / "stub.py"
+    stub.write_text(TREE_STUB)
+    settings = SweepSettings(
+        study_name="s",
+        storage=str(tmp_path / "study.journal"),
+        n_trials=2,
+        trial_timeout=3,
+        max_failure_rate=0.5,  # of 2 trials to run: the timeout may fail one
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    started = time.monotonic()
+    study = Sweep(settings, {"x": FloatDistribution(0, 1)}, [], tmp_path / "sweep", stub).run()
+    assert time.monotonic() - started < 60
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["fail_reason"] == "timed out after 3 s"
+    for trial in range(3):  # the hanging trial's tree, and the children the finished trials left behind
+        left = [pid for pid in pids(tmp_path, trial) if running(pid)]
+        assert left == [], f"trial {trial}: processes {left} still run"
+
+
+WORKER = """
+import sys
+from pathlib import Path
+import optuna
+from optuna.distributions import FloatDistribution
+from sgmod_study.sweeper.scheduler import Sweep
+from sgmod_study.sweeper.settings import SweepSettings
+folder, stub = Path(sys.argv[1]), Path(sys.argv[2])
+settings = SweepSettings(study_name="s", storage=str(folder / "study.journal"), n_trials=1)
+Sweep(settings, {"x": FloatDistribution(0, 1)}, ["hang=1"], folder / "sweep", stub).run()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_sweeper_killed_with_sigkill_takes_its_trials_whole_tree_with_it(tmp_path):
+    stub = tmp_path / "stub.py"
+    stub.write_text(TREE_STUB)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU: the sweeper need not import torch to know
+    sweeper = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), str(stub)], env=env)
+    pids_file = tmp_path / "sweep" / "trial_0000" / "pids.json"
+    wait_for(pids_file.exists, timeout=120)
+    tree = pids(tmp_path, 0)
+    assert all(running(pid) for pid in tree)
+    sweeper.send_signal(signal.SIGKILL)
+    sweeper.wait()
+    gone_after = wait_for(lambda: not any(running(pid) for pid in tree), timeout=30)
+    print(f"trial tree of {len(tree)} processes gone {gone_after:.1f} s after the sweeper's SIGKILL")
