@@ -187,6 +187,10 @@ class JournalLiveness(Liveness):
     def close(self) -> None:
         super().close()
         (self.folder / self.owner).unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()  # the last worker out leaves nothing next to the journal
+        except OSError:
+            pass  # another worker still beats there
 
 
 def liveness(study: optuna.Study, owner: str, interval: float, grace: float, journal: Path | None) -> Liveness:
