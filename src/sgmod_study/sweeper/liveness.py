@@ -187,6 +187,10 @@ class JournalLiveness(Liveness):
     def close(self) -> None:
         super().close()
         (self.folder / self.owner).unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()  # nothing left next to the journal once the last worker is done
+        except OSError:  # other workers beat there still
+            pass
 
 
 def liveness(study: optuna.Study, owner: str, interval: float, grace: float, journal: Path | None) -> Liveness:
