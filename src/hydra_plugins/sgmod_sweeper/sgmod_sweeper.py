@@ -61,9 +61,8 @@ SAMPLERS = {
     # seed=None every process would draw its own scrambling, and a resumed study loses the even cover)
     "qmc": _sampler("optuna.samplers.QMCSampler", seed=0, scramble=True),
     "nsgaii": _sampler("optuna.samplers.NSGAIISampler", seed=None),
-    "grid": _sampler(
-        "sgmod_study.sweeper.samplers.CompleteGridSampler", seed=None
-    ),  # search space: the choice() params
+    # its search space: the choice() params
+    "grid": _sampler("sgmod_study.sweeper.samplers.CompleteGridSampler", seed=None),
 }
 PRUNERS = {
     "none": {"_target_": "optuna.pruners.NopPruner"},
