@@ -12,6 +12,7 @@ from sgmod_study.errors import ConfigError
 from sgmod_study.sweeper.devices import assign_gpus, sweep_gpus, trial_gpus
 from sgmod_study.sweeper.scheduler import Sweep
 from sgmod_study.sweeper.settings import ALL_GPUS, SweepSettings
+from test_sweeper_faults import train_multirun
 
 EIGHT = [str(i) for i in range(8)]
 FOUR = ["4", "5", "6", "7"]  # CUDA_VISIBLE_DEVICES=4,5,6,7
@@ -174,3 +175,16 @@ def test_an_impossible_sweep_is_refused_before_its_study_exists(tmp_path, monkey
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.n_jobs=2 is not possible: 2 trials at once of 3 GPUs"):
         run_seeing_sweep(tmp_path, "4:5:6:7", n_jobs=2, per_trial=3)
     assert not (tmp_path / "study.journal").exists()
+
+
+def test_a_sweep_that_cannot_fit_its_gpus_exits_2_with_one_line_before_any_trial(tmp_path, monkeypatch):
+    """The command a user runs, on fake GPUs: 5 one-GPU trials at once on 4 GPUs, 1 trial per GPU."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # train_multirun's process inherits it
+    result = train_multirun(tmp_path, "trainer=gpu", "hydra.sweeper.n_jobs=5")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [row for row in result.stderr.splitlines() if row.startswith("error:")]
+    assert errors == [
+        "error: hydra.sweeper.n_jobs=5 is not possible: 5 one-GPU trials at once at trials_per_gpu=1 need 5 GPUs "
+        f"and {HAVE}; allowed: n_jobs <= 4, or a higher trials_per_gpu"
+    ], result.stderr[-2000:]
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "study.journal").exists()

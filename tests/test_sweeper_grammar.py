@@ -8,12 +8,13 @@ does not expect; here they are one line each.
 
 import warnings
 
+import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from sgmod_study.errors import ConfigError
-from sgmod_study.sweeper.space import distribution, search_space
+from sgmod_study.sweeper.space import custom_overrides, distribution, search_space
 
 
 def parse(line: str):
@@ -117,3 +118,14 @@ def test_forms_it_would_read_as_something_else_are_refused_in_one_line(line, mes
         distribution(parse(line))
     assert str(err.value).startswith(message), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_custom_search_space_returns_its_overrides_or_suggests_them_as_in_hydra_optuna_sweeper():
+    space = {"x": FloatDistribution(0.0, 1.0)}
+    trial = optuna.create_study().ask(space)
+
+    def configure(cfg, trial) -> None:  # hydra-optuna-sweeper's style: suggest, return nothing
+        trial.suggest_float("z", trial.params["x"], trial.params["x"] + 0.5)
+
+    assert list(custom_overrides(configure, None, trial, space)) == ["z"]
+    assert custom_overrides(lambda cfg, t: {"w": 1}, None, trial, space) == {"w": 1}
