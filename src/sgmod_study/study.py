@@ -120,10 +120,11 @@ def finished(name: str, root: Path = Path(".")) -> int:
 def check_ready(p: Part, root: Path = Path(".")) -> None:
     """A confirm part retrains its sweep's choice only once that sweep is complete: a choice from
     part of a sweep would be fixed into the confirm study's setup and could not change later."""
-    if p.best_of and finished(p.best_of, root) < PARTS[p.best_of].trials:
+    done = finished(p.best_of, root) if p.best_of else 0
+    if p.best_of and done < PARTS[p.best_of].trials:
         raise ConfigError(
             f"part={p.name} retrains the {p.pick} configuration of {p.best_of}, which has "
-            f"{finished(p.best_of, root)} of its {PARTS[p.best_of].trials} trials: "
+            f"{done} of its {PARTS[p.best_of].trials} trials: "
             f"finish it first (scripts/study.py run {p.best_of})"
         )
 

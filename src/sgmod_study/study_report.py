@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -194,11 +195,6 @@ def sweep_travel(rows: Sequence[Mapping]) -> dict | None:
     }
 
 
-def _median(values: Sequence[float]) -> float:
-    ordered, n = sorted(values), len(values)
-    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
-
-
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
@@ -346,10 +342,11 @@ def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> s
     moves = sweep_travel(records.get("sweep_sgmod", []))
     if moves:
         could, moved = moves["could"], moves["moved"]
+        typical_could, typical_moved = statistics.median(could), statistics.median(moved)
         lines += [
             "",
             f"gamma/beta in sweep_sgmod ({moves['n']} trials, each with its own gamma/beta learning rate): they could "
-            f"travel {_median(could):.2f} (median; {could[0]:.2f} to {could[-1]:.2f}) and moved {_median(moved):.2f} "
+            f"travel {typical_could:.2f} (median; {could[0]:.2f} to {could[-1]:.2f}) and moved {typical_moved:.2f} "
             f"(median; {moved[0]:.2f} to {moved[-1]:.2f}); {moves['enough']} of {moves['n']} trials allowed the "
             f"distance {TANH_DISTANCE:g} from (1, 0) to the centred tanh point (2, -1).",
         ]
