@@ -3,6 +3,7 @@
     python scripts/benchmark.py op            # Sgmod vs sigmoid, SiLU and the naive expression
     python scripts/benchmark.py step          # Lightning training step vs a plain PyTorch loop
     python scripts/benchmark.py sweep         # finished trials per hour: 1 vs k per GPU, pruning
+    python scripts/benchmark.py op --size models  # every activation size of the default models
     python scripts/benchmark.py op --size ci  # tiny sizes (what the tests run)
 
 Runs on CUDA when a GPU is visible, else on the CPU. docs/benchmarks.md has measured figures.
@@ -19,10 +20,14 @@ BENCHMARKS = ("op", "step", "sweep")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("benchmark", choices=BENCHMARKS)
-    parser.add_argument("--size", choices=("ci", "full"), default="full")
+    parser.add_argument("--size", choices=("ci", "full", "models"), default="full", help="models: op only")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks"), help="folder for <benchmark>.json")
     args = parser.parse_args()
     module = importlib.import_module(f"benchmarks.{args.benchmark}")
+    if args.size not in module.SIZES:
+        parser.error(
+            f"--size {args.size} is not a size of the {args.benchmark} benchmark; its sizes: {', '.join(module.SIZES)}"
+        )
     options = {"out_dir": args.out / f"{args.benchmark}_runs"} if args.benchmark == "sweep" else {}
     result = module.run(size=args.size, **options)
     print(module.format_table(result))

@@ -3,7 +3,7 @@ import torch
 
 from benchmarks.op import saved_bytes
 from sgmod_study.activations import Sgmod
-from sgmod_study.sgmod_op import kernels, sgmod, sgmod_reference
+from sgmod_study.sgmod_op import FUSED_MIN_ELEMENTS, kernels, sgmod, sgmod_fused, sgmod_reference
 
 # (input shape, number of gamma/beta values): conv and linear layers, per-channel and scalar
 CASES = [((4, 3, 5, 5), 3), ((4, 3, 5, 5), 1), ((6, 5), 5), ((6, 5), 1)]
@@ -17,13 +17,19 @@ def _inputs(shape, channels, dtype=torch.float64, seed=0):
     return x, gamma, beta
 
 
+@pytest.fixture
+def fused_at_every_size(monkeypatch):
+    """The test tensors are small; below the size threshold sgmod would take the plain expression."""
+    monkeypatch.setitem(FUSED_MIN_ELEMENTS, "cpu", 0)
+
+
 def _values_and_gradients(op, x, gamma, beta, grad):
     y = op(x, gamma, beta)
     return (y, *torch.autograd.grad(y, (x, gamma, beta), grad))
 
 
 @pytest.mark.parametrize(("shape", "channels"), CASES)
-def test_fused_matches_reference_values_and_all_gradients(shape, channels):
+def test_fused_matches_reference_values_and_all_gradients(shape, channels, fused_at_every_size):
     x, gamma, beta = _inputs(shape, channels, torch.float32)
     grad = torch.randn(shape)
     fused = _values_and_gradients(sgmod, x, gamma, beta, grad)
@@ -34,20 +40,20 @@ def test_fused_matches_reference_values_and_all_gradients(shape, channels):
 
 
 @pytest.mark.parametrize(("shape", "channels"), CASES)
-def test_gradcheck_on_the_fast_path_and_double_backward(shape, channels):
+def test_gradcheck_on_the_fast_path_and_double_backward(shape, channels, fused_at_every_size):
     inputs = _inputs(shape, channels)
     assert torch.autograd.gradcheck(sgmod, inputs)
     assert torch.autograd.gradgradcheck(sgmod, inputs)  # WGAN-GP differentiates the gradient
     assert kernels().failed is None
 
 
-def test_channels_last_input_takes_the_layout_agnostic_kernel():
+def test_channels_last_input_takes_the_layout_agnostic_kernel(fused_at_every_size):
     x, gamma, beta = _inputs((2, 3, 4, 4), 3)
     x = x.detach().to(memory_format=torch.channels_last).requires_grad_()
     assert torch.autograd.gradcheck(sgmod, (x, gamma, beta))
 
 
-def test_gradient_formula_by_hand():
+def test_gradient_formula_by_hand(fused_at_every_size):
     x, gamma, beta = _inputs((2, 3, 4, 4), 3)
     grad = torch.randn(2, 3, 4, 4, dtype=torch.float64)
     _, dx, dgamma, dbeta = _values_and_gradients(sgmod, x, gamma, beta, grad)
@@ -57,13 +63,13 @@ def test_gradient_formula_by_hand():
     torch.testing.assert_close(dbeta, grad.sum((0, 2, 3)))
 
 
-def test_saves_one_input_sized_tensor_like_sigmoid():
+def test_saves_one_input_sized_tensor_like_sigmoid(fused_at_every_size):
     x, gamma, beta = _inputs((8, 4, 6, 6), 4, torch.float32)
     inputs = (x, gamma, beta, None)
     assert saved_bytes("sgmod", inputs) == x.numel() * 4 == saved_bytes("sigmoid", inputs)
 
 
-def test_bfloat16_keeps_its_dtype_and_float32_parameter_gradients():
+def test_bfloat16_keeps_its_dtype_and_float32_parameter_gradients(fused_at_every_size):
     x, gamma, beta = _inputs((4, 3, 5, 5), 3, torch.float32)
     xb = x.detach().bfloat16().requires_grad_()
     y = sgmod(xb, gamma, beta)
@@ -96,3 +102,36 @@ def test_a_compiled_model_traces_sgmod_into_one_graph():
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), Sgmod(4), torch.nn.Conv2d(4, 4, 3), Sgmod(4))
     explanation = torch._dynamo.explain(net)(torch.randn(2, 1, 8, 8))
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0)
+
+
+def test_small_inputs_take_the_plain_expression_and_large_ones_the_compiled_kernels(monkeypatch):
+    monkeypatch.setitem(FUSED_MIN_ELEMENTS, "cpu", 4 * 3 * 5 * 5)
+    gamma, beta = torch.ones(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    small, large = torch.randn(4, 3, 5, 4), torch.randn(4, 3, 5, 5)
+    assert type(sgmod(small, gamma, beta).grad_fn).__name__ == "AddcmulBackward0"
+    assert type(sgmod(large, gamma, beta).grad_fn).__name__ == "_SgmodFunctionBackward"
+    assert type(sgmod_fused(small, gamma, beta).grad_fn).__name__ == "_SgmodFunctionBackward"
+    # both give the same values and gradients
+    for x in (small, large):
+        x = x.requires_grad_()
+        grad = torch.randn_like(x)
+        got = _values_and_gradients(sgmod, x, gamma, beta, grad)
+        expected = _values_and_gradients(sgmod_reference, x, gamma, beta, grad)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_the_plain_path_keeps_a_bfloat16_input_in_bfloat16():
+    x = torch.randn(2, 3, 4, 4).bfloat16()
+    y = sgmod(x, torch.ones(3), torch.zeros(3))  # float32 parameters, as in bf16-mixed training
+    assert y.dtype == torch.bfloat16 and x.numel() < FUSED_MIN_ELEMENTS["cpu"]
+
+
+def test_the_compiled_kernels_are_specialised_per_shape():
+    """Kernels for symbolic shapes ran up to 2x slower on the CPU: each new shape gets a kernel of
+    its own (with Dynamo's automatic dynamic shapes the third shape would reuse the second's)."""
+    counters = torch._dynamo.utils.counters["stats"]
+    before = counters["unique_graphs"]
+    for batch in (7, 9, 11):  # shapes no other test uses
+        sgmod_fused(torch.randn(batch, 3, 4, 4), torch.ones(3), torch.zeros(3))
+    assert counters["unique_graphs"] - before == 3

@@ -1,18 +1,25 @@
 """The Sgmod op, ``y = gamma * sigmoid(x) + beta``, fused: one pass forward, one tensor saved.
 
-``sgmod(x, gamma, beta)`` is a custom autograd function that saves only the input ``x`` (plus
-the tiny gamma/beta) and recomputes ``sigmoid(x)`` in the backward pass, like timm's
-memory-efficient activations; the eager expression saves ``sigmoid(x)`` and runs three
-kernels forward and four or five backward. Both passes are compiled with ``torch.compile``
-(Triton on CUDA, C++/OpenMP on the CPU), so the forward is one read and one write, and the
-backward computes the input gradient and the per-channel gamma/beta reductions from one
-read of ``x`` and the incoming gradient. Where compilation is unavailable (no C++ compiler,
-no Triton, an unsupported device) the same Python functions run eagerly, with a warning.
+``sgmod(x, gamma, beta)`` picks the faster of two implementations by the input's size:
 
-Double backward (WGAN-GP's gradient penalty) takes the differentiable eager formula: when
-autograd records the backward pass (``create_graph=True``) the compiled kernel is bypassed.
-The arithmetic runs in at least float32 (bfloat16 inputs are upcast inside the kernel) and
-the output keeps the input's dtype.
+- from ``FUSED_MIN_ELEMENTS`` elements on (conv activations of the default models): a custom
+  autograd function whose forward and backward are compiled by ``torch.compile`` (Triton on
+  CUDA, C++/OpenMP on the CPU). It saves only the input ``x`` (plus the tiny gamma/beta) and
+  recomputes ``sigmoid(x)`` in the backward pass, like timm's memory-efficient activations: the
+  forward is one read and one write, and the backward computes the input gradient and the
+  per-channel gamma/beta sums from one read of ``x`` and the incoming gradient. Each input shape
+  gets a kernel of its own (``dynamic=False``): kernels for symbolic shapes ran up to 2x slower
+  on the CPU.
+- below it (linear layers, small batches): the plain expression ``sgmod_reference``. A compiled
+  call has a fixed cost (Dynamo's guards, the wrapper; 30-50 us on a CPU) that small tensors do
+  not repay. It also saves one input-sized tensor, sigmoid(x).
+
+Where compilation is unavailable (no C++ compiler, no Triton, an unsupported device) the same
+Python functions run eagerly, with a warning. Double backward (WGAN-GP's gradient penalty)
+takes the differentiable eager formula: when autograd records the backward pass
+(``create_graph=True``) the compiled kernel is bypassed. The arithmetic runs in at least float32
+(bfloat16 inputs are upcast inside the kernel) and the output keeps the input's dtype.
+Measured figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,9 +28,23 @@ import warnings
 
 import torch
 
+# From this many input elements on, per device type, the compiled kernels are faster than the
+# plain expression (the crossover: `python scripts/benchmark.py op --size models`). The CUDA
+# value is the CPU's until the GPU check (scripts/gpu_check.py) has measured it there.
+FUSED_MIN_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 18}
+
 
 def sgmod(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """Fused ``gamma * sigmoid(x) + beta``; gamma and beta have 1 or ``x.shape[1]`` (channel) values."""
+    """``gamma * sigmoid(x) + beta``, fused where that is faster; gamma and beta have 1 or
+    ``x.shape[1]`` (channel) values."""
+    check_shapes(x, gamma, beta)
+    if x.numel() < FUSED_MIN_ELEMENTS.get(x.device.type, 0):
+        return _plain(x, gamma, beta)
+    return _SgmodFunction.apply(x, gamma, beta)
+
+
+def sgmod_fused(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The compiled kernels at any size (``sgmod`` uses them from ``FUSED_MIN_ELEMENTS`` on)."""
     check_shapes(x, gamma, beta)
     return _SgmodFunction.apply(x, gamma, beta)
 
@@ -31,7 +52,12 @@ def sgmod(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Ten
 def sgmod_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """The plain eager expression: the reference the fused op is tested and benchmarked against."""
     check_shapes(x, gamma, beta)
-    return torch.addcmul(channelwise(beta, x), channelwise(gamma, x), torch.sigmoid(x))
+    return _plain(x, gamma, beta)
+
+
+def _plain(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    y = torch.addcmul(channelwise(beta, x), channelwise(gamma, x), torch.sigmoid(x))
+    return y.to(x.dtype)  # bfloat16 x, float32 gamma/beta: the output keeps x's dtype, as the fused op's
 
 
 def check_shapes(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> None:
@@ -103,8 +129,8 @@ def _backward_rows(grad, x, gamma, beta, needs: tuple[bool, bool, bool]):
     g = grad.reshape(rows).to(dtype)
     dx = None
     if needs[0]:
-        gamma_rows = gamma.to(dtype).expand(c).repeat(n).reshape(n * c, 1)
-        dx = (g * gamma_rows * s * (1 - s)).to(x.dtype).reshape(x.shape)
+        gamma_rows = gamma.to(dtype).expand(c).view(1, c).expand(n, c).reshape(n * c, 1)
+        dx = (g * s * (1 - s) * gamma_rows).to(x.dtype).reshape(x.shape)
     dgamma = _rows_to(g * s, gamma, n, c) if needs[1] else None
     dbeta = _rows_to(g, beta, n, c) if needs[2] else None
     return dx, dgamma, dbeta
@@ -122,11 +148,12 @@ class _Kernels:
     """The kernels compiled once per process, or eager after the first compiler failure."""
 
     def __init__(self) -> None:
-        self.compiled = {name: torch.compile(f, fullgraph=True) for name, f in EAGER_KERNELS.items()}
+        self.compiled = {name: torch.compile(f, fullgraph=True, dynamic=False) for name, f in EAGER_KERNELS.items()}
         self.failed: str | None = None
-        # A process sees a few dtypes, ranks and gradient needs per kernel; Dynamo's default of 8
-        # compiled variants per function is easily reached in a test session. Raised once, for the
-        # process (a config.patch around each call would cost ~0.1 ms per call on the hot path).
+        # A process sees a few shapes, dtypes and gradient needs per kernel (a model's layers,
+        # the last partial batch, evaluation); Dynamo's default of 8 compiled variants per
+        # function is easily reached. Raised once, for the process (a config.patch around each
+        # call would cost ~0.1 ms per call on the hot path).
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
     def run(self, name: str, *args):
