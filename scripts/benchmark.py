@@ -3,6 +3,7 @@
     python scripts/benchmark.py op            # Sgmod vs sigmoid, SiLU and the naive expression
     python scripts/benchmark.py step          # Lightning training step vs a plain PyTorch loop
     python scripts/benchmark.py sweep         # finished trials per hour: 1 vs k per GPU, pruning
+    python scripts/benchmark.py startup       # where a 5-step run's time goes: ReLU vs Sgmod, warm/cold cache
     python scripts/benchmark.py op --size models  # every activation size of the default models
     python scripts/benchmark.py op --size ci  # tiny sizes (what the tests run)
 
@@ -14,7 +15,7 @@ import importlib
 import json
 from pathlib import Path
 
-BENCHMARKS = ("op", "step", "sweep")
+BENCHMARKS = ("op", "step", "sweep", "startup")
 
 
 def main() -> None:
@@ -28,7 +29,8 @@ def main() -> None:
         parser.error(
             f"--size {args.size} is not a size of the {args.benchmark} benchmark; its sizes: {', '.join(module.SIZES)}"
         )
-    options = {"out_dir": args.out / f"{args.benchmark}_runs"} if args.benchmark == "sweep" else {}
+    runs_dir = {"out_dir": args.out / f"{args.benchmark}_runs"}
+    options = runs_dir if args.benchmark in ("sweep", "startup") else {}
     result = module.run(size=args.size, **options)
     print(module.format_table(result))
     args.out.mkdir(parents=True, exist_ok=True)
