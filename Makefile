@@ -1,5 +1,6 @@
 # `make run`  : set everything up, then train the default Sgmod classifier.
 # `make test` : set everything up, then run the test suite.
+# `make offline-bundle` : wheels + Fashion-MNIST for a GPU node without internet (README, "Offline GPU node").
 # Both are idempotent: a second call only re-installs when pyproject.toml changed.
 
 PYTHON ?= python3
@@ -7,7 +8,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?= activation=sgmod
 
-.PHONY: run test lint setup data services clean
+BUNDLE ?= offline-bundle
+
+.PHONY: run test lint setup data services clean offline-bundle
 
 run: setup data
 	$(PY) src/train.py $(ARGS)
@@ -33,5 +36,8 @@ data:
 services:
 	@bash scripts/install_test_services.sh
 
+offline-bundle: setup
+	bash scripts/offline_bundle/make_bundle.sh $(BUNDLE)
+
 clean:
-	rm -rf $(VENV) outputs
+	rm -rf $(VENV) outputs $(BUNDLE)
