@@ -123,7 +123,7 @@ def bandwidth_limit_gbps(device: str, small: bool = False) -> dict:
         rated = next((v for k, v in RATED_GBPS.items() if k in name), None)
         if rated:
             return {"gbps": float(rated), "source": f"{name}: rated peak"}
-    elements = (1 << 20) if small else (1 << 26)  # 256 MiB of float32: far beyond the caches
+    elements = (1 << 22) if small else (1 << 26)  # 256 MiB of float32: far beyond the caches
     a, b = torch.randn(elements, device=device), torch.zeros(elements, device=device)  # pages touched
     b.copy_(a)
     best = float("inf")
