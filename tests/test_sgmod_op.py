@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from benchmarks.op import saved_bytes
+from sgmod_study import sgmod_op
 from sgmod_study.activations import Sgmod
 from sgmod_study.sgmod_op import FUSED_MIN_ELEMENTS, kernels, sgmod, sgmod_fused, sgmod_reference
 
@@ -19,8 +20,9 @@ def _inputs(shape, channels, dtype=torch.float64, seed=0):
 
 @pytest.fixture
 def fused_at_every_size(monkeypatch):
-    """The test tensors are small; below the size threshold sgmod would take the plain expression."""
+    """The test tensors are small and seen a few times: sgmod would take the plain expression."""
     monkeypatch.setitem(FUSED_MIN_ELEMENTS, "cpu", 0)
+    monkeypatch.setattr(sgmod_op, "COMPILE_AFTER_CALLS", 0)
 
 
 def _values_and_gradients(op, x, gamma, beta, grad):
@@ -106,6 +108,7 @@ def test_a_compiled_model_traces_sgmod_into_one_graph():
 
 def test_small_inputs_take_the_plain_expression_and_large_ones_the_compiled_kernels(monkeypatch):
     monkeypatch.setitem(FUSED_MIN_ELEMENTS, "cpu", 4 * 3 * 5 * 5)
+    monkeypatch.setattr(sgmod_op, "COMPILE_AFTER_CALLS", 0)
     gamma, beta = torch.ones(3, requires_grad=True), torch.zeros(3, requires_grad=True)
     small, large = torch.randn(4, 3, 5, 4), torch.randn(4, 3, 5, 5)
     assert type(sgmod(small, gamma, beta).grad_fn).__name__ == "AddcmulBackward0"
@@ -135,3 +138,16 @@ def test_the_compiled_kernels_are_specialised_per_shape():
     for batch in (7, 9, 11):  # shapes no other test uses
         sgmod_fused(torch.randn(batch, 3, 4, 4), torch.ones(3), torch.zeros(3))
     assert counters["unique_graphs"] - before == 3
+
+
+def test_a_shape_is_compiled_once_it_has_run_compile_after_calls_times(monkeypatch):
+    monkeypatch.setitem(FUSED_MIN_ELEMENTS, "cpu", 0)
+    monkeypatch.setattr(sgmod_op, "COMPILE_AFTER_CALLS", 3)
+    monkeypatch.setattr(sgmod_op, "_calls", {})
+    gamma, beta = torch.ones(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+
+    def path(shape):
+        return type(sgmod(torch.randn(shape), gamma, beta).grad_fn).__name__
+
+    assert [path((2, 3, 4, 4)) for _ in range(5)] == ["AddcmulBackward0"] * 3 + ["_SgmodFunctionBackward"] * 2
+    assert path((1, 3, 4, 4)) == "AddcmulBackward0"  # another shape (a partial batch) counts on its own

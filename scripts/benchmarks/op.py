@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from benchmarks import default_device, machine, synchronize
+from sgmod_study import sgmod_op
 from sgmod_study.sgmod_op import FUSED_MIN_ELEMENTS, channelwise, kernels, sgmod, sgmod_fused, sgmod_reference
 
 # (label, shape): where the shape occurs
@@ -154,8 +155,8 @@ def _step(name: str, inputs) -> None:
 
 
 def _fastest_times(inputs, device: str, rounds: int, repeats: int) -> dict[str, float]:
-    for name in VARIANTS:  # warm-up: compilation, allocator, caches
-        for _ in range(3):
+    for name in VARIANTS:  # warm-up: compilation (sgmod compiles a shape after some calls), allocator, caches
+        for _ in range(sgmod_op.COMPILE_AFTER_CALLS + 3):
             _step(name, inputs)
     best = dict.fromkeys(VARIANTS, float("inf"))
     for _ in range(rounds):

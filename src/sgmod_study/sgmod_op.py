@@ -1,6 +1,7 @@
 """The Sgmod op, ``y = gamma * sigmoid(x) + beta``, fused: one pass forward, one tensor saved.
 
-``sgmod(x, gamma, beta)`` picks the faster of two implementations by the input's size:
+``sgmod(x, gamma, beta)`` picks the faster of two implementations by the input's size (and
+compiles a shape only once it has run ``COMPILE_AFTER_CALLS`` times):
 
 - from ``FUSED_MIN_ELEMENTS`` elements on (conv activations of the default models): a custom
   autograd function whose forward and backward are compiled by ``torch.compile`` (Triton on
@@ -32,15 +33,33 @@ import torch
 # plain expression (the crossover: `python scripts/benchmark.py op --size models`). The CUDA
 # value is the CPU's until the GPU check (scripts/gpu_check.py) has measured it there.
 FUSED_MIN_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 18}
+# A shape is compiled on its next call once it has run this many times: the first compiled call
+# of a process costs seconds even with the compiler's cache warm (3-6 s on 2 CPU cores), each new
+# shape 0.3 s more, which a short run (a quick check, a pruned trial) or a shape seen once per
+# epoch (the last partial batch) does not win back.
+COMPILE_AFTER_CALLS = 20
+_calls: dict[tuple, int] = {}
 
 
 def sgmod(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """``gamma * sigmoid(x) + beta``, fused where that is faster; gamma and beta have 1 or
     ``x.shape[1]`` (channel) values."""
     check_shapes(x, gamma, beta)
-    if x.numel() < FUSED_MIN_ELEMENTS.get(x.device.type, 0):
+    if x.numel() < FUSED_MIN_ELEMENTS.get(x.device.type, 0) or not _hot(x):
         return _plain(x, gamma, beta)
     return _SgmodFunction.apply(x, gamma, beta)
+
+
+def _hot(x: torch.Tensor) -> bool:
+    """Whether x's shape has run ``COMPILE_AFTER_CALLS`` times (inside a compiled model: always)."""
+    if torch.compiler.is_compiling():
+        return True
+    key = (x.shape, x.dtype, x.device, x.requires_grad)
+    seen = _calls.get(key, 0)
+    if seen >= COMPILE_AFTER_CALLS:
+        return True
+    _calls[key] = seen + 1
+    return False
 
 
 def sgmod_fused(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
