@@ -32,6 +32,7 @@ built=antlr4-python3-runtime  # source only on PyPI: its wheel is built here (pu
 rm -rf "$dest"
 mkdir -p "$dest/wheels" "$dest/data/FashionMNIST/raw"
 "$python" -m pip wheel --quiet --no-deps -w "$dest/wheels" "$root" "$(requirements_for 3.12 | grep "^$built==")"
+rm -rf "$root/build"  # setuptools' scratch folder for the project's wheel
 for version in $pythons; do
   # shellcheck disable=SC2046  # one argument per requirement line
   "$python" -m pip download --quiet --no-deps --only-binary=:all: -d "$dest/wheels" \
