@@ -20,6 +20,7 @@ Steps, each recorded with its status and time (a failed step is recorded and the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -136,8 +137,6 @@ def train_run(overrides: list[str], run_dir: Path) -> dict:
 
 
 def check_sweep(s: dict, out: Path) -> dict:
-    import dataclasses
-
     bench = dataclasses.replace(s["sweep"], n_trials=s["sweep_trials"], epochs=s["sweep_epochs"], device=s["device"])
     gpus = torch.cuda.device_count() if s["device"] == "cuda" else 0
     variants = [
