@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import machine, op, sweep
+from benchmarks import machine, op, run_checked, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIAL_VARIANTS = {  # each adds to the one before
@@ -127,11 +127,8 @@ def train_run(overrides: list[str], run_dir: Path) -> dict:
     """python src/train.py with these overrides, timed; its metrics from result.json."""
     command = [sys.executable, str(ROOT / "src" / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
     started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    run_checked(command, ROOT)
     wall_s = time.monotonic() - started
-    if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"train.py {' '.join(overrides)} exited with {done.returncode}: {last[0]}")
     result = json.loads((run_dir / "result.json").read_text())
     return {"overrides": overrides, "wall_s": wall_s, "metrics": result.get("metrics", {})}
 

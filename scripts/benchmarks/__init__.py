@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+from pathlib import Path
 
 import torch
 
@@ -31,3 +33,12 @@ def default_device() -> str:
 def synchronize(device: str | torch.device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+def run_checked(command: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``command`` (output captured); on a non-zero exit, one line naming it and its last output line."""
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"{' '.join(command[1:])} exited with {done.returncode}: {last[0]}")
+    return done

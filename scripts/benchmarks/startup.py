@@ -17,13 +17,12 @@ variants taken in turn over several rounds and the fastest round counted (noise 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import machine
+from benchmarks import machine, run_checked
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = {
@@ -96,10 +95,7 @@ def _train_command(spec: dict, overrides: list[str], run_dir: Path) -> list[str]
 def _timed(command: list[str], cache: Path) -> float:
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"{' '.join(command[1:])} exited with {done.returncode}: {last[0]}")
+    run_checked(command, ROOT, env)
     return time.perf_counter() - started
 
 
