@@ -171,3 +171,19 @@ def test_the_best_learnable_sgmod_is_compared_with_the_best_fixed_member_of_the_
     assert (row["variant"], row["reference"]) == ("sgmod", "sigmoid")
     assert row["mean"] == pytest.approx(np.mean(np.array(LEARNED) - np.array(FIXED)))
     assert best_learnable_vs_best_fixed({"relu": {0: 0.9}}) is None
+
+
+def test_the_budget_is_read_from_the_rows_and_a_shorter_sweep_is_called_a_cheaper_fidelity():
+    from sgmod_study.study_report import epochs, fidelity_sentence
+
+    def run(epochs_, state="COMPLETE"):
+        row = _row("sgmod", 0, 0.9)
+        return {**row, "state": state, "config": {**row["config"], "trainer.max_epochs": epochs_}}
+
+    assert epochs([run(10), run(3), run(10), run(1, state="FAIL")]) == "3, 10"  # failed runs do not count
+    assert epochs([]) == "?"
+    same = fidelity_sentence({"sweep_sgmod": [run(10)], "controls": [run(10)], "confirm_relu": [run(10)]})
+    assert same.startswith("Every sweep trial trains for the full budget (10 epochs")
+    shorter = fidelity_sentence({"sweep_sgmod": [run(3)], "sweep_relu": [run(3)], "confirm_sgmod": [run(10)]})
+    assert shorter.startswith("The sweep trials train for 3 epochs, the controls and confirmation runs for 10")
+    assert fidelity_sentence({"controls": [run(10)]}) == ""  # no sweep trial finished: nothing to say
