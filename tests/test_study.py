@@ -3,6 +3,8 @@ the committed per-run table (runs.jsonl) that survives a move between machines."
 
 import json
 import math
+import subprocess
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -215,3 +217,30 @@ def test_run_all_runs_the_unfinished_parts_in_order_and_stops_at_one_left_unfini
     assert study.run_all(["hydra.sweeper.n_jobs=2"], time_limit=1e6, root=tmp_path) == 0
     assert [c[0] for c in calls] == ["sweep_sgmod", "sweep_sigmoid", "sweep_tanh"]  # controls were complete
     assert calls[0][1] == ["hydra.sweeper.n_jobs=2"] and 0 < calls[2][2] <= 1e6  # the time left is passed on
+
+
+def test_the_time_limit_goes_to_the_sweep_and_a_sweep_past_it_is_terminated(tmp_path, monkeypatch):
+    from sgmod_study import study
+
+    commands, waits = [], []
+
+    class Sweep:  # stands for the sweep process: does not end within the wait
+        def __init__(self, command, cwd):
+            commands.append(command)
+            self.terminated = False
+
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            if timeout is not None and not self.terminated:
+                raise subprocess.TimeoutExpired("sweep", timeout)
+            return -15
+
+        def terminate(self):
+            self.terminated = True
+
+    monkeypatch.setattr(study, "subprocess", SimpleNamespace(Popen=Sweep, TimeoutExpired=subprocess.TimeoutExpired))
+    assert study.run("sweep_relu", ["hydra.sweeper.n_jobs=2"], time_limit=600.4, root=tmp_path) == -15
+    assert commands[0][-2:] == ["hydra.sweeper.n_jobs=2", "hydra.sweeper.time_limit=600"]
+    assert waits == [600.4 + study.STOP_GRACE_S, None]  # the sweep's own stop first, then the backstop
+    study.run("sweep_relu", root=tmp_path)
+    assert not any(arg.startswith("hydra.sweeper.time_limit=") for arg in commands[1]) and waits[-1] is None

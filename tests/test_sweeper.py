@@ -322,6 +322,14 @@ def test_trial_timeout_kills_the_trial_and_records_why(tmp_path):
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "timed out after 1 s"
 
 
+def test_the_sweeps_time_limit_stops_its_trial_as_interrupted(tmp_path):
+    code, output = sweep(tmp_path, "hydra.sweeper.time_limit=1", n_trials=3)
+    assert code == 0, output  # not a failure: the same command resumes
+    assert "time limit of 1 s reached; 1 running trial stopped, the same command resumes the study" in output
+    (trial,) = load(tmp_path).trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["interrupted"] is True
+
+
 def test_workers_through_the_submitit_launcher_share_the_study(tmp_path):
     """The SLURM path, run with hydra-submitit-launcher's local executor: two worker jobs."""
     code, output = sweep(

@@ -259,6 +259,11 @@ def _settings(**changed) -> SweepSettings:
         ),
         ({"trial_timeout": -5.0}, "hydra.sweeper.trial_timeout=-5.0 is not allowed"),
         (
+            {"time_limit": 0},
+            "hydra.sweeper.time_limit=0 is not allowed: it must be null (no limit) or seconds > 0",
+        ),
+        ({"time_limit": "1h"}, "hydra.sweeper.time_limit='1h' is not allowed"),
+        (
             {"direction": "up"},
             "hydra.sweeper.direction='up' is not allowed: it must be minimize or maximize, "
             "or a list of them (one per optimized_metric)",

@@ -13,7 +13,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from sgmod_study.sweeper.scheduler import Sweep
+from sgmod_study.sweeper.scheduler import Sweep, starts_in_time
 from sgmod_study.sweeper.settings import SweepSettings
 
 # A trial that starts two children (like DDP ranks; they ignore SIGTERM, so only SIGKILL ends
@@ -102,3 +102,51 @@ def test_a_sweeper_killed_with_sigkill_takes_its_trials_whole_tree_with_it(tmp_p
     sweeper.wait()
     gone_after = wait_for(lambda: not any(running(pid) for pid in tree), timeout=30)
     print(f"trial tree of {len(tree)} processes gone {gone_after:.1f} s after the sweeper's SIGKILL")
+
+
+def test_a_trial_starts_only_if_it_is_expected_to_end_within_the_time_limit():
+    assert starts_in_time(elapsed=100.0, durations=[], limit=None)
+    assert starts_in_time(elapsed=9.0, durations=[], limit=10.0)  # nothing finished yet: no estimate
+    assert starts_in_time(elapsed=4.0, durations=[5.0, 6.0, 100.0], limit=10.0)  # median 6: ends at 10
+    assert not starts_in_time(elapsed=4.5, durations=[5.0, 6.0, 100.0], limit=10.0)
+
+
+# A trial that takes ``SLEEP_S`` (or hangs with hang=1) and writes its value.
+SLEEP_STUB = """
+import json, pathlib, sys, time
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+time.sleep(600 if args.get("hang") else float(args["sleep"]))
+pathlib.Path(args["hydra.run.dir"], "result.json").write_text(json.dumps({"value": 0.5}))
+"""
+
+
+def _timed_sweep(tmp_path, fixed, time_limit, n_trials=10):
+    stub = tmp_path / "stub.py"
+    stub.write_text(SLEEP_STUB)
+    settings = SweepSettings(
+        study_name="s",
+        storage=str(tmp_path / "study.journal"),
+        n_trials=n_trials,
+        time_limit=time_limit,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    started = time.monotonic()
+    study = Sweep(settings, {"x": FloatDistribution(0, 1)}, fixed, tmp_path / "sweep", stub).run()
+    return study, time.monotonic() - started
+
+
+def test_the_time_limit_starts_no_trial_that_would_not_end_in_time(tmp_path, capsys):
+    # 3 s trials and 8 s: the second starts at about 3 s (ends at 6), a third would end at 9
+    study, took = _timed_sweep(tmp_path, ["sleep=3"], time_limit=8)
+    states = [t.state for t in study.trials]
+    assert states and set(states) == {TrialState.COMPLETE}, states  # none stopped half-way
+    assert 1 <= len(states) <= 2 and took < 8
+    assert "no new trial starts (0 still running; the same command resumes the study)" in capsys.readouterr().out
+
+
+def test_at_the_time_limit_the_running_trial_is_stopped_and_runs_again_next_time(tmp_path):
+    study, took = _timed_sweep(tmp_path, ["hang=1", "sleep=0"], time_limit=3)
+    assert 3 <= took < 30
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["interrupted"] is True
+    assert trial.user_attrs["fail_reason"] == "the sweep's time limit of 3 s was reached"

@@ -44,6 +44,9 @@ MACHINE_FILE = "machine.json"
 # The full default budget: 10 epochs of 215 AdamW steps; under the cosine schedule gamma/beta
 # can travel about 1.2 at lr 1e-3, enough for (1, 0) -> (2, -1).
 FULL = ("trainer.max_epochs=10",)
+# After --time-limit the sweep stops its trials and writes its tables; past this many seconds more
+# it is terminated.
+STOP_GRACE_S = 120.0
 # Config entries a run's row keeps (the rest is in the run folder's .hydra/config.yaml).
 ROW_KEYS = ("activation", "optimizer", "norm", "seed", "trainer.max_epochs", "model.name", "data.name")
 # TensorBoard curves a row keeps (per epoch, or every diagnostics.every_n_steps for sgmod/ and grad_norm/).
@@ -187,7 +190,8 @@ def recommended_overrides(sweep: str, root: Path = Path("."), share: float = 0.2
 def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = None, root: Path = Path(".")) -> int:
     """Run part ``name`` (or every part, for ``all``) until its study is complete or ``time_limit``
     seconds have passed, then mark trials the stopped sweep left RUNNING as interrupted and
-    refresh ``runs.jsonl``."""
+    refresh ``runs.jsonl``. The sweep gets the limit (``hydra.sweeper.time_limit``: it starts no
+    trial it does not expect to finish in time); after ``STOP_GRACE_S`` more it is terminated."""
     check_choice("part", name, [*PARTS, ALL])
     if name == ALL:
         return run_all(overrides, time_limit, root)
@@ -196,9 +200,10 @@ def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = Non
     sweep_dir = root / RUNS_DIR / p.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / MACHINE_FILE).write_text(json.dumps(machine()))
-    process = subprocess.Popen(sweep_command(p, overrides, root), cwd=root)
+    limit = [] if time_limit is None else [f"hydra.sweeper.time_limit={max(time_limit, 1.0):.0f}"]
+    process = subprocess.Popen(sweep_command(p, [*overrides, *limit], root), cwd=root)
     try:
-        code = process.wait(timeout=time_limit)
+        code = process.wait(timeout=None if time_limit is None else time_limit + STOP_GRACE_S)
     except subprocess.TimeoutExpired:
         print(f"[study] {name}: time limit of {time_limit:g} s reached; stopping the sweep (it resumes next time)")
         process.terminate()

@@ -3,7 +3,7 @@
 Registered as ``hydra/sweeper=sgmod_optuna`` so it never clashes with hydra-optuna-sweeper's
 ``optuna``. The schema follows that plugin's (sampler, direction, storage, study_name,
 n_trials, n_jobs, max_failure_rate, params, custom_search_space) plus pruner, enqueue_trials,
-trial_timeout, trials_per_gpu, workers and the heartbeat's timing.
+trial_timeout, time_limit, trials_per_gpu, workers and the heartbeat's timing.
 """
 
 import importlib
@@ -38,6 +38,10 @@ class SgmodOptunaSweeperConf:
     custom_search_space: Optional[str] = None
     enqueue_trials: List[Any] = field(default_factory=list)
     trial_timeout: Optional[float] = None  # seconds
+    # seconds for the whole sweep (a session's or a job allocation's end): a trial starts only if it
+    # is expected to end within it (the median duration of the worker's finished trials); at the
+    # limit the running ones are stopped and run again next time
+    time_limit: Optional[float] = None
     trials_per_gpu: int = 1  # one-GPU trials sharing a GPU; trials of trainer.devices=k > 1 GPUs never share
     # >1: start this many sweep workers as jobs of the configured Hydra launcher (e.g.
     # hydra/launcher=slurm, one worker per node, each running n_jobs trials); they share `storage`
@@ -203,6 +207,7 @@ class SgmodOptunaSweeper(Sweeper):
             max_failure_rate=s["max_failure_rate"],
             enqueue_trials=_enqueue_trials(s["enqueue_trials"]),
             trial_timeout=s["trial_timeout"],
+            time_limit=s["time_limit"],
             trials_per_gpu=s["trials_per_gpu"],
             custom_search_space=_method("custom_search_space", s["custom_search_space"]),
             heartbeat_interval=s["heartbeat_interval"],

@@ -9,6 +9,8 @@ free, and tells Optuna the outcome when the process exits:
 - anything else (bad config 2, divergence 3, crash, kill, timeout, NaN) -> FAIL, reason recorded
 
 Meanwhile it shows that it lives and fails the trials of workers that are gone (liveness.py).
+With ``time_limit`` it starts a trial only if it is expected to end in time (``starts_in_time``)
+and at the limit stops the running ones (interrupted: they run again next time).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import math
 import os
 import shlex
+import statistics
 import sys
 import time
 import warnings
@@ -49,6 +52,16 @@ from sgmod_study.trial_contract import (
 
 # Importances and plots are rewritten at most this often while a sweep runs (always at its end).
 FIGURES_EVERY_S = 60.0
+
+
+def starts_in_time(elapsed: float, durations: Sequence[float], limit: float | None) -> bool:
+    """Whether a trial started ``elapsed`` seconds into a sweep with ``limit`` seconds is expected
+    to end within it: expected to take the median of ``durations`` (this worker's finished
+    trials, timed under the same load); before the first has finished, one always starts."""
+    if limit is None:
+        return True
+    expected = statistics.median(durations) if durations else 0.0
+    return elapsed + expected <= limit
 
 
 @dataclass
@@ -92,6 +105,9 @@ class Sweep:
         self.failed: list[int] = []  # numbers of the trials this process told FAIL (not interruptions)
         self.to_run = settings.n_trials  # finished trials this run has to add; set when it starts
         self.next_watch = 0.0  # when to look for other workers' orphaned trials next
+        self.started = time.monotonic()  # for time_limit; reset when run() starts
+        self.durations: list[float] = []  # seconds each trial this worker completed took
+        self.said_no_time = False
 
     def run(self) -> optuna.Study:
         check_fixed_setup(self.study, self.settings.fixed_setup)
@@ -100,6 +116,7 @@ class Sweep:
             self._watch_others()
             self._enqueue_baselines()
             self.to_run = max(0, self.settings.n_trials - count(self.study, *FINISHED))
+            self.started = time.monotonic()
             self._loop()
         finally:  # an error, a failure stop, Ctrl-C: no trial tree outlives the sweep, each is recorded
             self._stop_running("the sweep stopped before it finished")
@@ -111,12 +128,18 @@ class Sweep:
             self._collect_finished()
             self._check_failure_rate()
             self._watch_others()
+            if self._out_of_time():
+                return
             finished = count(self.study, *FINISHED)
             if (finished >= self.settings.n_trials or self.grid_exhausted) and not self.running:
                 return
             in_flight = count(self.study, TrialState.RUNNING)  # every worker's, for a shared study
             free = [slot for slot in range(self.settings.n_jobs) if slot not in self.running]
             wanted = 0 if self.grid_exhausted else self.settings.n_trials - finished - in_flight
+            if wanted > 0 and free and not self._time_for_a_trial():
+                if not self.running:
+                    return
+                wanted = 0
             for slot in free[: max(0, wanted)]:
                 self._start(slot)
             if self.unwritten:  # after the freed slots are busy again
@@ -125,6 +148,32 @@ class Sweep:
                 time.sleep(1.0)  # other workers run the last trials
                 continue
             time.sleep(0.2)
+
+    def _time_for_a_trial(self) -> bool:
+        limit = self.settings.time_limit
+        elapsed = time.monotonic() - self.started
+        if starts_in_time(elapsed, self.durations, limit):
+            return True
+        if not self.said_no_time:
+            self.said_no_time = True
+            expected = statistics.median(self.durations) if self.durations else 0.0
+            print(
+                f"[sweep] time limit: {limit - elapsed:.0f} s of {limit:g} s left, a trial takes about "
+                f"{expected:.0f} s; no new trial starts ({len(self.running)} still running; the same command "
+                "resumes the study)"
+            )
+        return False
+
+    def _out_of_time(self) -> bool:
+        """At time_limit: stop the running trials (interrupted, they run again) and end the loop."""
+        limit = self.settings.time_limit
+        if limit is None or time.monotonic() - self.started < limit:
+            return False
+        stopping = len(self.running)
+        self._stop_running(f"the sweep's time limit of {limit:g} s was reached")
+        trials = f"{stopping} running trial{'' if stopping == 1 else 's'}"
+        print(f"[sweep] time limit of {limit:g} s reached; {trials} stopped, the same command resumes the study")
+        return True
 
     def _watch_others(self) -> None:
         """Fail the trials of workers that are gone (at most once a heartbeat interval); their
@@ -250,6 +299,7 @@ class Sweep:
         for name, value in read_metrics(run.folder).items():  # test metrics too, for Optuna's own tools
             run.trial.set_user_attr(name, value)
         self._record(run.trial, values if len(values) > 1 else values[0])
+        self.durations.append(time.monotonic() - run.started)
         print(f"[sweep] trial {run.trial.number} finished: {named_values(self.study, values)}")
 
     def _finished_elsewhere(self, trial: optuna.Trial) -> bool:

@@ -26,6 +26,7 @@ class SweepSettings:
     max_failure_rate: float = 0.0
     enqueue_trials: list[Mapping] = field(default_factory=list)
     trial_timeout: float | None = None
+    time_limit: float | None = None  # seconds for the whole worker: see scheduler.starts_in_time
     trials_per_gpu: int = 1
     custom_search_space: Callable | None = None  # fn(cfg, trial) -> dict of extra overrides, or None (suggested)
     fixed_setup: Mapping | None = None  # the trials' fixed configuration (see fixed_setup()); None: unchecked
@@ -63,6 +64,11 @@ def check_settings(s: SweepSettings) -> None:
     if timeout is not None and (not _is_number(timeout) or not timeout > 0):
         raise ConfigError(
             f"hydra.sweeper.trial_timeout={timeout!r} is not allowed: it must be null (no limit) or seconds > 0"
+        )
+    limit = s.time_limit
+    if limit is not None and (not _is_number(limit) or not limit > 0):
+        raise ConfigError(
+            f"hydra.sweeper.time_limit={limit!r} is not allowed: it must be null (no limit) or seconds > 0"
         )
     directions = s.direction if isinstance(s.direction, list) else [s.direction]
     if not directions or any(d not in DIRECTIONS for d in directions):
