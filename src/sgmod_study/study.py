@@ -213,7 +213,7 @@ def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = Non
     study = load(name, root)
     interrupted = fail_orphaned_trials(study)
     if interrupted:
-        print(f"[study] {name}: trials {interrupted} were interrupted and will run again")
+        print(f"[study] {name}: trials {interrupted} were interrupted; new trials take their place next time")
     rows = export(name, root)
     print(f"[study] {name}: {summary(rows)}; record in {record_dir(name, root)}")
     return code
