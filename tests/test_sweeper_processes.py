@@ -144,7 +144,7 @@ def test_the_time_limit_starts_no_trial_that_would_not_end_in_time(tmp_path, cap
     assert "no new trial starts (0 still running; the same command resumes the study)" in capsys.readouterr().out
 
 
-def test_at_the_time_limit_the_running_trial_is_stopped_and_runs_again_next_time(tmp_path):
+def test_at_the_time_limit_the_running_trial_is_stopped_and_recorded_as_interrupted(tmp_path):
     study, took = _timed_sweep(tmp_path, ["hang=1", "sleep=0"], time_limit=3)
     assert 3 <= took < 30
     (trial,) = study.trials

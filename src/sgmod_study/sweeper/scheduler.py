@@ -10,7 +10,7 @@ free, and tells Optuna the outcome when the process exits:
 
 Meanwhile it shows that it lives and fails the trials of workers that are gone (liveness.py).
 With ``time_limit`` it starts a trial only if it is expected to end in time (``starts_in_time``)
-and at the limit stops the running ones (interrupted: they run again next time).
+and at the limit stops the running ones (interrupted: new trials take their place next time).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class Sweep:
         return False
 
     def _out_of_time(self) -> bool:
-        """At time_limit: stop the running trials (interrupted, they run again) and end the loop."""
+        """At time_limit: stop the running trials (recorded as interrupted) and end the loop."""
         limit = self.settings.time_limit
         if limit is None or time.monotonic() - self.started < limit:
             return False
