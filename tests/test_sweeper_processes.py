@@ -111,7 +111,7 @@ def test_a_trial_starts_only_if_it_is_expected_to_end_within_the_time_limit():
     assert not starts_in_time(elapsed=4.5, durations=[5.0, 6.0, 100.0], limit=10.0)
 
 
-# A trial that takes ``SLEEP_S`` (or hangs with hang=1) and writes its value.
+# A trial that sleeps for its sleep=<seconds> (or hangs, with hang=1), then writes its value.
 SLEEP_STUB = """
 import json, pathlib, sys, time
 args = dict(a.split("=", 1) for a in sys.argv[1:])

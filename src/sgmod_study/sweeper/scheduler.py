@@ -54,14 +54,16 @@ from sgmod_study.trial_contract import (
 FIGURES_EVERY_S = 60.0
 
 
+def expected_duration(durations: Sequence[float]) -> float:
+    """How long the next trial should take: the median of ``durations`` (this worker's finished
+    trials, timed under the same load); 0 before the first has finished."""
+    return statistics.median(durations) if durations else 0.0
+
+
 def starts_in_time(elapsed: float, durations: Sequence[float], limit: float | None) -> bool:
     """Whether a trial started ``elapsed`` seconds into a sweep with ``limit`` seconds is expected
-    to end within it: expected to take the median of ``durations`` (this worker's finished
-    trials, timed under the same load); before the first has finished, one always starts."""
-    if limit is None:
-        return True
-    expected = statistics.median(durations) if durations else 0.0
-    return elapsed + expected <= limit
+    to end within it; before the first trial has finished, one always starts."""
+    return limit is None or elapsed + expected_duration(durations) <= limit
 
 
 @dataclass
@@ -156,11 +158,10 @@ class Sweep:
             return True
         if not self.said_no_time:
             self.said_no_time = True
-            expected = statistics.median(self.durations) if self.durations else 0.0
             print(
                 f"[sweep] time limit: {limit - elapsed:.0f} s of {limit:g} s left, a trial takes about "
-                f"{expected:.0f} s; no new trial starts ({len(self.running)} still running; the same command "
-                "resumes the study)"
+                f"{expected_duration(self.durations):.0f} s; no new trial starts ({len(self.running)} still running; "
+                "the same command resumes the study)"
             )
         return False
 
