@@ -60,16 +60,8 @@ def check_settings(s: SweepSettings) -> None:
             f"hydra.sweeper.max_failure_rate={rate!r} is not allowed: it must be a number from 0 to 1 "
             "(the share of a run's trials that may fail before the sweep stops)"
         )
-    timeout = s.trial_timeout
-    if timeout is not None and (not _is_number(timeout) or not timeout > 0):
-        raise ConfigError(
-            f"hydra.sweeper.trial_timeout={timeout!r} is not allowed: it must be null (no limit) or seconds > 0"
-        )
-    limit = s.time_limit
-    if limit is not None and (not _is_number(limit) or not limit > 0):
-        raise ConfigError(
-            f"hydra.sweeper.time_limit={limit!r} is not allowed: it must be null (no limit) or seconds > 0"
-        )
+    _check_seconds("trial_timeout", s.trial_timeout)
+    _check_seconds("time_limit", s.time_limit)
     directions = s.direction if isinstance(s.direction, list) else [s.direction]
     if not directions or any(d not in DIRECTIONS for d in directions):
         raise ConfigError(
@@ -97,6 +89,11 @@ def check_workers(workers) -> None:
 def _check_whole(name: str, value, meaning: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"hydra.sweeper.{name}={value!r} is not allowed: it must be a whole number >= 1 ({meaning})")
+
+
+def _check_seconds(name: str, value) -> None:
+    if value is not None and (not _is_number(value) or not value > 0):
+        raise ConfigError(f"hydra.sweeper.{name}={value!r} is not allowed: it must be null (no limit) or seconds > 0")
 
 
 def _is_number(value) -> bool:
