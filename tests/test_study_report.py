@@ -156,6 +156,19 @@ def test_sweep_travel_states_how_far_gamma_beta_could_and_did_move_over_the_tria
     assert "1 of 2 trials allowed the distance 1 from (1, 0)" in text
 
 
+def test_sweeps_are_compared_at_the_fewest_trials_any_sweep_has_finished(tmp_path):
+    from sgmod_study.study_report import sweeps_section
+
+    sgmod = [_row("sgmod", i, acc) for i, acc in enumerate((0.90, 0.92, 0.94))]
+    relu = [_row("relu", i, acc) for i, acc in enumerate((0.91, 0.93))]
+    text = sweeps_section({"sweep_sgmod": sgmod, "sweep_relu": relu}, tmp_path)
+    assert "| expected best of 2 |" in text
+    # expected best of 2 draws: (0.90 * 1 + 0.92 * 3 + 0.94 * 5) / 9 for sgmod, (0.91 + 3 * 0.93) / 4 for relu
+    assert "| sweep_sgmod | 3 | 0.9400 |" in text and "| 0.9289 |" in text
+    assert "| sweep_relu | 2 | 0.9300 |" in text and "| 0.9250 |" in text
+    assert "| sweep_tanh | 0 | - | - | - | - |" in text
+
+
 def test_the_best_learnable_sgmod_is_compared_with_the_best_fixed_member_of_the_family():
     from sgmod_study.study_report import best_learnable_vs_best_fixed
 

@@ -82,8 +82,8 @@ PARTS = {
             Part(
                 f"sweep_{name}",
                 ("hparams_search=baseline_classifier", f"activation={name}", *FULL),
-                f"{name} over the network's lr and wd, the same number of trials",
-                trials=64,
+                f"{name} over the network's lr and wd (32 Sobol points: two dimensions)",
+                trials=32,
             )
             for name in ("sigmoid", "tanh", "relu")
         ),
