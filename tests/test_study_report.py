@@ -167,6 +167,7 @@ def test_sweeps_are_compared_at_the_fewest_trials_any_sweep_has_finished(tmp_pat
     assert "| sweep_sgmod | 3 | 0.9400 |" in text and "| 0.9289 |" in text
     assert "| sweep_relu | 2 | 0.9300 |" in text and "| 0.9250 |" in text
     assert "| sweep_tanh | 0 | - | - | - | - |" in text
+    assert "The Sgmod sweep runs 64 trials over its six parameters, each baseline 32 over its two" in text
 
 
 def test_the_best_learnable_sgmod_is_compared_with_the_best_fixed_member_of_the_family():

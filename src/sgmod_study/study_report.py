@@ -26,7 +26,7 @@ from pathlib import Path
 from scipy import stats
 
 from sgmod_study.report import _plt, _save, holm, mean_ci
-from sgmod_study.study import RECORD_DIR, RUNS_FILE, load, read_rows, record_dir
+from sgmod_study.study import PARTS, RECORD_DIR, RUNS_FILE, load, read_rows, record_dir
 
 METRIC = "test/acc"
 # Differences of test accuracy smaller than this (half a percentage point) count as "equivalent".
@@ -375,8 +375,9 @@ def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> s
             "",
             f"Equal budget: the best of more trials is higher by chance alone, so the sweeps are compared by the "
             f"expected best validation accuracy of {equal} trials (the fewest any sweep has finished), estimated "
-            "from all of each sweep's trials (Dodge et al. 2019). The Sgmod sweep runs 64 trials over its six "
-            "parameters, each baseline 32 over its two (a denser cover of a smaller space).",
+            "from all of each sweep's trials (Dodge et al. 2019). The Sgmod sweep runs "
+            f"{PARTS['sweep_sgmod'].trials} trials over its six parameters, each baseline "
+            f"{PARTS['sweep_relu'].trials} over its two (a denser cover of a smaller space).",
         ]
     fidelity = fidelity_sentence(records)
     if fidelity:
