@@ -44,6 +44,8 @@ MACHINE_FILE = "machine.json"
 # The full default budget: 10 epochs of 215 AdamW steps; under the cosine schedule gamma/beta
 # can travel about 1.2 at lr 1e-3, enough for (1, 0) -> (2, -1).
 FULL = ("trainer.max_epochs=10",)
+# A baseline sweep's trials: two searched dimensions need fewer points than Sgmod's six.
+BASELINE_TRIALS = 32
 # After --time-limit the sweep stops its trials and writes its tables; past this many seconds more
 # it is terminated.
 STOP_GRACE_S = 120.0
@@ -82,8 +84,8 @@ PARTS = {
             Part(
                 f"sweep_{name}",
                 ("hparams_search=baseline_classifier", f"activation={name}", *FULL),
-                f"{name} over the network's lr and wd (32 Sobol points: two dimensions)",
-                trials=32,
+                f"{name} over the network's lr and wd ({BASELINE_TRIALS} Sobol points: two dimensions)",
+                trials=BASELINE_TRIALS,
             )
             for name in ("sigmoid", "tanh", "relu")
         ),
