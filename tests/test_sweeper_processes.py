@@ -107,8 +107,8 @@ def test_a_sweeper_killed_with_sigkill_takes_its_trials_whole_tree_with_it(tmp_p
 def test_a_trial_starts_only_if_it_is_expected_to_end_within_the_time_limit():
     assert starts_in_time(elapsed=100.0, durations=[], limit=None)
     assert starts_in_time(elapsed=9.0, durations=[], limit=10.0)  # nothing finished yet: no estimate
-    assert starts_in_time(elapsed=4.0, durations=[5.0, 6.0, 100.0], limit=10.0)  # median 6: ends at 10
-    assert not starts_in_time(elapsed=4.5, durations=[5.0, 6.0, 100.0], limit=10.0)
+    assert starts_in_time(elapsed=3.3, durations=[5.0, 6.0, 100.0], limit=10.0)  # 1.1 x median 6: ends at 9.9
+    assert not starts_in_time(elapsed=3.5, durations=[5.0, 6.0, 100.0], limit=10.0)
 
 
 # A trial that sleeps for its sleep=<seconds> (or hangs, with hang=1), then writes its value.
