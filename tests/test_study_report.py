@@ -201,3 +201,29 @@ def test_the_budget_is_read_from_the_rows_and_a_shorter_sweep_is_called_a_cheape
     shorter = fidelity_sentence({"sweep_sgmod": [run(3)], "sweep_relu": [run(3)], "confirm_sgmod": [run(10)]})
     assert shorter.startswith("The sweep trials train for 3 epochs, the controls and confirmation runs for 10")
     assert fidelity_sentence({"controls": [run(10)]}) == ""  # no sweep trial finished: nothing to say
+
+
+def test_which_values_work_reads_the_top_quarter_against_the_searched_range():
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from sgmod_study.study_report import good_values
+
+    space = {
+        "activation.gamma_init": FloatDistribution(0.1, 10.0, log=True),
+        "activation.beta_init": FloatDistribution(-5.0, 5.0),
+    }
+    # 12 trials: the top quarter is the 3 best, gamma 1, 4, 9 (geometric median 4), beta -2, -1, 0.5
+    top = [(4.0, -1.0, 0.93), (1.0, 0.5, 0.92), (9.0, -2.0, 0.91)]
+    rest = [(0.2, 3.0, 0.5 + i / 100) for i in range(9)]
+    trials = [
+        optuna.trial.create_trial(
+            params={"activation.gamma_init": g, "activation.beta_init": b}, distributions=space, value=v
+        )
+        for g, b, v in top + rest
+    ]
+    lines = good_values(trials)
+    assert lines[0].startswith("Which values work: the top quarter of the trials (3 of 12, val/acc_best 0.9100 to 0.93")
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in lines[4:]}
+    assert rows["activation.gamma_init"] == ["0.1 to 10 (log)", "4", "4 [1, 9]", "4 |"]
+    assert rows["activation.beta_init"] == ["-5 to 5", "-1", "-1 [-2, 0.5]", "-1 |"]

@@ -172,21 +172,36 @@ def recommended_overrides(sweep: str, root: Path = Path("."), share: float = 0.2
     parameter's median (geometric for log-scale ones) rounded to one significant digit (beta to the
     nearest 0.5). Less tied to one lucky seed than the single best trial; the confirm part then
     measures it on fresh seeds like every other choice."""
-    import numpy as np
-
     trials = load(sweep, root).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not trials:
         raise ConfigError(f"part={sweep} has no finished trial yet; run it first: scripts/study.py run {sweep}")
-    top = sorted(trials, key=lambda t: t.values[0], reverse=True)[: max(3, round(share * len(trials)))]
-    overrides = []
-    for key in sorted(top[0].params):
-        values = np.array([t.params[key] for t in top], dtype=float)
-        if getattr(top[0].distributions[key], "log", False):
-            value = float(f"{float(np.exp(np.median(np.log(values)))):.1g}")
-        else:
-            value = round(float(np.median(values)) * 2) / 2
-        overrides.append(f"{key}={value:g}")
-    return overrides
+    top = top_trials(trials, share)
+    return [f"{key}={rounded(typical(top, key), is_log(top[0], key)):g}" for key in sorted(top[0].params)]
+
+
+def top_trials(trials: Sequence[optuna.trial.FrozenTrial], share: float = 0.25) -> list[optuna.trial.FrozenTrial]:
+    """The best ``share`` of ``trials`` (finished ones), at least 3, best first."""
+    ranked = sorted(trials, key=lambda t: t.values[0], reverse=True)
+    return ranked[: max(3, round(share * len(ranked)))]
+
+
+def is_log(trial: optuna.trial.FrozenTrial, key: str) -> bool:
+    return bool(getattr(trial.distributions[key], "log", False))
+
+
+def typical(trials: Sequence[optuna.trial.FrozenTrial], key: str) -> float:
+    """The median of parameter ``key`` over ``trials``: geometric for a log-scale parameter."""
+    import numpy as np
+
+    values = np.array([t.params[key] for t in trials], dtype=float)
+    if is_log(trials[0], key):
+        return float(np.exp(np.median(np.log(values))))
+    return float(np.median(values))
+
+
+def rounded(value: float, log: bool) -> float:
+    """A value a person would type: one significant digit on a log scale, else the nearest 0.5."""
+    return float(f"{value:.1g}") if log else round(value * 2) / 2
 
 
 def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = None, root: Path = Path(".")) -> int:

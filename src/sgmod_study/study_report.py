@@ -26,7 +26,18 @@ from pathlib import Path
 from scipy import stats
 
 from sgmod_study.report import _plt, _save, holm, mean_ci
-from sgmod_study.study import PARTS, RECORD_DIR, RUNS_FILE, load, read_rows, record_dir
+from sgmod_study.study import (
+    PARTS,
+    RECORD_DIR,
+    RUNS_FILE,
+    is_log,
+    load,
+    read_rows,
+    record_dir,
+    rounded,
+    top_trials,
+    typical,
+)
 
 METRIC = "test/acc"
 # Differences of test accuracy smaller than this (half a percentage point) count as "equivalent".
@@ -533,8 +544,33 @@ def importance_section(root: Path, figures: Path) -> str:
         axes = optuna.visualization.matplotlib.plot_slice(study)
     first = axes.flat[0] if hasattr(axes, "flat") else axes
     _save(first.figure, figures / "sgmod_marginals.png")
-    lines += ["", "![marginals](study_figures/sgmod_marginals.png)"]
+    lines += ["", *good_values(study.trials), "", "![marginals](study_figures/sgmod_marginals.png)"]
     return "\n".join(lines)
+
+
+def good_values(trials: Sequence) -> list[str]:
+    """Which values work: each searched parameter over the top quarter of the finished ``trials``
+    (median, geometric on a log scale, and range) against the searched range, with the best
+    trial's value and the rounded median that ``confirm_sgmod_default`` retrains."""
+    top = top_trials(trials)
+    lines = [
+        f"Which values work: the top quarter of the trials ({len(top)} of {len(trials)}, val/acc_best "
+        f"{top[-1].values[0]:.4f} to {top[0].values[0]:.4f}) against the searched range. A top-quarter range "
+        "as wide as the searched one says the parameter hardly matters; the recommended default (the "
+        "medians, rounded) is what `confirm_sgmod_default` retrains on fresh seeds.",
+        "",
+        "| parameter | searched | best trial | top quarter: median [min, max] | recommended default |",
+        "|---|---|---|---|---|",
+    ]
+    for key in sorted(top[0].params):
+        dist, values = top[0].distributions[key], [t.params[key] for t in top]
+        middle = typical(top, key)
+        lines.append(
+            f"| {key} | {dist.low:.3g} to {dist.high:.3g}{' (log)' if is_log(top[0], key) else ''} "
+            f"| {top[0].params[key]:.3g} | {middle:.3g} [{min(values):.3g}, {max(values):.3g}] "
+            f"| {rounded(middle, is_log(top[0], key)):g} |"
+        )
+    return lines
 
 
 def confirm_section(records: Mapping[str, Sequence[Mapping]]) -> str:
