@@ -162,10 +162,18 @@ def test_sweeps_are_compared_at_the_fewest_trials_any_sweep_has_finished(tmp_pat
     sgmod = [_row("sgmod", i, acc) for i, acc in enumerate((0.90, 0.92, 0.94))]
     relu = [_row("relu", i, acc) for i, acc in enumerate((0.91, 0.93))]
     text = sweeps_section({"sweep_sgmod": sgmod, "sweep_relu": relu}, tmp_path)
-    assert "| expected best of 2 |" in text
+    assert "| expected best of 2 [95% CI] |" in text
     # expected best of 2 draws: (0.90 * 1 + 0.92 * 3 + 0.94 * 5) / 9 for sgmod, (0.91 + 3 * 0.93) / 4 for relu
-    assert "| sweep_sgmod | 3 | 0.9400 |" in text and "| 0.9289 |" in text
-    assert "| sweep_relu | 2 | 0.9300 |" in text and "| 0.9250 |" in text
+    assert "| sweep_sgmod | 3 | 0.9400 |" in text and "| 0.9289 [" in text
+    assert "| sweep_relu | 2 | 0.9300 |" in text and "| 0.9250 [" in text
+    # the intervals come from resampling the trials: inside the observed values, around the estimate
+    low, high = map(float, text.split("| 0.9289 [")[1].split("]")[0].split(", "))
+    assert 0.90 <= low < 0.9289 < high <= 0.94
+    # Sgmod minus relu at 2 trials: 0.9289 - 0.9250 = +0.39 points
+    difference = text.split("interval over each sweep's trials]: relu ")[1].split(".\n")[0]
+    estimate, bounds = difference.split(" [")
+    low, high = map(float, bounds.rstrip("]").split(", "))
+    assert estimate == "+0.39" and -4 <= low < 0.39 < high <= 3
     assert "| sweep_tanh | 0 | - | - | - | - |" in text
     assert "The Sgmod sweep runs 64 trials over its six parameters, each baseline 32 over its two" in text
 

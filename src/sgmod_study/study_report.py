@@ -10,7 +10,9 @@
   layer's incoming weight norm (what the next layer actually sees);
 - the sweeps: finished trials per activation, whether they train as long as the runs that
   confirm them (else their ranking is a cheaper fidelity's), the best configuration, and the
-  expected best validation accuracy as a function of the number of trials (Dodge et al., EMNLP 2019).
+  expected best validation accuracy as a function of the number of trials (Dodge et al., EMNLP 2019),
+  at equal trial counts with bootstrap intervals, and Sgmod minus each baseline there;
+- which values of the Sgmod sweep's parameters work: its top quarter against the searched range.
 
 Training lengths are read from the rows, not assumed.
 """
@@ -222,6 +224,48 @@ def expected_best(values: Sequence[float], budgets: Sequence[int]) -> list[float
     ]
 
 
+def equal_budget_differences(summaries: Mapping[str, dict], draws: Mapping, n: int) -> list[str]:
+    """Tuned Sgmod minus each tuned baseline at the same number of trials ``n``: the difference of
+    their expected best validation accuracies, with a 95% interval from resampling each sweep's
+    trials independently (the sweeps share no seeds or configurations, so nothing is paired)."""
+    if "sweep_sgmod" not in draws:
+        return []
+    sgmod = expected_best(summaries["sweep_sgmod"]["val"], [n])[0]
+    lines = []
+    for name in draws:
+        if name != "sweep_sgmod":
+            difference = sgmod - expected_best(summaries[name]["val"], [n])[0]
+            low, high = interval(draws["sweep_sgmod"] - draws[name])
+            lines.append(f"{name.removeprefix('sweep_')} {_pct(difference)} [{_pct(low)}, {_pct(high)}]")
+    if not lines:
+        return []
+    return [
+        "",
+        f"Sgmod minus each baseline, expected best of {n} trials, in percentage points [95% bootstrap "
+        f"interval over each sweep's trials]: {'; '.join(lines)}.",
+    ]
+
+
+def expected_best_draws(values: Sequence[float], n: int, rounds: int = 2000, seed: int = 0):
+    """``expected_best(values, [n])`` on ``rounds`` bootstrap resamples of the trials: the estimate's
+    sampling spread, for intervals. The weights of the sorted values depend only on their count."""
+    import numpy as np
+
+    total = len(values)
+    ranks = np.arange(1, total + 1) / total
+    weights = ranks**n - (ranks - 1 / total) ** n
+    rng = np.random.default_rng(seed)
+    samples = np.sort(rng.choice(np.asarray(values, dtype=float), size=(rounds, total)), axis=1)
+    return samples @ weights
+
+
+def interval(draws) -> tuple[float, float]:
+    import numpy as np
+
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def sweep_summary(rows: Sequence[Mapping]) -> dict:
     finished = complete(rows)
     if not finished:
@@ -369,15 +413,19 @@ def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> s
     lines = [
         "## 3. The sweeps (the same sampler and ranges; compared at equal trial counts)",
         "",
-        f"| sweep | finished trials | best val/acc_best | its test/acc | expected best of {equal} | machines |",
+        "| sweep | finished trials | best val/acc_best | its test/acc "
+        f"| expected best of {equal} [95% CI] | machines |",
         "|---|---|---|---|---|---|",
     ]
+    draws = {  # a seed of its own per sweep: independent resamples
+        name: expected_best_draws(s["val"], equal, seed=i) for i, (name, s) in enumerate(summaries.items()) if s["n"]
+    }
     for name, s in summaries.items():
         if s["n"]:
-            at_equal = expected_best(s["val"], [equal])[0]
+            at_equal, (low, high) = expected_best(s["val"], [equal])[0], interval(draws[name])
             lines.append(
                 f"| {name} | {s['n']} | {s['best_val']:.4f} | {s['best_test']:.4f} | {at_equal:.4f} "
-                f"| {', '.join(s['machines'])} |"
+                f"[{low:.4f}, {high:.4f}] | {', '.join(s['machines'])} |"
             )
         else:
             lines.append(f"| {name} | 0 | - | - | - | - |")
@@ -389,6 +437,7 @@ def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> s
             "from all of each sweep's trials (Dodge et al. 2019). The Sgmod sweep runs "
             f"{PARTS['sweep_sgmod'].trials} trials over its six parameters, each baseline "
             f"{PARTS['sweep_relu'].trials} over its two (a denser cover of a smaller space).",
+            *equal_budget_differences(summaries, draws, equal),
         ]
     fidelity = fidelity_sentence(records)
     if fidelity:
