@@ -215,13 +215,21 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+def best_of_weights(total: int, n: int):
+    """The weight of each of ``total`` sorted values in the expected maximum of ``n`` draws with
+    replacement (Dodge et al. 2019): (i/N)^n - ((i-1)/N)^n for the i-th smallest."""
+    import numpy as np
+
+    ranks = np.arange(1, total + 1) / total
+    return ranks**n - (ranks - 1 / total) ** n
+
+
 def expected_best(values: Sequence[float], budgets: Sequence[int]) -> list[float]:
-    """Expected maximum of n draws (with replacement) from the observed values, for each n
-    (Dodge et al. 2019): sum_i v_(i) * ((i/N)^n - ((i-1)/N)^n) over the sorted values."""
-    ordered, total = sorted(values), len(values)
-    return [
-        sum(v * ((i / total) ** n - ((i - 1) / total) ** n) for i, v in enumerate(ordered, start=1)) for n in budgets
-    ]
+    """Expected maximum of n draws (with replacement) from the observed values, for each n."""
+    import numpy as np
+
+    ordered = np.sort(np.asarray(values, dtype=float))
+    return [float(ordered @ best_of_weights(len(ordered), n)) for n in budgets]
 
 
 def equal_budget_differences(summaries: Mapping[str, dict], draws: Mapping, n: int) -> list[str]:
@@ -248,15 +256,13 @@ def equal_budget_differences(summaries: Mapping[str, dict], draws: Mapping, n: i
 
 def expected_best_draws(values: Sequence[float], n: int, rounds: int = 2000, seed: int = 0):
     """``expected_best(values, [n])`` on ``rounds`` bootstrap resamples of the trials: the estimate's
-    sampling spread, for intervals. The weights of the sorted values depend only on their count."""
+    sampling spread, for intervals."""
     import numpy as np
 
     total = len(values)
-    ranks = np.arange(1, total + 1) / total
-    weights = ranks**n - (ranks - 1 / total) ** n
     rng = np.random.default_rng(seed)
     samples = np.sort(rng.choice(np.asarray(values, dtype=float), size=(rounds, total)), axis=1)
-    return samples @ weights
+    return samples @ best_of_weights(total, n)
 
 
 def interval(draws) -> tuple[float, float]:
