@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sgmod_study.study_report import contrasts, expected_best, paired, travel, verdict, write_study_report
+from sgmod_study.study_report import (
+    contrasts,
+    expected_best,
+    learnable_groups,
+    paired,
+    travel,
+    verdict,
+    write_study_report,
+)
 
 
 def _row(variant, seed, acc, gamma=None, could=1.0):
@@ -68,7 +76,7 @@ def test_expected_best_of_n_trials():
 def test_travel_compares_what_gamma_could_and_did_move_per_layer():
     rows = [_row("sgmod", 0, 0.9, gamma=[1.2, 1.4], could=1.5), _row("sgmod", 1, 0.9, gamma=[1.0, 1.6], could=1.5)]
     rows.append(_row("sgmod_fixed", 0, 0.9, gamma=[1.0, 1.0]))  # fixed: not in the table
-    moves = travel(rows)
+    moves = travel(learnable_groups(rows))
     assert set(moves) == {("sgmod", "head.act")}
     m = moves["sgmod", "head.act"]
     assert m["n"] == 2 and m["bound"] == pytest.approx(1.5)
@@ -122,16 +130,16 @@ def test_importances_find_the_parameter_that_matters_with_an_interval():
     assert importances(study.trials[:7]) == {}  # too few trials
 
 
-def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds():
+def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds(tmp_path):
     from sgmod_study.study_report import confirm_section
 
     records = {
-        "confirm_sgmod": [_row("sgmod", s, a) for s, a in enumerate(LEARNED)],
+        "confirm_sgmod": [_row("sgmod", s, a, gamma=[1.0 + s / 10, 1.2]) for s, a in enumerate(LEARNED)],
         "confirm_sgmod_default": [_row("sgmod", s, a - 0.001) for s, a in enumerate(LEARNED)],
         "confirm_relu": [_row("relu", s, a) for s, a in enumerate(FIXED)],
         "confirm_tanh": [],
     }
-    text = confirm_section(records)
+    text = confirm_section(records, tmp_path)
     assert "| sgmod_default | 8 | 0.9168 |" in text and "activation.gamma_init=1, activation.beta_init=0 |" in text
     # the default is one point below tuned Sgmod on every seed: an exact paired difference of -0.10
     # (an exact sign test: p = 2 * 0.5**8, the largest of the three p-values, so Holm keeps it; TOST: within 0.5)
@@ -140,7 +148,14 @@ def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds():
     expected = paired(dict(enumerate(LEARNED)), dict(enumerate(FIXED)))
     assert f"| sgmod - relu | 8 | +0.49 [{100 * expected['low']:+.2f}, {100 * expected['high']:+.2f}] |" in text
     assert "- tanh |" not in text  # not run yet
-    assert confirm_section({"confirm_sgmod": []}).endswith("Not run yet (`scripts/study.py run confirm_<activation>`).")
+    # where tuned Sgmod's gamma/beta ended: gamma 1 + s/10 and 1.2 on seed s, a mean of 1.275 over seeds
+    # and channels; beta -0.5 everywhere, so beta + gamma/2 = 0.1375; next-layer norm 2: gamma x w 2.55.
+    # The farthest channel moved 0.5 (beta from 0) on seeds 0-5, gamma 0.6 and 0.7 on seeds 6-7: 0.5375.
+    assert "| sgmod | head.act | 8 | 1.00 | 0.54 | 1.275 | -0.500 | 0.138 | 2.55 |" in text
+    assert "| sgmod_default | head.act |" not in text  # its rows carry no gamma/beta record
+    assert (tmp_path / "gamma_beta_tuned.png").stat().st_size > 5000
+    empty = confirm_section({"confirm_sgmod": []}, tmp_path)
+    assert empty.endswith("Not run yet (`scripts/study.py run confirm_<activation>`).")
 
 
 def test_sweep_travel_states_how_far_gamma_beta_could_and_did_move_over_the_trials(tmp_path):

@@ -154,30 +154,42 @@ def _verdict(row: Mapping, alpha: float) -> str:
     return "inconclusive"
 
 
-def travel(rows: Sequence[Mapping]) -> dict[tuple[str, str], dict]:
-    """Per (learnable variant, layer), means over seeds: how far gamma/beta could move and did."""
-    out: dict[tuple[str, str], dict[str, list[float]]] = {}
+def learnable_groups(rows: Sequence[Mapping]) -> dict[str, list[Mapping]]:
+    """The finished controls runs with learnable gamma/beta and their record, by variant."""
+    groups: dict[str, list[Mapping]] = {}
     for row in complete(rows):
-        variant, record = row["params"]["activation"], row.get("sgmod")
-        if variant not in LEARNABLE or not record:
-            continue
-        act = row["config"]["activation"]
+        if row["params"]["activation"] in LEARNABLE and row.get("sgmod"):
+            groups.setdefault(row["params"]["activation"], []).append(row)
+    return groups
+
+
+def travel(groups: Mapping[str, Sequence[Mapping]]) -> dict[tuple[str, str], dict]:
+    """Per (configuration, layer), means over its runs (one per seed): how far gamma/beta could
+    move and did, and where they ended."""
+    return {(name, layer): m for name, rows in groups.items() for layer, m in layer_travel(rows).items()}
+
+
+def layer_travel(rows: Sequence[Mapping]) -> dict[str, dict]:
+    """Per layer, means over the runs of one configuration."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        record, act = row["sgmod"], row["config"]["activation"]
         for layer, values in record["layers"].items():
             gamma, beta = values["gamma"], values["beta"]
-            moved = _moved(values, act)
             centred = [b + g / 2 for g, b in zip(gamma, beta, strict=True)]
             seen = values["next_weight_norm"] or [1.0] * len(gamma)
             stats_ = out.setdefault(
-                (variant, layer), {"bound": [], "moved": [], "gamma": [], "beta": [], "centred": [], "gamma_w": []}
+                layer, {"bound": [], "moved": [], "gamma": [], "beta": [], "centred": [], "gamma_w": []}
             )
             stats_["bound"].append(record["activation_lr_sum"])
-            stats_["moved"].append(moved)
+            stats_["moved"].append(_moved(values, act))
             stats_["gamma"].append(_mean(gamma))
             stats_["beta"].append(_mean(beta))
             stats_["centred"].append(_mean(centred))
             stats_["gamma_w"].append(_mean([g * w for g, w in zip(gamma, seen, strict=True)]))
     return {
-        key: {name: _mean(v) for name, v in values.items()} | {"n": len(values["bound"])} for key, values in out.items()
+        layer: {name: _mean(v) for name, v in values.items()} | {"n": len(values["bound"])}
+        for layer, values in out.items()
     }
 
 
@@ -382,9 +394,24 @@ def _bar_chart(table: Mapping[str, Mapping[int, float]], path: Path) -> None:
     _save(figure, path)
 
 
+TRAVEL_TABLE = [
+    "| configuration | layer | n | could | moved | gamma | beta | beta + gamma/2 | gamma x w |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def travel_lines(groups: Mapping[str, Sequence[Mapping]]) -> list[str]:
+    """The travel table of ``groups`` ({configuration: its runs})."""
+    return TRAVEL_TABLE + [
+        f"| {name} | {layer} | {m['n']} | {m['bound']:.2f} | {m['moved']:.2f} | {m['gamma']:.3f} | "
+        f"{m['beta']:.3f} | {m['centred']:.3f} | {m['gamma_w']:.2f} |"
+        for (name, layer), m in sorted(travel(groups).items())
+    ]
+
+
 def travel_section(rows: Sequence[Mapping], figures: Path) -> str:
-    moves = travel(rows)
-    if not moves:
+    groups = learnable_groups(rows)
+    if not groups:
         return ""
     lines = [
         "## 2. How far gamma/beta could move, and did",
@@ -395,15 +422,9 @@ def travel_section(rows: Sequence[Mapping], figures: Path) -> str:
         "times the norm of the next layer's weights reading that channel (what the next layer sees; "
         "the next layer can absorb gamma). Means over seeds.",
         "",
-        "| variant | layer | n | could | moved | gamma | beta | beta + gamma/2 | gamma x w |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *travel_lines(groups),
     ]
-    for (variant, layer), m in sorted(moves.items()):
-        lines.append(
-            f"| {variant} | {layer} | {m['n']} | {m['bound']:.2f} | {m['moved']:.2f} | {m['gamma']:.3f} | "
-            f"{m['beta']:.3f} | {m['centred']:.3f} | {m['gamma_w']:.2f} |"
-        )
-    if channel_figure(rows, figures / "gamma_beta_channels.png"):
+    if channel_figure(groups, figures / "gamma_beta_channels.png"):
         lines += [
             "",
             "Every channel's final gamma and beta over all seeds (the line: beta = -gamma/2, a centred tanh):",
@@ -507,7 +528,7 @@ def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "repor
         travel_section(records["controls"], figures),
         sweeps_section(records, figures),
         importance_section(root, figures),
-        confirm_section({n: records[n] for n in CONFIRMS}),
+        confirm_section({n: records[n] for n in CONFIRMS}, figures),
     ]
     text = "\n\n".join(["\n".join(header), *[s for s in sections if s]]) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -628,9 +649,10 @@ def good_values(trials: Sequence) -> list[str]:
     return lines
 
 
-def confirm_section(records: Mapping[str, Sequence[Mapping]]) -> str:
+def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> str:
     """Tuned Sgmod and the recommended Sgmod default against each tuned baseline (and each other),
-    on the fresh seeds of the confirm parts, Holm-corrected together."""
+    on the fresh seeds of the confirm parts, Holm-corrected together; then where their gamma/beta
+    ended."""
     tables = {name.removeprefix("confirm_"): by_seed(rows) for name, rows in records.items()}
     if not tables.get("sgmod"):
         return "## 5. Tuned against tuned, on fresh seeds\n\nNot run yet (`scripts/study.py run confirm_<activation>`)."
@@ -669,7 +691,28 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]]) -> str:
             f"| {row['variant']} - {row['reference']} | {row['n']} | {difference} | "
             f"{_p(row.get('p_holm', math.nan))} | {_p(row['p_tost'])} | {verdict(row)} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + tuned_travel_lines(records, figures))
+
+
+def tuned_travel_lines(records: Mapping[str, Sequence[Mapping]], figures: Path) -> list[str]:
+    """Where the retrained Sgmod configurations' gamma/beta ended, per layer and per channel."""
+    groups = {
+        name.removeprefix("confirm_"): [r for r in complete(records.get(name, [])) if r.get("sgmod")]
+        for name in ("confirm_sgmod", "confirm_sgmod_default")
+    }
+    groups = {name: rows for name, rows in groups.items() if rows}
+    if not groups:
+        return []
+    lines = [
+        "",
+        "Where their gamma/beta ended (the columns as in section 2; means over the seeds, the inits are the "
+        "settings above):",
+        "",
+        *travel_lines(groups),
+    ]
+    if channel_figure(groups, figures / "gamma_beta_tuned.png"):
+        lines += ["", "![tuned channels](study_figures/gamma_beta_tuned.png)"]
+    return lines
 
 
 def _settings(rows: Sequence[Mapping]) -> str:
@@ -686,17 +729,15 @@ def by_seed(rows: Sequence[Mapping], metric: str = METRIC) -> dict[int, float]:
     return {row["params"]["seed"]: row["metrics"][metric] for row in complete(rows)}
 
 
-def channel_figure(rows: Sequence[Mapping], path: Path) -> bool:
-    """Every channel's final (gamma, beta) of the learnable variants, one panel per layer, over all
-    seeds, with the self-centring line beta = -gamma/2 (where Sgmod is a centred tanh)."""
+def channel_figure(groups: Mapping[str, Sequence[Mapping]], path: Path) -> bool:
+    """Every channel's final (gamma, beta) of each configuration in ``groups``, one panel per
+    layer, over all seeds, with the self-centring line beta = -gamma/2 (a centred tanh)."""
     points: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for row in complete(rows):
-        variant = row["params"]["activation"]
-        if variant not in LEARNABLE or not row.get("sgmod"):
-            continue
-        for layer, values in row["sgmod"]["layers"].items():
-            pairs = zip(values["gamma"], values["beta"], strict=True)
-            points.setdefault(layer, {}).setdefault(variant, []).extend(pairs)
+    for name, rows in groups.items():
+        for row in rows:
+            for layer, values in row["sgmod"]["layers"].items():
+                pairs = zip(values["gamma"], values["beta"], strict=True)
+                points.setdefault(layer, {}).setdefault(name, []).extend(pairs)
     if not points:
         return False
     plt = _plt()
