@@ -64,6 +64,8 @@ def test_contrasts_are_holm_corrected_and_the_verdict_follows_the_data():
     assert verdict(first) == "different (variant better)"
     few = paired({0: 0.91, 1: 0.92}, {0: 0.90, 1: 0.915})
     assert verdict({**few, "p_holm": 0.01}).startswith("preliminary (n < 8): different")
+    # the margin in the same unit as the differences beside it (percentage points)
+    assert verdict({**first, "p_holm": 0.5, "p_tost": 0.01}) == "equivalent within +-0.5 points"
 
 
 def test_expected_best_of_n_trials():
@@ -95,6 +97,7 @@ def test_the_report_is_written_from_the_records_alone(tmp_path):
     assert "| sgmod | 8 | 0.917" in text and "16 of 72 runs finished" in text  # mean 0.91775
     assert "| learnable vs fixed gamma/beta at (1, 0) | sgmod - sgmod_fixed | 8 | +0.49 [" in text
     assert "Machines: Test GPU" in text
+    assert "TOST p: two one-sided tests that the difference lies within +-0.5 points" in text
     for figure in ("controls_test_acc", "gamma_beta_channels"):
         assert (tmp_path / "docs" / "study_figures" / f"{figure}.png").stat().st_size > 5000, figure
     assert "![channels](study_figures/gamma_beta_channels.png)" in text

@@ -150,7 +150,7 @@ def _verdict(row: Mapping, alpha: float) -> str:
     if row.get("p_holm", 1.0) < alpha:
         return "different" + (" (variant better)" if row["mean"] > 0 else " (reference better)")
     if row["p_tost"] < alpha:
-        return f"equivalent within +-{EQUIVALENCE_MARGIN:g}"
+        return f"equivalent within +-{_margin_points()}"
     return "inconclusive"
 
 
@@ -326,6 +326,19 @@ def fidelity_sentence(records: Mapping[str, Sequence[Mapping]]) -> str:
     )
 
 
+def _margin_points() -> str:
+    return f"{100 * EQUIVALENCE_MARGIN:g} points"
+
+
+def paired_tests_note() -> str:
+    """What the p-value columns test, below every table of paired differences."""
+    return (
+        f"p: paired t-test of no difference, Holm-corrected over the table; TOST p: two one-sided tests that "
+        f"the difference lies within +-{_margin_points()} (the study's equivalence margin); "
+        "verdicts at 0.05."
+    )
+
+
 def _pct(value: float) -> str:
     return "-" if math.isnan(value) else f"{100 * value:+.2f}"
 
@@ -363,6 +376,7 @@ def controls_section(rows: Sequence[Mapping], figures: Path) -> str:
             f"| {row['question']} | {row['variant']} - {row['reference']} | {row['n']} | {difference} | "
             f"{p_holm} | {p_tost} | {verdict(row)} |"
         )
+    lines += ["", paired_tests_note()]
     secondary = best_learnable_vs_best_fixed(table)
     if secondary:
         row = secondary
@@ -691,6 +705,7 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> 
             f"| {row['variant']} - {row['reference']} | {row['n']} | {difference} | "
             f"{_p(row.get('p_holm', math.nan))} | {_p(row['p_tost'])} | {verdict(row)} |"
         )
+    lines += ["", paired_tests_note()]
     return "\n".join(lines + tuned_travel_lines(records, figures))
 
 
