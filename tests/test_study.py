@@ -17,7 +17,8 @@ from sgmod_study.activations import Sgmod
 from sgmod_study.classifier import build_classifier
 from sgmod_study.data import dataset_spec
 from sgmod_study.diagnostics import SGMOD_FINAL_FILE, activation_record
-from sgmod_study.study import PARTS, export, read_rows, record_dir, sweep_command
+from sgmod_study.study import PARTS, export, machine, read_rows, record_dir, sweep_command
+from sgmod_study.study_report import _machine
 from sgmod_study.training import train
 
 
@@ -103,6 +104,13 @@ def test_export_keeps_rows_whose_run_folders_are_on_another_machine(tmp_path):
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3
     assert [r.get("metrics", {}).get("test/acc") for r in rows] == [0.0, 0.1, None]  # read earlier, kept
     assert read_rows(record_dir("controls", tmp_path) / "runs.jsonl") == rows
+
+
+def test_a_row_names_the_cpus_vector_extension_which_one_model_name_does_not():
+    here = machine()
+    assert here["cpu_capability"] in ("DEFAULT", "NO AVX", "AVX2", "AVX512", "Z VECTOR", "VSX", "SVE256")
+    assert _machine({"machine": here}).endswith(f"({here['cpu_count']} cores, {here['cpu_capability']})")
+    assert _machine({"machine": {"cpu": "AMD EPYC", "cpu_count": 2}}) == "AMD EPYC (2 cores)"  # an older row
 
 
 def test_every_part_stores_its_study_in_the_committed_record(tmp_path):

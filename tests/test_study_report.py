@@ -33,6 +33,7 @@ def _row(variant, seed, acc, gamma=None, could=1.0):
     return row
 
 
+EPYC = {"cpu": "AMD EPYC", "cpu_count": 2, "cpu_capability": "AVX512"}
 FIXED = [0.910, 0.912, 0.915, 0.911, 0.913, 0.914, 0.916, 0.912]
 LEARNED = [0.915, 0.916, 0.921, 0.914, 0.919, 0.918, 0.922, 0.917]  # better on every seed
 
@@ -138,12 +139,15 @@ def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds(tmp
 
     records = {
         "confirm_sgmod": [_row("sgmod", s, a, gamma=[1.0 + s / 10, 1.2]) for s, a in enumerate(LEARNED)],
-        "confirm_sgmod_default": [_row("sgmod", s, a - 0.001) for s, a in enumerate(LEARNED)],
+        "confirm_sgmod_default": [{**_row("sgmod", s, a - 0.001), "machine": EPYC} for s, a in enumerate(LEARNED)],
         "confirm_relu": [_row("relu", s, a) for s, a in enumerate(FIXED)],
         "confirm_tanh": [],
     }
     text = confirm_section(records, tmp_path)
-    assert "| sgmod_default | 8 | 0.9168 |" in text and "activation.gamma_init=1, activation.beta_init=0 |" in text
+    assert "| sgmod_default | 8 | 0.9168 |" in text
+    # each configuration says where it ran: these two on different machines
+    assert "activation.gamma_init=1, activation.beta_init=0 | AMD EPYC (2 cores, AVX512) |" in text
+    assert "| relu | 8 | 0.9129 | [0.9112, 0.9146] | activation.gamma_init=1, activation.beta_init=0 | Test GPU |" in text
     # the default is one point below tuned Sgmod on every seed: an exact paired difference of -0.10
     # (an exact sign test: p = 2 * 0.5**8, the largest of the three p-values, so Holm keeps it; TOST: within 0.5)
     assert "| sgmod_default - sgmod | 8 | -0.10 [-0.10, -0.10] | 0.00781 | 0 | different (reference better) |" in text

@@ -348,6 +348,9 @@ def machine() -> dict:
     import torch
 
     info["torch"] = torch.__version__
+    # the widest vector extension ATen's CPU kernels use: CPUs under one model name differ (AVX2 or
+    # AVX512), and with them the kernels' speed and their rounding
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

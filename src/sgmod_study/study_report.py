@@ -295,9 +295,7 @@ def sweep_summary(rows: Sequence[Mapping]) -> dict:
         "best_test": best["metrics"].get(METRIC),
         "best_params": best["params"],
         "val": [r["values"][0] for r in finished],
-        "machines": sorted(
-            {(r.get("machine") or {}).get("gpu") or (r.get("machine") or {}).get("cpu", "?") for r in finished}
-        ),
+        "machines": sorted({_machine(r) for r in finished}),
     }
 
 
@@ -535,7 +533,8 @@ def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "repor
         "(55k train / 5k validation / 10k test), batch 256.",
         "",
         "Machines: " + "; ".join(machines) + ". Accuracies from different machines differ only by "
-        "floating-point non-determinism (GPU convolutions use TF32); rows say which machine ran them.",
+        "floating-point non-determinism (GPU convolutions use TF32); rows say which machine ran them. "
+        "A CPU's vector extension (AVX2, AVX512) is named from 2026-12-03 on; rows recorded before do not say it.",
     ]
     sections = [
         controls_section(records["controls"], figures),
@@ -552,7 +551,10 @@ def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "repor
 
 def _machine(row: Mapping) -> str:
     machine = row.get("machine") or {}
-    return machine.get("gpu") or f"{machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores)"
+    if machine.get("gpu"):
+        return machine["gpu"]
+    capability = f", {machine['cpu_capability']}" if machine.get("cpu_capability") else ""
+    return f"{machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores{capability})"
 
 
 def importances(trials: Sequence, rounds: int = 20, seed: int = 0) -> dict[str, tuple[float, float, float]]:
@@ -676,15 +678,16 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> 
         "The best configuration of each sweep, and the recommended Sgmod default (`sgmod_default`: the rounded "
         "medians of sweep_sgmod's top quarter), retrained on seeds 100-109; test accuracy.",
         "",
-        "| configuration | n | mean | 95% CI | settings |",
-        "|---|---|---|---|---|",
+        "| configuration | n | mean | 95% CI | settings | machines |",
+        "|---|---|---|---|---|---|",
     ]
     for name, table in tables.items():
         if table:
             mean, _, low, high = mean_ci(list(table.values()))
             interval = "-" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
-            settings = _settings(records[f"confirm_{name}"])
-            lines.append(f"| {name} | {len(table)} | {mean:.4f} | {interval} | {settings} |")
+            rows = complete(records[f"confirm_{name}"])
+            machines = "; ".join(sorted({_machine(r) for r in rows}))
+            lines.append(f"| {name} | {len(table)} | {mean:.4f} | {interval} | {_settings(rows)} | {machines} |")
     lines += [
         "",
         "Paired by seed, differences in percentage points:",
