@@ -100,6 +100,14 @@ PARTS = {
             for name in ("sgmod", "sigmoid", "tanh", "relu")
         ),
         Part(
+            "confirm_tanh_cpu",
+            ("experiment=study_confirm", "activation=tanh", *FULL, "trainer=cpu"),
+            "confirm_tanh again on a CPU: tuned tanh against tuned Sgmod and sigmoid (CPU runs) on one kind of "
+            "machine, and the GPU's effect paired by seed",
+            trials=10,
+            best_of="sweep_tanh",
+        ),
+        Part(
             "confirm_sgmod_default",
             ("experiment=study_confirm", "activation=sgmod", *FULL),
             "the recommended Sgmod default (rounded medians of sweep_sgmod's top quarter) on 10 fresh seeds",
