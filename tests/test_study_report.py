@@ -150,10 +150,15 @@ def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds(tmp
     assert "| relu | 8 | 0.9129 | [0.9112, 0.9146] |" in text and "beta_init=0 | Test GPU |" in text
     # the default is one point below tuned Sgmod on every seed: an exact paired difference of -0.10
     # (an exact sign test: p = 2 * 0.5**8, the largest of the three p-values, so Holm keeps it; TOST: within 0.5)
-    assert "| sgmod_default - sgmod | 8 | -0.10 [-0.10, -0.10] | 0.00781 | 0 | different (reference better) |" in text
-    assert "| sgmod_default - relu | 8 | +0.39 " in text
+    default_row = (
+        "| sgmod_default - sgmod | CPU - GPU | 8 | -0.10 [-0.10, -0.10] | 0.00781 | 0 | different (reference better) |"
+    )
+    assert default_row in text
+    assert "| sgmod_default - relu | CPU - GPU | 8 | +0.39 " in text
     expected = paired(dict(enumerate(LEARNED)), dict(enumerate(FIXED)))
-    assert f"| sgmod - relu | 8 | +0.49 [{100 * expected['low']:+.2f}, {100 * expected['high']:+.2f}] |" in text
+    low, high = 100 * expected["low"], 100 * expected["high"]
+    assert f"| sgmod - relu | GPU - GPU | 8 | +0.49 [{low:+.2f}, {high:+.2f}] |" in text
+    assert "did not all run on one kind of machine" in text  # the GPU and the CPU rows
     assert "- tanh |" not in text  # not run yet
     # where tuned Sgmod's gamma/beta ended: gamma 1 + s/10 and 1.2 on seed s, a mean of 1.275 over seeds
     # and channels; beta -0.5 everywhere, so beta + gamma/2 = 0.1375; next-layer norm 2: gamma x w 2.55.
@@ -163,6 +168,59 @@ def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds(tmp
     assert (tmp_path / "gamma_beta_tuned.png").stat().st_size > 5000
     empty = confirm_section({"confirm_sgmod": []}, tmp_path)
     assert empty.endswith("Not run yet (`scripts/study.py run confirm_<activation>`).")
+
+
+def _on(machine, rows):
+    return [{**row, "machine": machine} for row in rows]
+
+
+def test_the_machine_effect_from_the_controls_is_a_pooled_two_sample_estimate():
+    from sgmod_study.study_report import machine_effect
+
+    cpu = [0.910, 0.914, 0.912]
+    gpu = [0.915, 0.913, 0.917, 0.919]
+    rows = _on(EPYC, [_row("relu", s, a) for s, a in enumerate(cpu)])
+    rows += [_row("relu", 10 + s, a) for s, a in enumerate(gpu)]  # _row runs on "Test GPU"
+    # one variant: exactly the pooled (equal-variance) two-sample t interval
+    effect = machine_effect(rows)
+    reference = stats.ttest_ind(gpu, cpu, equal_var=True).confidence_interval(0.95)
+    assert effect["mean"] == pytest.approx(np.mean(gpu) - np.mean(cpu))
+    assert (effect["low"], effect["high"]) == (pytest.approx(reference.low), pytest.approx(reference.high))
+    assert (effect["variants"], effect["runs"]) == (1, 7)
+    # a second variant whose GPU runs are 0.004 above its CPU runs, with the same two sizes: the same
+    # weight, so the estimate is the plain mean of the two differences (0.004 and 0.00475)
+    rows += _on(EPYC, [_row("tanh", s, a - 0.004) for s, a in enumerate(gpu[:3])])
+    rows += [_row("tanh", 10 + s, a) for s, a in enumerate(gpu[:3] + [np.mean(gpu[:3])])]
+    assert machine_effect(rows)["mean"] == pytest.approx((0.004 + np.mean(gpu) - np.mean(cpu)) / 2)
+    # a variant with one run on a side says nothing about its variance: left out
+    one_side = [_row("sigmoid", 0, 0.9), _row("sigmoid", 1, 0.91), *_on(EPYC, [_row("sigmoid", 2, 0.92)])]
+    assert machine_effect(one_side) is None
+
+
+def test_a_configuration_retrained_on_a_gpu_and_a_cpu_gives_the_machine_effect_paired_by_seed(tmp_path):
+    from sgmod_study.study_report import confirm_section
+
+    def runs(variant, lr, accs):
+        return [
+            {**_row(variant, s, a), "config": {"activation": {"name": variant}, "lr": lr}} for s, a in enumerate(accs)
+        ]
+
+    gpu_tanh = [a + 0.002 for a in FIXED]
+    records = {
+        "confirm_sgmod": _on(EPYC, runs("sgmod", 1e-3, LEARNED)),
+        "confirm_tanh": runs("tanh", 1e-3, gpu_tanh),
+        "confirm_tanh_cpu": _on(EPYC, runs("tanh", 1e-3, FIXED)),
+        "confirm_relu": runs("relu", 1e-3, FIXED),  # on a GPU, but no CPU twin
+        "confirm_sigmoid": _on(EPYC, runs("tanh", 2e-3, FIXED)),  # another configuration: no twin of confirm_tanh
+    }
+    text = confirm_section(records, tmp_path)
+    assert "- tanh on a GPU minus tanh_cpu, the same configuration and seeds on a CPU (paired, 8 seeds): +0.20" in text
+    assert text.count("on a GPU minus") == 1
+    assert "| sgmod - tanh | CPU - GPU | 8 |" in text and "| sgmod - tanh_cpu | CPU - CPU | 8 |" in text
+    assert "from the controls" not in text  # none given
+    # all on one kind of machine: no machine paragraph at all
+    same = {name: _on(EPYC, rows) for name, rows in records.items()}
+    assert "one kind of machine" not in confirm_section(same, tmp_path)
 
 
 def test_sweep_travel_states_how_far_gamma_beta_could_and_did_move_over_the_trials(tmp_path):

@@ -60,7 +60,14 @@ SGMOD_VARIANTS = (
     "sgmod_fixed_slope2",
 )
 SWEEPS = ("sweep_sgmod", "sweep_sigmoid", "sweep_tanh", "sweep_relu")
-CONFIRMS = ("confirm_sgmod", "confirm_sgmod_default", "confirm_sigmoid", "confirm_tanh", "confirm_relu")
+CONFIRMS = (
+    "confirm_sgmod",
+    "confirm_sgmod_default",
+    "confirm_sigmoid",
+    "confirm_tanh",
+    "confirm_tanh_cpu",
+    "confirm_relu",
+)
 
 
 def complete(rows: Sequence[Mapping]) -> list[Mapping]:
@@ -541,7 +548,7 @@ def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "repor
         travel_section(records["controls"], figures),
         sweeps_section(records, figures),
         importance_section(root, figures),
-        confirm_section({n: records[n] for n in CONFIRMS}, figures),
+        confirm_section({n: records[n] for n in CONFIRMS}, figures, records["controls"]),
     ]
     text = "\n\n".join(["\n".join(header), *[s for s in sections if s]]) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -665,9 +672,93 @@ def good_values(trials: Sequence) -> list[str]:
     return lines
 
 
-def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> str:
+def is_gpu(row: Mapping) -> bool:
+    return bool((row.get("machine") or {}).get("gpu"))
+
+
+def machine_kind(rows: Sequence[Mapping]) -> str:
+    """GPU, CPU, or both, for a configuration's runs."""
+    return "/".join(sorted({"GPU" if is_gpu(r) else "CPU" for r in rows})) or "-"
+
+
+def machine_effect(rows: Sequence[Mapping]) -> dict | None:
+    """GPU minus CPU test accuracy, from the controls, whose seeds of each variant were split
+    between a GPU and CPUs: each variant with at least two runs on each side gives the difference
+    of its two means, weighted by 1 / (1/n_gpu + 1/n_cpu) (its inverse variance up to the common
+    factor); the interval takes the pooled within-cell variance, t with runs - cells degrees of
+    freedom. Unpaired (other seeds on each side), so it bounds a systematic machine effect, not a
+    per-run one."""
+    cells: dict[str, dict[bool, list[float]]] = {}
+    for row in complete(rows):
+        cells.setdefault(row["params"]["activation"], {}).setdefault(is_gpu(row), []).append(row["metrics"][METRIC])
+    both = [c for c in cells.values() if len(c.get(True, [])) >= 2 and len(c.get(False, [])) >= 2]
+    residuals = [x - _mean(side) for c in both for side in c.values() for x in side]
+    freedom = len(residuals) - 2 * len(both)
+    if not both or freedom < 1:
+        return None
+    weights = [1 / (1 / len(c[True]) + 1 / len(c[False])) for c in both]
+    estimate = sum(w * (_mean(c[True]) - _mean(c[False])) for w, c in zip(weights, both, strict=True)) / sum(weights)
+    half = stats.t.ppf(0.975, freedom) * math.sqrt(sum(r * r for r in residuals) / freedom / sum(weights))
+    return {
+        "mean": estimate,
+        "low": estimate - half,
+        "high": estimate + half,
+        "variants": len(both),
+        "runs": len(residuals),
+    }
+
+
+def machine_lines(records: Mapping[str, Sequence[Mapping]], controls: Sequence[Mapping]) -> list[str]:
+    """When the confirm parts ran on GPUs and CPUs, how large the machine's own effect is: from the
+    controls (unpaired), and from any configuration retrained on both (paired by seed)."""
+    runs = {name.removeprefix("confirm_"): complete(rows) for name, rows in records.items()}
+    runs = {name: rows for name, rows in runs.items() if rows}
+    if len({is_gpu(r) for rows in runs.values() for r in rows}) < 2:
+        return []
+    lines = [
+        "",
+        "These configurations did not all run on one kind of machine (the table's last column; GPU convolutions "
+        "use TF32, the CPUs float32), so a paired difference between a GPU and a CPU configuration also holds "
+        "the machine's own effect, GPU minus CPU:",
+        "",
+    ]
+    effect = machine_effect(controls)
+    if effect:
+        lines.append(
+            f"- from the controls, whose seeds ran partly on a GPU and partly on CPUs ({effect['variants']} variants "
+            f"with at least two runs on each side, {effect['runs']} runs, unpaired): {_pct(effect['mean'])} points "
+            f"[{_pct(effect['low'])}, {_pct(effect['high'])}];"
+        )
+    for gpu, cpu in replicates(runs):
+        row = paired(by_seed(runs[gpu]), by_seed(runs[cpu]))
+        lines.append(
+            f"- {gpu} on a GPU minus {cpu}, the same configuration and seeds on a CPU (paired, {row['n']} seeds): "
+            f"{_pct(row['mean'])} points [{_pct(row['low'])}, {_pct(row['high'])}];"
+        )
+    lines += ["", "A difference between machines well outside these intervals is not the machine's."]
+    return lines
+
+
+def replicates(runs: Mapping[str, Sequence[Mapping]]) -> list[tuple[str, str]]:
+    """(GPU part, CPU part) pairs of confirm configurations that are the same but for the machine."""
+
+    def configuration(rows: Sequence[Mapping]) -> dict:
+        return {k: v for k, v in (rows[0].get("config") or {}).items() if k != "seed"}
+
+    on_gpu = [n for n, rows in runs.items() if all(is_gpu(r) for r in rows)]
+    on_cpu = [n for n, rows in runs.items() if not any(is_gpu(r) for r in rows)]
+    return [
+        (g, c)
+        for g in on_gpu
+        for c in on_cpu
+        if configuration(runs[g]) and configuration(runs[g]) == configuration(runs[c])
+    ]
+
+
+def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path, controls: Sequence[Mapping] = ()) -> str:
     """Tuned Sgmod and the recommended Sgmod default against each tuned baseline (and each other),
-    on the fresh seeds of the confirm parts, Holm-corrected together; then where their gamma/beta
+    on the fresh seeds of the confirm parts, Holm-corrected together; how large a machine effect
+    the controls allow, where the parts ran on different machines; then where their gamma/beta
     ended."""
     tables = {name.removeprefix("confirm_"): by_seed(rows) for name, rows in records.items()}
     if not tables.get("sgmod"):
@@ -692,9 +783,10 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> 
         "",
         "Paired by seed, differences in percentage points:",
         "",
-        "| variant - reference | paired n | difference [95% CI] | p (Holm) | TOST p | verdict |",
-        "|---|---|---|---|---|---|",
+        "| variant - reference | machines | paired n | difference [95% CI] | p (Holm) | TOST p | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
+    kind = {name: machine_kind(complete(records[f"confirm_{name}"])) for name in tables}
     pairs = [(v, r) for v in ("sgmod", "sgmod_default") for r in tables if r not in ("sgmod", "sgmod_default")]
     rows = [
         {"variant": v, "reference": r, **paired(tables[v], tables[r])}
@@ -705,10 +797,11 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> 
     for row in rows:
         difference = f"{_pct(row['mean'])} [{_pct(row['low'])}, {_pct(row['high'])}]"
         lines.append(
-            f"| {row['variant']} - {row['reference']} | {row['n']} | {difference} | "
+            f"| {row['variant']} - {row['reference']} | {kind[row['variant']]} - {kind[row['reference']]} | "
+            f"{row['n']} | {difference} | "
             f"{_p(row.get('p_holm', math.nan))} | {_p(row['p_tost'])} | {verdict(row)} |"
         )
-    lines += ["", paired_tests_note()]
+    lines += ["", paired_tests_note(), *machine_lines(records, controls)]
     return "\n".join(lines + tuned_travel_lines(records, figures))
 
 
