@@ -150,6 +150,20 @@ def test_a_confirm_part_retrains_the_best_configuration_of_its_sweep(tmp_path):
     assert cfg.hydra.sweeper.params.seed == "choice(100, 101, 102, 103, 104, 105, 106, 107, 108, 109)"
 
 
+def test_confirm_tanh_cpu_is_confirm_tanh_on_the_cpu(tmp_path):
+    record = record_dir("sweep_tanh", tmp_path)
+    record.mkdir(parents=True)
+    row = {"number": 0, "state": "COMPLETE", "values": [0.93], "params": {"optimizer.lr": 0.009}}
+    (record / "runs.jsonl").write_text(json.dumps(row) + "\n")
+    on_gpu, on_cpu = (sweep_command(PARTS[name], [], tmp_path) for name in ("confirm_tanh", "confirm_tanh_cpu"))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        gpu_cfg, cpu_cfg = (compose("train", overrides=c[3:9], return_hydra_config=True) for c in (on_gpu, on_cpu))
+    assert cpu_cfg.trainer.accelerator == "cpu" and gpu_cfg.trainer.accelerator == "auto"
+    assert cpu_cfg.optimizer.lr == gpu_cfg.optimizer.lr == 0.009 and cpu_cfg.activation.name == "tanh"
+    assert cpu_cfg.hydra.sweeper.params.seed == gpu_cfg.hydra.sweeper.params.seed  # the same fresh seeds
+    assert cpu_cfg.trainer.max_epochs == gpu_cfg.trainer.max_epochs == 10
+
+
 def test_each_part_completes_at_its_sweeps_n_trials():
     for name, part in PARTS.items():
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
