@@ -315,3 +315,28 @@ def test_which_values_work_reads_the_top_quarter_against_the_searched_range():
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in lines[4:]}
     assert rows["activation.gamma_init"] == ["0.1 to 10 (log)", "4", "4 [1, 9]", "4 |"]
     assert rows["activation.beta_init"] == ["-5 to 5", "-1", "-1 [-2, 0.5]", "-1 |"]
+
+
+def test_a_best_value_at_the_edge_of_its_searched_range_is_named():
+    import optuna
+
+    from sgmod_study.study_report import at_edge
+
+    distributions = {
+        "optimizer.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+        "activation.beta_init": optuna.distributions.FloatDistribution(-5.0, 5.0),
+        "norm": optuna.distributions.CategoricalDistribution(["batch", "layer"]),
+    }
+
+    def trial(lr, beta):
+        params = {"optimizer.lr": lr, "activation.beta_init": beta, "norm": "batch"}
+        return optuna.trial.create_trial(params=params, distributions=distributions, value=0.9)
+
+    # 0.00944 is 1.2% of the log range below 1e-2; -4.6 is 4% of the linear range above -5
+    assert at_edge(trial(0.00944, -4.6)) == [
+        "activation.beta_init=-4.6 (searched -5 to 5)",
+        "optimizer.lr=0.00944 (searched 0.0001 to 0.01)",
+    ]
+    # 0.007 is 92% of the way on the log scale and -4.4 6% (both inside), but 0.00012 only 4%: the low edge
+    assert at_edge(trial(0.007, -4.4)) == []
+    assert at_edge(trial(0.00012, 0.0)) == ["optimizer.lr=0.00012 (searched 0.0001 to 0.01)"]

@@ -453,7 +453,47 @@ def travel_section(rows: Sequence[Mapping], figures: Path) -> str:
     return "\n".join(lines)
 
 
-def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> str:
+# A best value within this share of its searched range from a bound (on the log scale for a log
+# parameter) is "at the edge": the optimum may lie outside the range.
+EDGE_SHARE = 0.05
+
+
+def at_edge(trial) -> list[str]:
+    """The searched numeric parameters of ``trial`` whose value lies at the edge of their range."""
+    found = []
+    for key, value in sorted(trial.params.items()):
+        dist = trial.distributions[key]
+        if not hasattr(dist, "low") or dist.high <= dist.low:
+            continue  # a categorical or a fixed value
+        scale = math.log if is_log(trial, key) else float
+        share = (scale(value) - scale(dist.low)) / (scale(dist.high) - scale(dist.low))
+        if min(share, 1 - share) < EDGE_SHARE:
+            found.append(f"{key}={value:.3g} (searched {dist.low:.3g} to {dist.high:.3g})")
+    return found
+
+
+def edge_lines(root: Path) -> list[str]:
+    """Which sweeps' best trials sit at the edge of a searched range: a wider range might do better."""
+    import optuna
+
+    found = []
+    for name in SWEEPS:
+        if not (record_dir(name, root) / "study.journal").is_file():
+            continue
+        finished = load(name, root).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        edges = at_edge(max(finished, key=lambda t: t.values[0])) if finished else []
+        found += [f"{name}'s {edge}" for edge in edges]
+    if not found:
+        return []
+    return [
+        "",
+        f"At the edge of the searched range (within {EDGE_SHARE:.0%} of it) in a sweep's best trial: "
+        + "; ".join(found)
+        + ". The best configuration there may lie outside the range, so that activation may be under-tuned.",
+    ]
+
+
+def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path, root: Path = Path(".")) -> str:
     summaries = {name: sweep_summary(records.get(name, [])) for name in SWEEPS}
     equal = min((s["n"] for s in summaries.values() if s["n"]), default=0)
     lines = [
@@ -485,6 +525,7 @@ def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path) -> s
             f"{PARTS['sweep_relu'].trials} over its two (a denser cover of a smaller space).",
             *equal_budget_differences(summaries, draws, equal),
         ]
+    lines += edge_lines(root)
     fidelity = fidelity_sentence(records)
     if fidelity:
         lines += ["", fidelity]
@@ -546,7 +587,7 @@ def write_study_report(root: Path = Path("."), out: Path = Path("docs") / "repor
     sections = [
         controls_section(records["controls"], figures),
         travel_section(records["controls"], figures),
-        sweeps_section(records, figures),
+        sweeps_section(records, figures, root),
         importance_section(root, figures),
         confirm_section({n: records[n] for n in CONFIRMS}, figures, records["controls"]),
     ]
