@@ -96,6 +96,7 @@ def test_the_report_is_written_from_the_records_alone(tmp_path):
     out = tmp_path / "docs" / "study.md"
     text = write_study_report(tmp_path, out)
     assert "| sgmod | 8 | 0.917" in text and "16 of 72 runs finished" in text  # mean 0.91775
+    assert text.startswith("# The Sgmod study: status and results so far\n")  # most parts not run
     assert "| learnable vs fixed gamma/beta at (1, 0) | sgmod - sgmod_fixed | 8 | +0.49 [" in text
     assert "Machines: Test GPU" in text
     assert "TOST p: two one-sided tests that the difference lies within +-0.5 points" in text
@@ -340,3 +341,13 @@ def test_a_best_value_at_the_edge_of_its_searched_range_is_named():
     # 0.007 is 92% of the way on the log scale and -4.4 6% (both inside), but 0.00012 only 4%: the low edge
     assert at_edge(trial(0.007, -4.4)) == []
     assert at_edge(trial(0.00012, 0.0)) == ["optimizer.lr=0.00012 (searched 0.0001 to 0.01)"]
+
+
+def test_the_report_is_titled_results_once_every_part_is_complete():
+    from sgmod_study.study import PARTS
+    from sgmod_study.study_report import study_complete
+
+    records = {name: [_row("relu", s, 0.9) for s in range(p.trials)] for name, p in PARTS.items()}
+    assert study_complete(records)
+    records["confirm_relu"][3] = {**records["confirm_relu"][3], "state": "FAIL"}  # 9 of 10 finished
+    assert not study_complete(records)
