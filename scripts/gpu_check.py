@@ -212,8 +212,12 @@ def _op_section(entry: dict) -> list[str]:
     limit = entry["bandwidth_limit"]
     lines = [
         f"Bandwidth limit {limit['gbps']:.0f} GB/s ({limit['source']}); sgmod fuses from "
-        f"{entry['fused_min_elements']} elements; the compiled kernels beat the plain expression from "
-        f"{entry['fused_beats_plain_from']} elements (float32 / bfloat16).",
+        f"{entry['fused_min_elements']} elements; the compiled kernels beat the plain expression "
+        + "; ".join(
+            f"in {dtype} " + (f"from {size} elements" if size else "at none of the sizes measured")
+            for dtype, size in entry["fused_beats_plain_from"].items()
+        )
+        + ".",
         "",
         "| shape | dtype | sigmoid ms | plain / sigmoid | fused / sigmoid | sgmod / sigmoid | sgmod % of bandwidth |",
         "|---|---|---|---|---|---|---|",

@@ -66,6 +66,20 @@ def test_the_crossover_is_the_smallest_size_from_which_fused_always_wins():
     assert gpu_check.crossover(rows((256, 64, 28, 28), 1.0, 2.0)) == {"float32": None, "bfloat16": None}
 
 
+def test_the_op_section_says_where_the_compiled_kernels_win_in_words():
+    entry = {
+        "bandwidth_limit": {"gbps": 4814.0, "source": "a test"},
+        "fused_min_elements": 1 << 27,
+        "fused_beats_plain_from": {"float32": 262144, "bfloat16": None},
+        "rows": [],
+    }
+    sentence = gpu_check._op_section(entry)[0]
+    assert sentence.endswith(
+        "the compiled kernels beat the plain expression in float32 from 262144 elements; "
+        "in bfloat16 at none of the sizes measured."
+    )
+
+
 def test_without_cuda_the_full_check_refuses_and_names_the_dry_run():
     done = subprocess.run(
         [sys.executable, "scripts/gpu_check.py"], cwd=ROOT, capture_output=True, text=True, timeout=120
