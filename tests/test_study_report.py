@@ -216,7 +216,7 @@ def test_a_configuration_retrained_on_a_gpu_and_a_cpu_gives_the_machine_effect_p
     }
     text = confirm_section(records, tmp_path)
     assert "- tanh on a GPU minus tanh_cpu, the same configuration and seeds on a CPU (paired, 8 seeds): +0.20" in text
-    assert text.count("on a GPU minus") == 1
+    assert text.count("on a GPU minus") == 1 and "`tanh_cpu` is `tanh` again (its settings and seeds) on a CPU." in text
     assert "| sgmod - tanh | CPU - GPU | 8 |" in text and "| sgmod - tanh_cpu | CPU - CPU | 8 |" in text
     assert "from the controls" not in text  # none given
     # all on one kind of machine: no machine paragraph at all

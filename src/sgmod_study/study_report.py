@@ -825,6 +825,12 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path, con
             rows = complete(records[f"confirm_{name}"])
             machines = "; ".join(sorted({_machine(r) for r in rows}))
             lines.append(f"| {name} | {len(table)} | {mean:.4f} | {interval} | {_settings(rows)} | {machines} |")
+    twins = replicates({name: complete(records[f"confirm_{name}"]) for name, table in tables.items() if table})
+    if twins:
+        lines += [
+            "",
+            "; ".join(f"`{cpu}` is `{gpu}` again (its settings and seeds) on a CPU" for gpu, cpu in twins) + ".",
+        ]
     lines += [
         "",
         "Paired by seed, differences in percentage points:",
