@@ -257,6 +257,9 @@ def test_sweeps_are_compared_at_the_fewest_trials_any_sweep_has_finished(tmp_pat
     assert estimate == "+0.39" and -4 <= low < 0.39 < high <= 3
     assert "| sweep_tanh | 0 | - | - | - | - |" in text
     assert "The Sgmod sweep runs 64 trials over its six parameters, each baseline 32 over its two" in text
+    assert "Best Sgmod configuration so far: " in text  # 3 of its 64 trials
+    complete_sweep = [_row("sgmod", i, 0.9 + i / 1000) for i in range(64)]
+    assert "Best Sgmod configuration: " in sweeps_section({"sweep_sgmod": complete_sweep}, tmp_path)
 
 
 def test_the_best_learnable_sgmod_is_compared_with_the_best_fixed_member_of_the_family():

@@ -545,7 +545,8 @@ def sweeps_section(records: Mapping[str, Sequence[Mapping]], figures: Path, root
         params = ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["best_params"].items()
         )
-        lines += ["", f"Best Sgmod configuration so far: {params}."]
+        so_far = "" if best["n"] >= PARTS["sweep_sgmod"].trials else " so far"
+        lines += ["", f"Best Sgmod configuration{so_far}: {params}."]
     budgets = list(range(1, max((s["n"] for s in summaries.values()), default=0) + 1))
     if budgets:
         plt = _plt()
