@@ -755,11 +755,12 @@ def machine_effect(rows: Sequence[Mapping]) -> dict | None:
     }
 
 
-def machine_lines(records: Mapping[str, Sequence[Mapping]], controls: Sequence[Mapping]) -> list[str]:
-    """When the confirm parts ran on GPUs and CPUs, how large the machine's own effect is: from the
-    controls (unpaired), and from any configuration retrained on both (paired by seed)."""
-    runs = {name.removeprefix("confirm_"): complete(rows) for name, rows in records.items()}
-    runs = {name: rows for name, rows in runs.items() if rows}
+def machine_lines(
+    runs: Mapping[str, Sequence[Mapping]], twins: Sequence[tuple[str, str]], controls: Sequence[Mapping]
+) -> list[str]:
+    """When the confirm configurations (their finished ``runs``) ran on GPUs and CPUs, how large the
+    machine's own effect is: from the ``controls`` (unpaired), and from each of the ``twins``, a
+    configuration retrained on both (paired by seed)."""
     if len({is_gpu(r) for rows in runs.values() for r in rows}) < 2:
         return []
     lines = [
@@ -776,7 +777,7 @@ def machine_lines(records: Mapping[str, Sequence[Mapping]], controls: Sequence[M
             f"with at least two runs on each side, {effect['runs']} runs, unpaired): {_pct(effect['mean'])} points "
             f"[{_pct(effect['low'])}, {_pct(effect['high'])}];"
         )
-    for gpu, cpu in replicates(runs):
+    for gpu, cpu in twins:
         row = paired(by_seed(runs[gpu]), by_seed(runs[cpu]))
         lines.append(
             f"- {gpu} on a GPU minus {cpu}, the same configuration and seeds on a CPU (paired, {row['n']} seeds): "
@@ -826,7 +827,8 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path, con
             rows = complete(records[f"confirm_{name}"])
             machines = "; ".join(sorted({_machine(r) for r in rows}))
             lines.append(f"| {name} | {len(table)} | {mean:.4f} | {interval} | {_settings(rows)} | {machines} |")
-    twins = replicates({name: complete(records[f"confirm_{name}"]) for name, table in tables.items() if table})
+    runs = {name: complete(records[f"confirm_{name}"]) for name, table in tables.items() if table}
+    twins = replicates(runs)
     if twins:
         lines += [
             "",
@@ -839,7 +841,7 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path, con
         "| variant - reference | machines | paired n | difference [95% CI] | p (Holm) | TOST p | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
-    kind = {name: machine_kind(complete(records[f"confirm_{name}"])) for name in tables}
+    kind = {name: machine_kind(rows) for name, rows in runs.items()}
     pairs = [(v, r) for v in ("sgmod", "sgmod_default") for r in tables if r not in ("sgmod", "sgmod_default")]
     rows = [
         {"variant": v, "reference": r, **paired(tables[v], tables[r])}
@@ -854,7 +856,7 @@ def confirm_section(records: Mapping[str, Sequence[Mapping]], figures: Path, con
             f"{row['n']} | {difference} | "
             f"{_p(row.get('p_holm', math.nan))} | {_p(row['p_tost'])} | {verdict(row)} |"
         )
-    lines += ["", paired_tests_note(), *machine_lines(records, controls)]
+    lines += ["", paired_tests_note(), *machine_lines(runs, twins, controls)]
     return "\n".join(lines + tuned_travel_lines(records, figures))
 
 
