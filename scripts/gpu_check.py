@@ -172,6 +172,8 @@ def run_check(dry_run: bool, out: Path, steps: list[str] | None = None) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "steps": {},
     }
+    if steps:
+        record["steps"] = earlier_steps(out / "gpu_check.json", record)
     for name in steps or STEPS:
         started = time.monotonic()
         try:
@@ -179,11 +181,28 @@ def run_check(dry_run: bool, out: Path, steps: list[str] | None = None) -> dict:
         except Exception as err:  # noqa: BLE001 - recorded; the other steps still run
             entry = {"status": "failed", "error": f"{type(err).__name__}: {err}"[:2000]}
         entry["seconds"] = time.monotonic() - started
+        entry["date"] = time.strftime("%Y-%m-%d %H:%M")
+        record["steps"].pop(name, None)  # a re-run step goes to the end, in the order it ran
         record["steps"][name] = entry
         print(f"[gpu_check] {name}: {entry['status']} ({entry['seconds']:.0f} s)", flush=True)
         (out / "gpu_check.json").write_text(json.dumps(record, indent=2))  # kept after every step
     (out / "gpu_check.md").write_text(markdown(record))
     return record
+
+
+def earlier_steps(path: Path, record: dict) -> dict:
+    """The steps of an earlier check in the same folder on the same kind of device, so that a
+    check run in parts (``--steps``, one device session each) ends as one record."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    same = all(earlier.get(key) == record[key] for key in ("dry_run", "device", "gpus"))
+    if not same:
+        print(f"[gpu_check] {path} is of another device ({earlier.get('device')}); starting a new record")
+        return {}
+    dated = {name: {"date": earlier["date"], **entry} for name, entry in earlier["steps"].items()}
+    print(f"[gpu_check] kept from {path}: {', '.join(dated) or 'no steps'}")
+    return dated
 
 
 def markdown(record: dict) -> str:
@@ -194,11 +213,11 @@ def markdown(record: dict) -> str:
         f"{'dry run (tiny sizes, CPU)' if record['dry_run'] else 'full sizes'}. "
         "Produced by `python scripts/gpu_check.py`; the figures are in gpu_check.json.",
         "",
-        "| step | status | seconds |",
-        "|---|---|---|",
+        "| step | status | seconds | ran |",
+        "|---|---|---|---|",
     ]
     steps = record["steps"]
-    lines += [f"| {name} | {e['status']} | {e['seconds']:.0f} |" for name, e in steps.items()]
+    lines += [f"| {name} | {e['status']} | {e['seconds']:.0f} | {e.get('date', '')} |" for name, e in steps.items()]
     for name, entry in steps.items():
         lines += ["", f"## {name}", ""]
         if entry["status"] != "ok":

@@ -53,6 +53,22 @@ def test_a_failed_step_is_recorded_and_the_others_still_run(tmp_path, monkeypatc
     assert "failed: `ValueError: no such device`" in (tmp_path / "gpu_check.md").read_text()
 
 
+def test_a_check_run_in_parts_keeps_the_earlier_steps_of_the_same_device(tmp_path, monkeypatch):
+    monkeypatch.setitem(gpu_check.STEPS, "ddp", lambda s, out: {"overrides": ["x"], "wall_s": 1.0, "metrics": {}})
+    monkeypatch.setitem(gpu_check.STEPS, "tests", lambda s, out: {"summary": "3 passed", "exit_code": 0})
+    gpu_check.run_check(True, tmp_path, ["ddp"])
+    record = gpu_check.run_check(True, tmp_path, ["tests"])
+    assert list(record["steps"]) == ["ddp", "tests"]
+    assert record["steps"]["ddp"]["wall_s"] == 1.0 and record["steps"]["ddp"]["date"]
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "## ddp" in table and "`pytest -m gpu`: 3 passed" in table
+
+    other = json.loads((tmp_path / "gpu_check.json").read_text())
+    (tmp_path / "gpu_check.json").write_text(json.dumps({**other, "device": "NVIDIA H100"}))
+    record = gpu_check.run_check(True, tmp_path, ["tests"])
+    assert list(record["steps"]) == ["tests"]  # another device's steps are not mixed in
+
+
 def test_the_crossover_is_the_smallest_size_from_which_fused_always_wins():
     def rows(shape, plain, fused):
         return [
