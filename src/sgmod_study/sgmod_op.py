@@ -79,7 +79,10 @@ def sgmod_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) ->
 
 
 def _plain(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    y = torch.addcmul(channelwise(beta, x), channelwise(gamma, x), torch.sigmoid(x))
+    # A product, then beta added in place: forward+backward measured 10-35% faster than one
+    # torch.addcmul on the linear activations (2 CPU cores; about equal on an H200), and one
+    # input-sized allocation fewer than `gamma * s + beta`.
+    y = (channelwise(gamma, x) * torch.sigmoid(x)).add_(channelwise(beta, x))
     return y.to(x.dtype)  # bfloat16 x, float32 gamma/beta: the output keeps x's dtype, as the fused op's
 
 
