@@ -124,6 +124,23 @@ def test_small_inputs_take_the_plain_expression_and_large_ones_the_compiled_kern
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_a_linear_activation_s_plain_path_records_no_view_of_gamma_or_beta():
+    """Each view of a parameter is an autograd node: on a 2-D input gamma/beta broadcast as they are."""
+    gamma, beta = torch.ones(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+
+    def nodes(y):
+        found, todo = [], [y.grad_fn]
+        while todo:
+            node = todo.pop()
+            found.append(type(node).__name__)
+            todo += [next_node for next_node, _ in node.next_functions if next_node is not None]
+        return found
+
+    linear, conv = sgmod(torch.randn(4, 3), gamma, beta), sgmod(torch.randn(4, 3, 2, 2), gamma, beta)
+    assert not any("View" in name for name in nodes(linear))
+    assert sum("View" in name for name in nodes(conv)) == 2  # (1, 3, 1, 1) views of gamma and beta
+
+
 def test_the_plain_path_keeps_a_bfloat16_input_in_bfloat16():
     x = torch.randn(2, 3, 4, 4).bfloat16()
     y = sgmod(x, torch.ones(3), torch.zeros(3))  # float32 parameters, as in bf16-mixed training
