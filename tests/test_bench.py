@@ -23,7 +23,7 @@ def test_op_benchmark_measures_every_variant_in_both_dtypes_at_each_size(op_resu
     result, printed = op_result
     assert result["benchmark"] == "op" and result["device"] == "cpu" and result["size"] == "ci"
     assert result["fused_kernels"] == "compiled" and result["fused_min_elements"] == FUSED_MIN_ELEMENTS["cpu"]
-    variants = ("sigmoid", "silu", "naive", "plain", "fused", "sgmod")
+    variants = ("sigmoid", "silu", "affine", "naive", "plain", "fused", "sgmod")
     rows = {(tuple(r["shape"]), r["variant"], r["dtype"]): r for r in result["results"]}
     shapes = [(8, 16, 8, 8), (4, 16, 64, 64), (64, 32)]
     assert set(rows) == {(s, v, d) for s in shapes for v in variants for d in ("float32", "bfloat16")}
