@@ -304,17 +304,47 @@ def test_directions_must_match_the_optimized_metrics():
         check_workers(0)
 
 
+def test_sampler_and_pruner_values_and_options_are_checked_before_the_sweep():
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.sgmod_sweeper.sgmod_sweeper import _group_config, _probe, _pruner
+    from sgmod_study.sweeper.samplers import probe_sampler
+
+    with pytest.raises(ConfigError) as err:
+        _pruner("median")  # hydra.sweeper.pruner=median, where hydra/sweeper/pruner=median is meant
+    assert str(err.value) == (
+        "hydra.sweeper.pruner='median' is not allowed: choose one with hydra/sweeper/pruner=<name> (none, median, "
+        "successive_halving, hyperband); set its options with hydra.sweeper.pruner.<option>=<value>"
+    )
+    with pytest.raises(
+        ConfigError, match=r"^hydra.sweeper.pruner.n_warmup_steps=1.5 is not allowed: it must be a whole"
+    ):
+        _pruner(OmegaConf.create({"_target_": "optuna.pruners.MedianPruner", "n_warmup_steps": 1.5}))
+    # an option only the first sampling after the start-up trials trips over: the probe finds it
+    tpe = _group_config(
+        "sampler", OmegaConf.create({"_target_": "optuna.samplers.TPESampler", "n_ei_candidates": 0}), {}
+    )
+    with pytest.raises(ConfigError) as err:
+        _probe("sampler", tpe, lambda sampler: probe_sampler(sampler, SPACE, ["minimize"]))
+    assert str(err.value) == (
+        "hydra.sweeper.sampler={'_target_': 'optuna.samplers.TPESampler', 'n_ei_candidates': 0} cannot be used: "
+        "The size of `samples` must be positive, but got 0."
+    )
+    good = {"_target_": "optuna.samplers.TPESampler", "seed": 1}
+    _probe("sampler", good, lambda sampler: probe_sampler(sampler, SPACE, ["maximize", "minimize"]))
+
+
 def test_plugin_settings_that_cannot_be_built_are_one_error():
     from omegaconf import OmegaConf
 
     from hydra_plugins.sgmod_sweeper.sgmod_sweeper import _enqueue_trials, _method, _pruner
 
     with pytest.raises(ConfigError) as err:
-        _pruner(OmegaConf.create({"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": -1}))
+        _pruner(OmegaConf.create({"_target_": "optuna.pruners.MedianPruner", "interval_steps": 0}))
     assert str(err.value).startswith(
-        "hydra.sweeper.pruner={'_target_': 'optuna.pruners.MedianPruner', 'n_startup_trials': -1} cannot be built: "
+        "hydra.sweeper.pruner={'_target_': 'optuna.pruners.MedianPruner', 'interval_steps': 0} cannot be built: "
     )
-    assert "n_startup_trials=-1" in str(err.value) and "\n" not in str(err.value)
+    assert "interval_steps=0" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ConfigError) as err:
         _enqueue_trials(OmegaConf.create([1, 2]))
     assert str(err.value) == (
@@ -485,7 +515,7 @@ def test_the_stored_command_is_shell_quoted_and_round_trips(tmp_path):
     assert "'model.channels=[8, 16]'" in command
 
 
-def test_trials_carry_their_metrics_and_absolute_folder_and_the_study_names_its_metric(tmp_path, monkeypatch):
+def test_trials_carry_their_metrics_and_relative_folder_and_the_study_names_its_metric(tmp_path, monkeypatch):
     from sgmod_study.sweeper.results import best_summary
 
     monkeypatch.chdir(tmp_path)
@@ -499,7 +529,9 @@ def test_trials_carry_their_metrics_and_absolute_folder_and_the_study_names_its_
     assert study.metric_names == ["val/x"]  # optuna-dashboard shows this, not "Objective 0"
     for trial in study.trials:
         assert trial.user_attrs["test/acc"] == pytest.approx(trial.value / 2)
-        assert trial.user_attrs["folder"] == str(tmp_path / "sweep" / f"trial_{trial.number:04d}")
+        # relative to where the sweep started (the repository): a record moved to another machine stays valid
+        assert trial.user_attrs["folder"] == f"sweep/trial_{trial.number:04d}"
+        assert trial.user_attrs["command"].startswith("python stub.py x=")
     best = study.best_trial
     assert (
         best_summary(study).splitlines()[0] == f"[sweep] best trial {best.number} of 3 finished: val/x={best.value:.4f}"
@@ -552,6 +584,18 @@ def train_multirun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         ),
         # a key no config has,
         (["model.nonexistent=choice(1,2)"], "error: model.nonexistent is not a known setting", "model.nonexistent=1)"),
+        # a sampler or pruner given as a value where its group is meant, and their options (issue 28, row 5)
+        (
+            ["hydra.sweeper.sampler=foo"],
+            "error: hydra.sweeper.sampler='foo' is not allowed: choose one with hydra/sweeper/sampler=<name> (tpe, "
+            "random, cmaes, gp, qmc, nsgaii, grid); set its options with hydra.sweeper.sampler.<option>=<value>",
+            "",
+        ),
+        (
+            ["hydra/sweeper/sampler=tpe", "hydra.sweeper.sampler.n_startup_trials=-1"],
+            "error: hydra.sweeper.sampler.n_startup_trials=-1 is not allowed: it must be a whole number >= 0",
+            "",
+        ),
         # a searched bound the run would refuse (config_schema.check_config, 2nd probe: gamma at its high bound)
         (
             ["activation.gamma_bounds=[0.1,0.2]"],
@@ -613,6 +657,15 @@ def test_a_real_sweep_records_its_setup_and_refuses_another_epoch_count(tmp_path
     setup = plain_load(tmp_path / "study.journal", "sgmod_classifier").user_attrs["fixed_setup"]
     assert setup["data.name"] == "digits" and setup["model.channels"] == "[8]"
     assert "activation.gamma_init" not in setup and "optimizer.lr" not in setup  # searched
+    # a changed search space (gamma_init searched on a linear scale) is refused before any trial (row 1)
+    result = train_multirun(tmp_path, *tiny, "hydra.sweeper.n_trials=2", "activation.gamma_init=interval(0.5,2)")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: hydra.sweeper.study_name=sgmod_classifier searched another space (activation.gamma_init: float "
+        "[0.1, 10.0], log there, float [0.5, 2.0] here): its trials and these would mix; use another "
+        "hydra.sweeper.study_name, or the study's search space"
+    )
+    assert [t.state.name for t in plain_load(tmp_path / "study.journal", "sgmod_classifier").trials] == ["COMPLETE"]
     result = train_multirun(tmp_path, *tiny, "hydra.sweeper.n_trials=2", "trainer.max_epochs=2")
     assert result.returncode == 2
     assert (

@@ -4,6 +4,9 @@ import sys
 from typing import NoReturn
 
 EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED = 2, 3, 4
+EXIT_DISK = 5  # the output folder cannot be written: a full disk, a read-only mount, no permission
+# stopped by a signal, last.ckpt written: 128 + the signal's number, as a shell reports a process it killed
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
 class ConfigError(ValueError):

@@ -98,6 +98,7 @@ class SgmodOptunaSweeper(Sweeper):
         from sgmod_study.sweeper.results import best_summary, write_results
         from sgmod_study.sweeper.scheduler import SweepFailed
         from sgmod_study.sweeper.settings import check_workers
+        from sgmod_study.sweeper.signals import SweepInterrupted
         from sgmod_study.sweeper.space import search_space
         from sgmod_study.sweeper.storage import open_storage
 
@@ -116,6 +117,8 @@ class SgmodOptunaSweeper(Sweeper):
             exit_with("error", err, EXIT_CONFIG)
         except SweepFailed as err:
             exit_with("sweep stopped", err, 1)
+        except (SweepInterrupted, KeyboardInterrupt) as stop:
+            _exit_interrupted(stop, sweep_dir)
         write_results(study, sweep_dir)
         print(best_summary(study))
 
@@ -176,6 +179,7 @@ class SgmodOptunaSweeper(Sweeper):
 
     def _settings(self, space: Dict[str, Any]) -> Any:
         from sgmod_study.errors import ConfigError
+        from sgmod_study.sweeper.samplers import probe_sampler
         from sgmod_study.sweeper.settings import SweepSettings, check_directions
 
         s = self.settings
@@ -184,7 +188,7 @@ class SgmodOptunaSweeper(Sweeper):
             raise ConfigError(
                 f"{searched[0]} cannot be searched: the sweeper gives each trial its GPUs by it; fix it for the sweep"
             )
-        sampler_cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True)
+        sampler_cfg = _group_config("sampler", self.sampler_cfg, SAMPLERS)
         if sampler_cfg["_target_"].endswith("GridSampler"):
             not_choices = [k for k, d in space.items() if not hasattr(d, "choices")]
             if not_choices:
@@ -196,6 +200,8 @@ class SgmodOptunaSweeper(Sweeper):
         direction = OmegaConf.to_container(direction) if OmegaConf.is_list(direction) else direction
         metrics = _plain(self.config.get("optimized_metric"))
         check_directions(direction, metrics)
+        directions = direction if isinstance(direction, list) else [direction]
+        _probe("sampler", sampler_cfg, lambda sampler: probe_sampler(sampler, space, directions))
         return SweepSettings(
             study_name=s["study_name"] or self.config.hydra.job.name,
             direction=direction,
@@ -229,11 +235,82 @@ def _build(key: str, cfg: Dict[str, Any]) -> Any:
 
 
 def _pruner(cfg: Any) -> Dict[str, Any]:
-    """The pruner's config, rebuilt in every trial process: built once here, so that a bad one
-    stops the sweep before its first trial instead of failing every trial."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    _build("pruner", plain)
+    """The pruner's config, rebuilt in every trial process: built and tried once here, so that a
+    bad one stops the sweep before its first trial instead of failing every trial."""
+    from sgmod_study.sweeper.samplers import probe_pruner
+
+    plain = _group_config("pruner", cfg, PRUNERS)
+    _probe("pruner", plain, probe_pruner)
     return plain
+
+
+def _group_config(key: str, cfg: Any, options: Dict[str, Any]) -> Dict[str, Any]:
+    """The sampler's or pruner's config; a plain value (``hydra.sweeper.sampler=foo``, where the
+    group is meant: ``hydra/sweeper/sampler=foo``) is one error naming the options."""
+    from sgmod_study.errors import ConfigError
+
+    if not OmegaConf.is_dict(cfg):
+        raise ConfigError(
+            f"hydra.sweeper.{key}={_plain(cfg)!r} is not allowed: choose one with hydra/sweeper/{key}=<name> "
+            f"({', '.join(options)}); set its options with hydra.sweeper.{key}.<option>=<value>"
+        )
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    _check_counts(key, plain)
+    return plain
+
+
+def _check_counts(key: str, cfg: Dict[str, Any]) -> None:
+    """Options whose default is a whole number (n_startup_trials, n_warmup_steps, ...) must be whole
+    numbers >= 0: Optuna takes a negative count without a word and a word fails only mid-sweep."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    from sgmod_study.errors import ConfigError
+
+    try:
+        parameters = inspect.signature(get_class(cfg["_target_"])).parameters
+    except Exception:  # an unknown class: _build says so
+        return
+    for name, value in cfg.items():
+        default = parameters[name].default if name in parameters else None
+        whole = isinstance(default, int) and not isinstance(default, bool)
+        if whole and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError(f"hydra.sweeper.{key}.{name}={value!r} is not allowed: it must be a whole number >= 0")
+
+
+def _probe(key: str, cfg: Dict[str, Any], attempt: Any) -> None:
+    """Build a fresh copy of the sampler or pruner and try it (samplers.probe_*): one line for what fails."""
+    from sgmod_study.errors import ConfigError
+
+    built = _build(key, cfg)
+    try:
+        attempt(built)
+    except Exception as err:
+        raise ConfigError(f"hydra.sweeper.{key}={cfg!r} cannot be used: {_one_line(err)}") from None
+
+
+def _exit_interrupted(stop: BaseException, sweep_dir: Path) -> None:
+    """SIGTERM or Ctrl-C: the running trials were stopped and queued again (scheduler.Sweep.run);
+    one line on how to resume, and 143 / 130, never 0: a preempted sweep is no finished one."""
+    import shlex
+    import signal
+
+    from sgmod_study.errors import EXIT_SIGINT, EXIT_SIGTERM
+    from sgmod_study.sweeper.results import write_results
+    from sgmod_study.sweeper.scheduler import here
+
+    signum = getattr(stop, "signum", signal.SIGINT)
+    study = getattr(stop, "study", None)
+    if study is not None:
+        write_results(study, sweep_dir, figures=False)
+    again = shlex.join(["python", str(here(Path(sys.argv[0]))), *sys.argv[1:]])
+    print(
+        f"interrupted ({signal.Signals(signum).name}): the running trials were stopped and run again next time; "
+        f"resume with: {again}",
+        file=sys.stderr,
+    )
+    raise SystemExit(EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT)
 
 
 def _enqueue_trials(trials: Any) -> List[Dict[str, Any]]:

@@ -1,11 +1,13 @@
-"""A study's fixed setup: what every trial shares, recorded in the study so that a sweep under
-another setup cannot add its trials to it (two experiments mixed in one study, one best trial)."""
+"""A study's identity: its fixed setup (what every trial shares) and its search space, recorded in
+the study so that a sweep under another setup or over another space cannot add its trials to it
+(two experiments mixed in one study, one best trial)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import optuna
+from optuna.distributions import BaseDistribution, IntDistribution, distribution_to_json, json_to_distribution
 
 from sgmod_study.errors import ConfigError
 
@@ -60,3 +62,47 @@ def check_fixed_setup(study: optuna.Study, setup: Mapping | None) -> None:
             f"hydra.sweeper.study_name={study.study_name} was run under another fixed setup ({shown}{more}): "
             "its trials and these would mix; use another hydra.sweeper.study_name, or the study's settings"
         )
+
+
+SPACE_ATTR = "search_space"  # the study's user attribute that records it: {parameter: its distribution as JSON}
+
+
+def check_search_space(study: optuna.Study, space: Mapping[str, BaseDistribution]) -> None:
+    """Record the searched parameters and their ranges in a new study; refuse a sweep that
+    searches others, before it asks for a trial. Optuna itself only notices a changed range
+    when a trial sets the parameter (a ValueError after the trial was created RUNNING), and
+    mixing two ranges in one study would bias its sampler, importances and best trial."""
+    wanted = {name: distribution_to_json(d) for name, d in sorted(space.items())}
+    recorded = study.user_attrs.get(SPACE_ATTR) or _space_of_trials(study, wanted) or wanted
+    differ = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: {_range(recorded.get(k))} there, {_range(wanted.get(k))} here" for k in differ[:3])
+        raise ConfigError(
+            f"hydra.sweeper.study_name={study.study_name} searched another space ({shown}): its trials and these "
+            "would mix; use another hydra.sweeper.study_name, or the study's search space"
+        )
+    if SPACE_ATTR not in study.user_attrs:
+        study.set_user_attr(SPACE_ATTR, wanted)
+
+
+def _space_of_trials(study: optuna.Study, wanted: Mapping[str, str]) -> dict[str, str]:
+    """A study recorded before SPACE_ATTR existed: the distributions its trials used, of the
+    parameters this sweep searches (parameters a custom search space adds are not in ``wanted``)."""
+    seen: dict[str, str] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, d in trial.distributions.items():
+            if name in wanted:
+                seen.setdefault(name, distribution_to_json(d))
+    return {**wanted, **seen} if seen else {}
+
+
+def _range(encoded: str | None) -> str:
+    if encoded is None:
+        return "not searched"
+    d = json_to_distribution(encoded)
+    if hasattr(d, "choices"):
+        return f"choice{tuple(d.choices)}"
+    scale = ", log" if getattr(d, "log", False) else ""
+    step = f", step {d.step}" if getattr(d, "step", None) not in (None, 1) else ""
+    kind = "int" if isinstance(d, IntDistribution) else "float"
+    return f"{kind} [{d.low}, {d.high}]{scale}{step}"

@@ -15,6 +15,7 @@ are marked FAIL (``interrupted``: not counted as failures) and the sweep goes on
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import threading
@@ -27,6 +28,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 OWNER_ATTR = "sgmod:owner"  # system attribute of a trial: host:pid of the sweep worker that runs it
+REQUEUED_ATTR = "requeued_from"  # user attribute of a trial: the number of the interrupted trial it runs again
 
 
 def owner_id() -> str:
@@ -34,22 +36,39 @@ def owner_id() -> str:
 
 
 def mark_interrupted(study: optuna.Study, trial_id: int, reason: str) -> bool:
-    """FAIL with ``reason``, as an interruption; False if the trial had finished meanwhile
-    (its worker told its outcome, or another worker marked it first)."""
+    """FAIL with ``reason``, as an interruption, and queue its parameters again (``requeue``);
+    False if the trial had finished meanwhile (its worker told its outcome, or another worker
+    marked it first)."""
     storage = study._storage
     try:
         storage.set_trial_user_attr(trial_id, "fail_reason", reason)
         storage.set_trial_user_attr(trial_id, "interrupted", True)
-        return storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            return False
     except UpdateFinishedTrialError:
         return False
+    requeue(study, storage.get_trial(trial_id))
+    return True
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue an interrupted trial's parameters as the next trial to run, as Optuna's
+    RetryFailedTrialCallback does for a trial that died of its worker: a sampler moves on, so a
+    quasi-random or TPE point that was cut off would otherwise never be trained. A grid cell
+    (``grid_id``) is not queued: the grid sampler runs its missing cells again by itself."""
+    if not trial.params or "grid_id" in trial.system_attrs:
+        return
+    study.enqueue_trial(trial.params, user_attrs={REQUEUED_ATTR: trial.number})
 
 
 def fail_orphaned_trials(study: optuna.Study) -> list[int]:
-    """Mark FAIL the RUNNING trials whose sweeper process on this host is gone: a killed sweep."""
+    """Mark FAIL the RUNNING trials whose sweeper process on this host is gone (a killed sweep),
+    and those without an owner (a sweep that died between asking for a trial and marking it)."""
     orphaned = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _dead_here(_owner(trial)) and mark_interrupted(study, trial._trial_id, "its sweeper process was killed"):
+        owner = _owner(trial)
+        gone = not owner or _dead_here(owner)
+        if gone and mark_interrupted(study, trial._trial_id, "its sweeper process was killed"):
             orphaned.append(trial.number)
     return orphaned
 
@@ -84,6 +103,7 @@ class Liveness:
         self.study, self.owner, self.interval, self.grace = study, owner, interval, grace
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
+        self.ownerless: dict[int, float] = {}  # trial id: when this worker first saw it RUNNING without an owner
 
     def start(self, trial_ids: Callable[[], list[int]]) -> None:
         """Beat now, before any trial carries our owner id, then every ``interval`` seconds for
@@ -108,13 +128,26 @@ class Liveness:
         found = []
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = _owner(trial)
-            if owner == self.owner or not owner:
+            if owner == self.owner:
                 continue
-            if _dead_here(owner):
+            if not owner:
+                if self._ownerless_too_long(trial):
+                    found.append((trial, "no sweep worker ran it (one died between asking for it and starting it)"))
+            elif _dead_here(owner):
                 found.append((trial, f"its sweep worker {owner} was killed"))
             elif self._silent(trial, owner):
                 found.append((trial, f"its sweep worker {owner} is gone (no heartbeat for {self.grace:g} s)"))
         return found
+
+    def _ownerless_too_long(self, trial: FrozenTrial) -> bool:
+        """A worker marks a trial as its own right after asking for it: one still without an owner
+        after ``grace`` seconds (by its start time, or of this worker's watching where the hosts'
+        clocks may differ) was left by a worker that died in between."""
+        now = time.monotonic()
+        first_seen = self.ownerless.setdefault(trial._trial_id, now)
+        started = trial.datetime_start
+        age = (datetime.datetime.now() - started).total_seconds() if started else 0.0
+        return max(age, now - first_seen) >= self.grace
 
     def close(self) -> None:
         """This worker ends: no more heartbeats."""

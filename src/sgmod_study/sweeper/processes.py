@@ -43,9 +43,13 @@ class TrialProcess:
             return False
         return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
 
+    def terminate(self) -> None:
+        """SIGTERM to each process of the tree, without waiting: a trial writes its last.ckpt and exits."""
+        self._signal(signal.SIGTERM)
+
     def stop(self, grace: float = guard.STOP_GRACE_S + 1.0) -> int:
         """End the whole tree: SIGTERM to each of its processes, SIGKILL to any left after ``grace``."""
-        self._signal(signal.SIGTERM)
+        self.terminate()
         deadline = time.monotonic() + grace
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -1,6 +1,11 @@
-"""Samplers of this sweeper's own (hydra/sweeper/sampler=grid)."""
+"""Samplers of this sweeper's own (hydra/sweeper/sampler=grid), and the probes that try a
+configured sampler and pruner before the sweep starts."""
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import optuna
 from optuna.trial import TrialState
@@ -27,3 +32,44 @@ class CompleteGridSampler(optuna.samplers.GridSampler):
                 running.add(t.system_attrs["grid_id"])
         missing = set(range(self._n_min_trials)) - done
         return sorted(missing - running or missing)
+
+
+# Trials the probe asks for: past TPE's 5 and GP's 10 random start-up trials, into the model.
+PROBE_TRIALS = 12
+
+
+def probe_sampler(sampler: optuna.samplers.BaseSampler, space, directions: list[str]) -> None:
+    """Ask and tell ``sampler`` PROBE_TRIALS trials of ``space`` on a throw-away in-memory study:
+    many options (and a missing package, such as cmaes for CmaEsSampler) only fail when the
+    sampler first samples, which would otherwise be the first trial of the real sweep."""
+    with _quietly():
+        study = optuna.create_study(sampler=sampler, directions=directions)
+    for i in range(PROBE_TRIALS):
+        with _quietly():
+            trial = study.ask(dict(space))
+            study.tell(trial, [float(i % 3)] * len(directions))
+
+
+def probe_pruner(pruner: optuna.pruners.BasePruner) -> None:
+    """A pruner's first decision on a throw-away study: its options fail there, not in a trial."""
+    with _quietly():
+        study = optuna.create_study(pruner=pruner)
+    for _ in range(3):
+        trial = study.ask()
+        for step in (1, 2):
+            trial.report(1.0 / step, step)
+        trial.should_prune()
+        study.tell(trial, 0.5)
+
+
+@contextmanager
+def _quietly() -> Iterator[None]:
+    """Neither Optuna's info lines nor its experimental warnings: the probe is not the sweep."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)

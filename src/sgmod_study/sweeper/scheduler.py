@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import statistics
 import sys
 import time
@@ -31,13 +32,14 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from sgmod_study.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED
+from sgmod_study.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED, EXIT_SIGINT, EXIT_SIGTERM
 from sgmod_study.sweeper.devices import assign_gpus, sweep_gpus, trial_threads
-from sgmod_study.sweeper.fixed_setup import check_fixed_setup
-from sgmod_study.sweeper.liveness import liveness, mark_interrupted, owner_id
+from sgmod_study.sweeper.fixed_setup import check_fixed_setup, check_search_space
+from sgmod_study.sweeper.liveness import REQUEUED_ATTR, liveness, mark_interrupted, owner_id
 from sgmod_study.sweeper.processes import TrialProcess
 from sgmod_study.sweeper.results import named_values, write_results
 from sgmod_study.sweeper.settings import SweepSettings
+from sgmod_study.sweeper.signals import SweepInterrupted, ignoring_signals, stop_on_signals
 from sgmod_study.sweeper.space import custom_overrides
 from sgmod_study.sweeper.storage import FINISHED, count, is_journal, open_storage, open_study
 from sgmod_study.trial_contract import (
@@ -115,19 +117,28 @@ class Sweep:
         self.started = time.monotonic()  # for time_limit; reset when run() starts
         self.durations: list[float] = []  # seconds each trial this worker completed took
         self.said_no_time = False
+        self.said_waiting = False
 
     def run(self) -> optuna.Study:
         check_fixed_setup(self.study, self.settings.fixed_setup)
+        check_search_space(self.study, self.space)
         self.liveness.start(lambda: [run.trial._trial_id for run in list(self.running.values())])
         try:
-            self._watch_others()
-            self._enqueue_baselines()
-            self.to_run = max(0, self.settings.n_trials - count(self.study, *FINISHED))
-            self.started = time.monotonic()
-            self._loop()
-        finally:  # an error, a failure stop, Ctrl-C: no trial tree outlives the sweep, each is recorded
-            self._stop_running("the sweep stopped before it finished")
-            self.liveness.close()
+            with stop_on_signals():
+                self._watch_others()
+                self._enqueue_baselines()
+                self.to_run = max(0, self.settings.n_trials - count(self.study, *FINISHED))
+                self.started = time.monotonic()
+                self._loop()
+        except SweepInterrupted as stop:
+            with ignoring_signals():
+                self._stop_running(f"the sweep got {stop.name}")
+            stop.study = self.study
+            raise
+        finally:  # an error, a failure stop: no trial tree outlives the sweep, each is recorded
+            with ignoring_signals():  # a second Ctrl-C or SIGTERM must not cut this short
+                self._stop_running("the sweep stopped before it finished")
+                self.liveness.close()  # its heartbeat file goes too
         return self.study
 
     def _loop(self) -> None:
@@ -152,9 +163,19 @@ class Sweep:
             if self.unwritten:  # after the freed slots are busy again
                 self._write_results()
             if not self.running and finished < self.settings.n_trials and in_flight:
-                time.sleep(1.0)  # other workers run the last trials
+                self._say_waiting(in_flight)
+                time.sleep(1.0)  # other workers run the last trials; liveness fails those of gone workers
                 continue
             time.sleep(0.2)
+
+    def _say_waiting(self, in_flight: int) -> None:
+        if self.said_waiting:
+            return
+        self.said_waiting = True
+        print(
+            f"[sweep] waiting for {in_flight} trial{'' if in_flight == 1 else 's'} of other sweep workers; a worker "
+            f"silent for {self.settings.heartbeat_grace} s counts as gone and its trials run again here"
+        )
 
     def _time_for_a_trial(self) -> bool:
         limit = self.settings.time_limit
@@ -207,9 +228,16 @@ class Sweep:
         with warnings.catch_warnings():  # our heartbeat is recorded by this loop, not Study.optimize's thread
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
             trial = self.study.ask(self.space)
-        self.liveness.started(trial._trial_id)
-        if self._surplus(trial):
-            return
+        try:
+            self.liveness.started(trial._trial_id)
+            if not self._surplus(trial):
+                self._launch(slot, trial)
+        except BaseException as err:  # a crash (or a signal) between asking and launching leaves nothing RUNNING
+            if slot not in self.running:
+                mark_interrupted(self.study, trial._trial_id, f"the sweep stopped before starting it: {err!r}")
+            raise
+
+    def _launch(self, slot: int, trial: optuna.Trial) -> None:
         fn = self.settings.custom_search_space
         extra = custom_overrides(fn, self.config, trial, self.space) if fn else {}
         folder = (self.sweep_dir / f"trial_{trial.number:04d}").resolve()  # valid from any working directory
@@ -231,15 +259,19 @@ class Sweep:
         for key, value in (
             ("slot", slot),
             ("device", device),
-            ("folder", str(folder)),
+            # relative to where the sweep was started (the repository): a record moved to another
+            # machine names folders and a command that exist there
+            ("folder", str(here(folder))),
             # pastes as it is, and trains into a fresh run folder, not next to the trial's checkpoints
-            ("command", shlex.join(["python", str(self.entry_script), *chosen])),
+            ("command", shlex.join(["python", str(here(self.entry_script)), *chosen])),
         ):
             trial.set_user_attr(key, value)
         command = [sys.executable, str(self.entry_script), *chosen, f"hydra.run.dir={folder}"]
         process = TrialProcess(command, env, folder / "trial.log")
         self.running[slot] = RunningTrial(trial, process, folder, time.monotonic())
-        print(f"[sweep] trial {trial.number} started on slot {slot} ({device}): {trial.params}")
+        requeued = trial.user_attrs.get(REQUEUED_ATTR)
+        again = "" if requeued is None else f" (trial {requeued} again: it was interrupted)"
+        print(f"[sweep] trial {trial.number} started on slot {slot} ({device}): {trial.params}{again}")
 
     def _surplus(self, trial: optuna.Trial) -> bool:
         """Another worker of a shared study asked at the same moment and the study needs one trial
@@ -272,11 +304,15 @@ class Sweep:
             self.unwritten = True
 
     def _stop_running(self, reason: str) -> None:
+        """SIGTERM to every running trial at once (each writes its last.ckpt), then wait for each;
+        they are recorded as interrupted and their parameters queued again."""
+        for run in self.running.values():
+            run.process.terminate()
         for slot, run in list(self.running.items()):
             run.process.stop()
             del self.running[slot]
             if mark_interrupted(self.study, run.trial._trial_id, reason):
-                print(f"[sweep] trial {run.trial.number} stopped: {reason}")
+                print(f"[sweep] trial {run.trial.number} stopped: {reason}; its parameters run again next time")
 
     def _write_results(self) -> None:
         """The tables after every finished trial; importances and plots (seconds of work that
@@ -291,6 +327,11 @@ class Sweep:
         if self._finished_elsewhere(run.trial):
             return
         code = run.process.popen.returncode
+        if code in (EXIT_SIGTERM, EXIT_SIGINT, -signal.SIGTERM, -signal.SIGINT):  # preempted on its own
+            reason = _exit_reason(code, run.folder)
+            if mark_interrupted(self.study, run.trial._trial_id, reason):
+                print(f"[sweep] trial {run.trial.number} was interrupted ({reason}); its parameters run again")
+            return
         if code == EXIT_PRUNED:
             self._record(run.trial, state=TrialState.PRUNED)
             print(f"[sweep] trial {run.trial.number} pruned")
@@ -373,12 +414,26 @@ def run_workers(launcher, workers: int, fixed: Sequence[str]) -> optuna.Study:
     return returns[0].return_value
 
 
+def here(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies under it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 class SweepFailed(RuntimeError):
     """Too many failed trials; the message lists them and where their logs are."""
 
 
 def _exit_reason(code: int, folder: Path) -> str:
-    known = {EXIT_CONFIG: "bad configuration", EXIT_DIVERGED: "training diverged"}
+    known = {
+        EXIT_CONFIG: "bad configuration",
+        EXIT_DIVERGED: "training diverged",
+        EXIT_SIGTERM: "stopped by SIGTERM",
+        EXIT_SIGINT: "stopped by SIGINT",
+    }
     reason = known.get(code, f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
     last = _last_line(folder / "trial.log")
     return f"{reason}: {last}" if last else reason
