@@ -96,7 +96,8 @@ def test_a_study_recorded_before_its_space_was_stored_is_checked_against_its_tri
 # -- rows 2, 11, 15: signals ----------------------------------------------------------------------
 
 
-def test_a_trial_that_exits_143_on_its_own_is_interrupted_and_runs_again(tmp_path):
+def test_a_trial_that_exits_143_on_its_own_is_interrupted_and_runs_again_from_its_last_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     stub = tmp_path / "once.py"  # SIGTERM'd from outside the first time (exit 143), done the second
     stub.write_text(
         textwrap.dedent(
@@ -108,8 +109,11 @@ def test_a_trial_that_exits_143_on_its_own_is_interrupted_and_runs_again(tmp_pat
             marker = pathlib.Path({str(tmp_path / "preempted")!r})
             if not marker.exists():
                 marker.write_text("")
+                (folder / "checkpoints").mkdir()
+                (folder / "checkpoints" / "last.ckpt").write_text("")
                 print("interrupted (SIGTERM) at epoch 1")
                 sys.exit(143)
+            (folder / "resumed_from").write_text(args.get("ckpt_path", ""))
             (folder / "result.json").write_text(json.dumps({{"value": 0.5, "metrics": {{}}}}))
             """
         )
@@ -119,6 +123,9 @@ def test_a_trial_that_exits_143_on_its_own_is_interrupted_and_runs_again(tmp_pat
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert study.trials[0].user_attrs["fail_reason"] == "stopped by SIGTERM: interrupted (SIGTERM) at epoch 1"
     assert study.trials[1].params == study.trials[0].params
+    # and it went on from the interrupted trial's last.ckpt
+    resumed = (tmp_path / "sweep" / "trial_0001" / "resumed_from").read_text()
+    assert resumed == str(tmp_path / "sweep" / "trial_0000" / "checkpoints" / "last.ckpt")
 
 
 SWEEP_SCRIPT = """

@@ -266,12 +266,25 @@ class Sweep:
             ("command", shlex.join(["python", str(here(self.entry_script)), *chosen])),
         ):
             trial.set_user_attr(key, value)
-        command = [sys.executable, str(self.entry_script), *chosen, f"hydra.run.dir={folder}"]
+        resume, again = self._resume_from(trial)
+        command = [sys.executable, str(self.entry_script), *chosen, *resume, f"hydra.run.dir={folder}"]
         process = TrialProcess(command, env, folder / "trial.log")
         self.running[slot] = RunningTrial(trial, process, folder, time.monotonic())
-        requeued = trial.user_attrs.get(REQUEUED_ATTR)
-        again = "" if requeued is None else f" (trial {requeued} again: it was interrupted)"
         print(f"[sweep] trial {trial.number} started on slot {slot} ({device}): {trial.params}{again}")
+
+    def _resume_from(self, trial: optuna.Trial) -> tuple[list[str], str]:
+        """A trial that runs an interrupted one again continues from its last.ckpt when that is on
+        this machine (a preempted 10-epoch trial loses at most a step, not its epochs); the
+        override for it, and what to say about it."""
+        number = trial.user_attrs.get(REQUEUED_ATTR)
+        if number is None:
+            return [], ""
+        old = next((t for t in self.study.get_trials(deepcopy=False) if t.number == number), None)
+        folder = old.user_attrs.get("folder") if old else None
+        last = Path(folder) / "checkpoints" / "last.ckpt" if folder else None
+        if last is None or not last.is_file():
+            return [], f" (trial {number} again, from the start)"
+        return [f"ckpt_path={last.resolve()}"], f" (trial {number} again, from its {here(last)})"
 
     def _surplus(self, trial: optuna.Trial) -> bool:
         """Another worker of a shared study asked at the same moment and the study needs one trial
