@@ -3,7 +3,11 @@ the committed per-run table (runs.jsonl) that survives a move between machines."
 
 import json
 import math
+import os
+import signal
 import subprocess
+import sys
+import threading
 from types import SimpleNamespace
 
 import optuna
@@ -118,7 +122,7 @@ def test_every_part_stores_its_study_in_the_committed_record(tmp_path):
         if part.best_of:  # needs its sweep's record: test_a_confirm_part_retrains_...
             continue
         command = sweep_command(part, ["hydra.sweeper.n_jobs=2"], tmp_path)
-        assert f"hydra.sweeper.storage={tmp_path / 'study' / name / 'study.journal'}" in command
+        assert f"hydra.sweeper.storage=study/{name}/study.journal" in command  # in the repository (the sweep's cwd)
         assert f"hydra.sweeper.study_name={name}" in command and command[-1] == "hydra.sweeper.n_jobs=2"
         assert "trainer.max_epochs=10" in command  # the full budget: gamma/beta can travel ~1.2 at lr 1e-3
 
@@ -266,3 +270,17 @@ def test_the_time_limit_goes_to_the_sweep_and_a_sweep_past_it_is_terminated(tmp_
     assert waits == [600.4 + study.STOP_GRACE_S, None]  # the sweep's own stop first, then the backstop
     study.run("sweep_relu", root=tmp_path)
     assert not any(arg.startswith("hydra.sweeper.time_limit=") for arg in commands[1]) and waits[-1] is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_study_goes_to_its_sweep_and_the_exit_code_comes_back(tmp_path, monkeypatch, signum):
+    """`scripts/study.py run` under SLURM or Ctrl-C: the sweep gets the signal, stops its trials
+    (tests/test_sweeper_stops.py) and exits 143 / 130; the study waits for it and says so."""
+    from sgmod_study import study
+
+    sweep = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)); "
+    sweep += "signal.signal(signal.SIGINT, lambda *_: sys.exit(130)); print('ready', flush=True); time.sleep(60)"
+    monkeypatch.setattr(study, "sweep_command", lambda *args: [sys.executable, "-c", sweep])
+    threading.Timer(1.5, os.kill, (os.getpid(), signum)).start()  # once the sweep is waited for
+    assert study.run("sweep_relu", root=tmp_path) == 128 + signum
+    assert signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)  # ours are gone again

@@ -16,13 +16,17 @@ folders are on another machine, so a study moved between machines loses nothing.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +38,7 @@ from sgmod_study.diagnostics import SGMOD_FINAL_FILE
 from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.report import read_scalars
 from sgmod_study.sweeper.liveness import fail_orphaned_trials
-from sgmod_study.sweeper.storage import open_storage
+from sgmod_study.sweeper.storage import open_journal_read_only, open_storage
 from sgmod_study.trial_contract import RESULT_FILE
 
 RECORD_DIR = Path("study")
@@ -120,9 +124,29 @@ PARTS = {
 ALL = "all"  # `run all`: every part in the order above
 
 
+class RecordNotWritable(OSError):
+    """A part's record folder cannot be written (a read-only mount, no permission, a full disk)."""
+
+
 def part(name: str) -> Part:
     check_choice("part", name, PARTS)
     return PARTS[name]
+
+
+def check_writable(name: str, root: Path = Path(".")) -> None:
+    """Fail before a sweep starts if it could not write the part's record (its journal, runs.jsonl)."""
+    folder = record_dir(name, root)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if (folder / "study.journal").is_file():
+            open(folder / "study.journal", "ab").close()  # appends nothing: only asks for write access
+    except OSError as err:
+        raise RecordNotWritable(
+            f"part={name}: its record {RECORD_DIR / name} cannot be written ({err.strerror or err}); "
+            "running or exporting a part needs a writable study/ folder (list and report only read it)"
+        ) from None
 
 
 def finished(name: str, root: Path = Path(".")) -> int:
@@ -147,16 +171,17 @@ def record_dir(name: str, root: Path = Path(".")) -> Path:
 
 
 def sweep_command(p: Part, overrides: Sequence[str], root: Path = Path(".")) -> list[str]:
-    """The ``python src/train.py -m ...`` that runs (or resumes) part ``p``."""
+    """The ``python src/train.py -m ...`` that runs (or resumes) part ``p``, in the folder ``root``:
+    its paths are relative to the repository, so what the sweep records holds no machine's path."""
     return [
         sys.executable,
-        str(root / "src" / "train.py"),
+        str(Path("src") / "train.py"),
         "-m",
         *p.overrides,
         *(chosen_overrides(p, root) if p.best_of else ()),
         f"hydra.sweeper.study_name={p.name}",
-        f"hydra.sweeper.storage={record_dir(p.name, root) / 'study.journal'}",
-        f"hydra.sweep.dir={root / RUNS_DIR / p.name}",
+        f"hydra.sweeper.storage={RECORD_DIR / p.name / 'study.journal'}",
+        f"hydra.sweep.dir={RUNS_DIR / p.name}",
         "trainer.enable_progress_bar=false",
         *overrides,
     ]
@@ -218,30 +243,59 @@ def run(name: str, overrides: Sequence[str] = (), time_limit: float | None = Non
     refresh ``runs.jsonl``. The sweep gets the limit (``hydra.sweeper.time_limit``: it starts no
     trial it does not expect to finish in time); after ``STOP_GRACE_S`` more it is terminated."""
     check_choice("part", name, [*PARTS, ALL])
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise ConfigError(f"--time-limit={time_limit:g} is not allowed: it must be a number of seconds > 0")
     if name == ALL:
         return run_all(overrides, time_limit, root)
     p = part(name)
+    done = finished(name, root)
+    if done >= p.trials:
+        print(
+            f"[study] {name} is complete ({done} of {p.trials} trials): nothing to run; "
+            "its results: scripts/study.py report (docs/report/study.md)"
+        )
+        return 0
     check_ready(p, root)
+    check_writable(name, root)
     sweep_dir = root / RUNS_DIR / p.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / MACHINE_FILE).write_text(json.dumps(machine()))
     limit = [] if time_limit is None else [f"hydra.sweeper.time_limit={max(time_limit, 1.0):.0f}"]
     process = subprocess.Popen(sweep_command(p, [*overrides, *limit], root), cwd=root)
-    try:
-        code = process.wait(timeout=None if time_limit is None else time_limit + STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        print(f"[study] {name}: time limit of {time_limit:g} s reached; stopping the sweep (it resumes next time)")
-        process.terminate()
-        code = process.wait()
+    with forwarding_signals(process):
+        try:
+            code = process.wait(timeout=None if time_limit is None else time_limit + STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            print(f"[study] {name}: time limit of {time_limit:g} s reached; stopping the sweep (it resumes next time)")
+            process.terminate()
+            code = process.wait()
     if not (record_dir(name, root) / "study.journal").is_file():
         return code  # the sweep stopped before its first trial (it printed why)
-    study = load(name, root)
+    study = load(name, root, write=True)
     interrupted = fail_orphaned_trials(study)
     if interrupted:
         print(f"[study] {name}: trials {interrupted} were interrupted; new trials take their place next time")
     rows = export(name, root)
-    print(f"[study] {name}: {summary(rows)}; record in {record_dir(name, root)}")
+    print(f"[study] {name}: {summary(rows)}; record in {RECORD_DIR / name}")
     return code
+
+
+@contextmanager
+def forwarding_signals(process: subprocess.Popen) -> Iterator[None]:
+    """SIGTERM and SIGINT to this process go to the sweep, which stops its trials and records them
+    as interrupted; this one waits for it and then refreshes the record. (Ctrl-C in a terminal
+    reaches both: the sweep ignores the second one while it stops.)"""
+
+    def forward(signum: int, frame) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {each: signal.signal(each, forward) for each in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
 
 
 def run_all(overrides: Sequence[str] = (), time_limit: float | None = None, root: Path = Path(".")) -> int:
@@ -262,34 +316,69 @@ def run_all(overrides: Sequence[str] = (), time_limit: float | None = None, root
     return 0
 
 
-def load(name: str, root: Path = Path(".")) -> optuna.Study:
+def load(name: str, root: Path = Path("."), write: bool = False) -> optuna.Study:
+    """Part ``name``'s study; read-only (no lock, nothing written) unless ``write``."""
     journal = record_dir(name, root) / "study.journal"
     if not journal.is_file():
-        raise ConfigError(f"part={name} has no record yet ({journal}); run it first: scripts/study.py run {name}")
-    storage, _ = open_storage(str(journal), name, journal.parent)
+        raise ConfigError(
+            f"part={name} has no record yet ({RECORD_DIR / name / 'study.journal'}); "
+            f"run it first: scripts/study.py run {name}"
+        )
+    storage = open_storage(str(journal), name, journal.parent)[0] if write else open_journal_read_only(journal)
     return optuna.load_study(study_name=name, storage=storage)
 
 
 def export(name: str, root: Path = Path(".")) -> list[dict]:
     """Refresh ``study/<name>/runs.jsonl`` from the study and the run folders on this machine."""
+    part(name)
     study = load(name, root)
+    check_writable(name, root)
     path = record_dir(name, root) / RUNS_FILE
     rows = {row["number"]: row for row in read_rows(path)}
     for trial in study.get_trials(deepcopy=False):
-        rows[trial.number] = {**rows.get(trial.number, {}), **trial_row(trial)}
+        rows[trial.number] = {**rows.get(trial.number, {}), **trial_row(trial, root)}
     ordered = [rows[n] for n in sorted(rows)]
-    text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in ordered)
-    write_atomic(path, lambda f: f.write(text.encode()))  # the committed record: whole or not at all
+    text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in ordered).encode()
+    if not path.is_file() or path.read_bytes() != text:  # an unchanged record keeps its file as it is
+        write_atomic(path, lambda f: f.write(text))  # the committed record: whole or not at all
     return ordered
 
 
 def read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = enumerate(path.read_bytes().split(b"\n"), start=1)
+    return [_row(line, path, number) for number, line in lines if line.strip()]
 
 
-def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
+def _row(line: bytes, path: Path, number: int) -> dict:
+    try:
+        row = json.loads(line)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        row = None
+    if not isinstance(row, dict):
+        raise ConfigError(
+            f"{path}: line {number} is not a run's row (the file is corrupted there); "
+            f"restore it from git (git checkout -- {path}) or remove that line"
+        )
+    return row
+
+
+def run_folder(stored: str, root: Path = Path(".")) -> Path | None:
+    """Where a trial's run folder is on this machine. A relative folder is under the repository; an
+    absolute one from another machine, .../outputs/study/<part>/trial_NNNN, is this repository's
+    outputs/study/<part>/trial_NNNN (the record moved, the run folders may have been copied along)."""
+    if not stored:
+        return None
+    folder = Path(stored)
+    if not folder.is_absolute():
+        return root / folder
+    if folder.parts[-4:-2] == RUNS_DIR.parts:
+        return root.joinpath(*folder.parts[-4:])
+    return folder
+
+
+def trial_row(trial: optuna.trial.FrozenTrial, root: Path = Path(".")) -> dict:
     """One trial as a row: Optuna's view, plus what its run folder holds when it is here."""
     row = {
         "number": trial.number,
@@ -301,8 +390,8 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
         "interrupted": bool(trial.user_attrs.get("interrupted")),  # killed with its sweep: runs again
         "device": trial.user_attrs.get("device"),
     }
-    folder = Path(trial.user_attrs.get("folder", ""))
-    if not (folder / ".hydra" / "config.yaml").is_file():
+    folder = run_folder(trial.user_attrs.get("folder", ""), root)
+    if folder is None or not (folder / ".hydra" / "config.yaml").is_file():
         return row  # the folder is on another machine: the earlier row keeps what it read there
     row["config"] = _config_subset(folder / ".hydra" / "config.yaml")
     row["metrics"] = _json(folder / RESULT_FILE).get("metrics")

@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import optuna
 from scipy import stats
 
 from sgmod_study.report import _plt, _save, holm, mean_ci
@@ -474,8 +475,6 @@ def at_edge(trial) -> list[str]:
 
 def edge_lines(root: Path) -> list[str]:
     """Which sweeps' best trials sit at the edge of a searched range: a wider range might do better."""
-    import optuna
-
     found = []
     for name in SWEEPS:
         if not (record_dir(name, root) / "study.journal").is_file():
@@ -615,7 +614,6 @@ def importances(trials: Sequence, rounds: int = 20, seed: int = 0) -> dict[str, 
     """fANOVA importance of each parameter with a bootstrap 95% interval over the trials:
     {parameter: (importance on all trials, low, high)}. Empty below 8 finished trials."""
     import numpy as np
-    import optuna
 
     finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(finished) < 8:
@@ -640,7 +638,6 @@ def importances(trials: Sequence, rounds: int = 20, seed: int = 0) -> dict[str, 
 def centred(trials: Sequence) -> list:
     """The trials with beta_init replaced by the centred coordinate beta + gamma/2 (0 for tanh(x/2)):
     Sgmod = (gamma/2) tanh(x/2) + (beta + gamma/2), so slope and offset are read apart."""
-    import optuna
     from optuna.distributions import FloatDistribution
 
     out = []
@@ -660,8 +657,6 @@ def centred(trials: Sequence) -> list:
 def importance_section(root: Path, figures: Path) -> str:
     """fANOVA importances of the Sgmod sweep, in the searched and in the centred coordinates,
     with bootstrap intervals, and the marginal of each parameter (Optuna's slice plot)."""
-    import optuna
-
     journal = record_dir("sweep_sgmod", root) / "study.journal"
     if not journal.is_file():
         return ""
@@ -688,8 +683,11 @@ def importance_section(root: Path, figures: Path) -> str:
     with warnings.catch_warnings():  # "experimental" since Optuna 2.2
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         axes = optuna.visualization.matplotlib.plot_slice(study)
-    first = axes.flat[0] if hasattr(axes, "flat") else axes
-    _save(first.figure, figures / "sgmod_marginals.png")
+    figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+    # not _save: its tight_layout would spread the panels under the colorbar plot_slice placed beside them
+    figures.mkdir(parents=True, exist_ok=True)
+    figure.savefig(figures / "sgmod_marginals.png", dpi=100, bbox_inches="tight")
+    _plt().close(figure)
     lines += ["", *good_values(study.trials), "", "![marginals](study_figures/sgmod_marginals.png)"]
     return "\n".join(lines)
 

@@ -175,3 +175,31 @@ def open_study(storage, study_name: str, sampler, direction, metric_names) -> op
 
 def count(study: optuna.Study, *states: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
+
+
+def open_journal_read_only(path: Path) -> optuna.storages.JournalStorage:
+    """A journal file's study for reading only: no lock, no repair, nothing written, so it works
+    on a read-only mount. A cut last line (a crash mid-write) is skipped, as Optuna skips it; a
+    corrupted line before it is an error naming the file and the line."""
+    data = Path(path).read_bytes()
+    lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
+    for number, line in enumerate(lines, start=1):
+        if not _json_object(line):
+            raise ConfigError(
+                f"{path}: line {number} of {len(lines)} is not a journal record (the file is corrupted there); "
+                f"restore it (git checkout -- {path}) or remove that line (what it recorded is lost)"
+            )
+    return optuna.storages.JournalStorage(_ReadOnlyJournal([json.loads(line) for line in lines]))
+
+
+class _ReadOnlyJournal(optuna.storages.journal.BaseJournalBackend):
+    """Journal records already read; appending to them is refused."""
+
+    def __init__(self, logs: list[dict]) -> None:
+        self._logs = logs
+
+    def read_logs(self, log_number_from: int) -> list[dict]:
+        return self._logs[log_number_from:]
+
+    def append_logs(self, logs: list[dict]) -> None:
+        raise OSError("this journal was opened read-only")

@@ -1,0 +1,270 @@
+"""scripts/study.py as a user meets it: bad records and arguments give one line and an exit code,
+list and report only read the record (a read-only mount works), a finished part runs nothing,
+and the paths a record holds from another machine point into this repository."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from functools import cache
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import ROOT
+from sgmod_study import study
+from sgmod_study.study import PARTS, export, record_dir, run_folder, sweep_command
+from test_study import _sgmod_sweep
+from test_study_report import FIXED, LEARNED, _row
+
+
+@cache
+def _script():
+    spec = importlib.util.spec_from_file_location("study_script", ROOT / "scripts" / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cli(args, repo, monkeypatch, capsys) -> tuple[int, str, str]:
+    """``python scripts/study.py <args>`` in the folder ``repo``, in-process: (exit code, stdout, stderr)."""
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(sys, "argv", ["study.py", *args])
+    try:
+        code = _script().main()
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _no_sweep(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a sweep was started")
+
+    monkeypatch.setattr(study.subprocess, "Popen", refuse)
+
+
+def _controls(repo, n_rows=None):
+    """An unfinished controls record: 16 runs of two variants (no journal: nothing ran here)."""
+    rows = [_row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
+    rows += [_row("sgmod_fixed", s, a) for s, a in enumerate(FIXED)]
+    folder = record_dir("controls", repo)
+    folder.mkdir(parents=True)
+    (folder / "runs.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows[:n_rows]))
+
+
+def _record(repo):
+    """A small study record: the controls above and a 12-trial sweep_sgmod (enough for its figures)."""
+    _controls(repo)
+    top = [(2.0, -1.2, 1e-3, 0.93), (2.2, -0.9, 3e-3, 0.92), (8.0, 3.0, 9e-3, 0.91)]
+    _sgmod_sweep(repo, top + [(0.1 + i / 10, 4.0, 1e-4, 0.5 + i / 100) for i in range(9)])
+
+
+def _fake_study(root, name, n, stored=None):
+    """Part ``name`` with ``n`` finished trials whose run folders are here; ``stored``: the folders
+    as their trials recorded them (by default their absolute paths)."""
+    journal = record_dir(name, root) / "study.journal"
+    journal.parent.mkdir(parents=True)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for i in range(n):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        folder = root / "outputs" / "study" / name / f"trial_{i:04d}"
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "config.yaml").write_text(f"seed: {i}\n")
+        (folder / "result.json").write_text(json.dumps({"value": i / 10, "metrics": {"test/acc": i / 10}}))
+        trial.set_user_attr("folder", stored[i] if stored else str(folder))
+        study.tell(trial, i / 10)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# -- a corrupted record
+
+
+def test_a_corrupted_row_is_one_line_naming_the_file_and_the_line(tmp_path, monkeypatch, capsys):
+    _controls(tmp_path)
+    path = record_dir("controls", tmp_path) / "runs.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + '{"number": 1, "state": "COMPL\n' + "".join(lines[2:]))
+    expected = (
+        "error: study/controls/runs.jsonl: line 2 is not a run's row (the file is corrupted there); "
+        "restore it from git (git checkout -- study/controls/runs.jsonl) or remove that line\n"
+    )
+    for command in (["list"], ["report"], ["run", "controls"]):
+        assert cli(command, tmp_path, monkeypatch, capsys) == (2, "", expected), command
+
+
+def test_a_corrupted_journal_line_is_one_line_naming_the_file_and_the_line(tmp_path, monkeypatch, capsys):
+    _record(tmp_path)
+    journal = record_dir("sweep_sgmod", tmp_path) / "study.journal"
+    lines = journal.read_bytes().split(b"\n")
+    journal.write_bytes(b"\n".join([*lines[:3], b'{"op_code": 5, "tri', *lines[4:]]))
+    code, out, err = cli(["report"], tmp_path, monkeypatch, capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: study/sweep_sgmod/study.journal: line 4 of {len(lines) - 1} is not a journal record (the file is "
+        "corrupted there); restore it (git checkout -- study/sweep_sgmod/study.journal) or remove that line "
+        "(what it recorded is lost)\n"
+    )
+
+
+# -- bad arguments (--time-limit, an unknown part): rows at the end of tests/test_bad_inputs.py
+
+
+# -- a finished part
+
+
+def test_a_finished_part_runs_nothing_and_changes_nothing(tmp_path, monkeypatch, capsys):
+    for name, part in PARTS.items():
+        folder = record_dir(name, tmp_path)
+        folder.mkdir(parents=True)
+        rows = [{"number": i, "state": "COMPLETE", "values": [0.9], "params": {}} for i in range(part.trials)]
+        (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (folder / "study.journal").write_text('{"op_code": 0, "study_name": "%s"}\n' % name)
+    before = _files(tmp_path)
+    _no_sweep(monkeypatch)
+    assert cli(["run", "controls"], tmp_path, monkeypatch, capsys) == (
+        0,
+        "[study] controls is complete (72 of 72 trials): nothing to run; "
+        "its results: scripts/study.py report (docs/report/study.md)\n",
+        "",
+    )
+    assert cli(["run", "all"], tmp_path, monkeypatch, capsys) == (
+        0,
+        "[study] all: every part is complete; the report: scripts/study.py report\n",
+        "",
+    )
+    assert _files(tmp_path) == before  # no outputs/, no machine.json, the record untouched
+
+
+# -- paths from another machine
+
+
+def test_a_stored_folder_is_found_in_this_repository(tmp_path):
+    trial = "outputs/study/controls/trial_0003"
+    assert run_folder(trial, tmp_path) == tmp_path / trial
+    assert run_folder(f"/home/x/project/{trial}", tmp_path) == tmp_path / trial  # another machine's checkout
+    assert run_folder("/data/elsewhere/run", tmp_path) == Path("/data/elsewhere/run")
+    assert run_folder("", tmp_path) is None
+
+
+def test_export_reads_run_folders_stored_relative_or_under_another_machines_path(tmp_path, monkeypatch):
+    stored = ["/home/x/project/outputs/study/controls/trial_0000", "outputs/study/controls/trial_0001"]
+    _fake_study(tmp_path, "controls", 2, stored)
+    monkeypatch.chdir(tmp_path.parent)  # a relative folder is the repository's, not the working directory's
+    rows = export("controls", tmp_path)
+    assert [r["metrics"]["test/acc"] for r in rows] == [0.0, 0.1]
+
+
+def test_the_sweep_runs_in_the_repository_with_paths_relative_to_it(tmp_path):
+    command = sweep_command(PARTS["controls"], [], tmp_path)
+    assert command[1] == "src/train.py"
+    assert "hydra.sweeper.storage=study/controls/study.journal" in command
+    assert "hydra.sweep.dir=outputs/study/controls" in command
+    assert not any(str(tmp_path) in arg for arg in command)
+
+
+def test_export_leaves_an_unchanged_record_unwritten(tmp_path):
+    _fake_study(tmp_path, "controls", 2)
+    path = record_dir("controls", tmp_path) / "runs.jsonl"
+    export("controls", tmp_path)
+    written = path.stat().st_mtime_ns, path.read_bytes()
+    export("controls", tmp_path)
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == written
+
+
+# -- a read-only record: a real read-only mount (a tmpfs), as root or in a user namespace
+
+
+@cache
+def _can_mount() -> bool:
+    folder = tempfile.mkdtemp()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", folder], capture_output=True)
+        if mounted.returncode == 0:
+            subprocess.run(["umount", folder], check=True)
+        return mounted.returncode == 0
+    except OSError:  # no mount command
+        return False
+    finally:
+        os.rmdir(folder)
+
+
+@pytest.fixture
+def read_only_record(tmp_path):
+    """A repository folder whose study/ is a read-only tmpfs holding ``_record``; docs/ is writable."""
+    if not _can_mount():
+        pytest.skip("cannot mount a tmpfs here (test_a_read_only_record_in_a_user_namespace tries without root)")
+    built, repo = tmp_path / "built", tmp_path / "repo"
+    _record(built)
+    (repo / "study").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(repo / "study")], check=True)
+    try:
+        shutil.copytree(built / "study", repo / "study", dirs_exist_ok=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(repo / "study")], check=True)
+        yield repo
+    finally:
+        subprocess.run(["umount", str(repo / "study")], check=True)
+
+
+def test_list_and_report_only_read_the_record(read_only_record, monkeypatch, capsys):
+    before = _files(read_only_record / "study")
+    code, out, err = cli(["list"], read_only_record, monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0].split()[:4] == ["controls", "16/72", "16", "complete"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli(["report"], read_only_record, monkeypatch, capsys) == (0, "written: docs/report/study.md\n", "")
+    # matplotlib's tight_layout warned about the slice plot's colorbar
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
+    assert "## 4. What matters in the Sgmod sweep" in (read_only_record / "docs/report/study.md").read_text()
+    assert (read_only_record / "docs/report/study_figures/sgmod_marginals.png").is_file()
+    assert _files(read_only_record / "study") == before
+
+
+def test_run_and_export_on_a_read_only_record_stop_with_one_line(read_only_record, monkeypatch, capsys):
+    _no_sweep(monkeypatch)
+    for command in (["run", "controls"], ["export", "sweep_sgmod"]):
+        name = command[1]
+        assert cli(command, read_only_record, monkeypatch, capsys) == (
+            5,
+            "",
+            f"error: part={name}: its record study/{name} cannot be written (Read-only file system); running or "
+            "exporting a part needs a writable study/ folder (list and report only read it)\n",
+        ), command
+    assert not (read_only_record / "outputs").exists()
+
+
+def test_a_read_only_record_in_a_user_namespace(tmp_path):
+    """Without root, the read-only tests above run again as root of a user namespace."""
+    if _can_mount():
+        pytest.skip("the read-only tests ran with a real mount")
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare command")
+    pytest_args = [
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        __file__,
+        "-k",
+        "only_read_the_record or read_only_record_stop",
+    ]
+    namespace = ["unshare", "--user", "--map-root-user", "--mount"]
+    if subprocess.run([*namespace, "true"], capture_output=True).returncode != 0:
+        pytest.skip("user namespaces are not allowed here")
+    result = subprocess.run([*namespace, sys.executable, *pytest_args], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "2 passed" in result.stdout
