@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -17,6 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import ROOT
 from sgmod_study.sweeper.devices import trial_threads
+from sgmod_study.sweeper.liveness import OWNER_ATTR
 from sgmod_study.sweeper.results import write_results
 from sgmod_study.sweeper.space import distribution, search_space
 
@@ -121,6 +121,10 @@ def test_four_trial_sweep_runs_baseline_first_and_writes_results(tmp_path):
     folder = study.best_trial.user_attrs["folder"]  # relative to where the sweep started
     assert study.best_trial.user_attrs["test/acc"] > 0 and folder == f"sweep/trial_{study.best_trial.number:04d}"
     assert f"[sweep] best trial {study.best_trial.number} of 4 finished: val/acc_best={study.best_value:.4f}" in output
+    # Optuna's chatter (QMCSampler is experimental, "[I ...] A new study created") is in sweep.log only
+    assert "ExperimentalWarning" not in output and "[I " not in output, output[-3000:]
+    log = (sweep_dir / "sweep.log").read_text()
+    assert "ExperimentalWarning: QMCSampler is experimental" in log and "] A new study created in Journal" in log
     importances = json.loads((sweep_dir / "importances.json").read_text())
     assert set(importances) == set(study.best_trial.params) and sum(importances.values()) == pytest.approx(1.0)
     best_config = (sweep_dir / "best_config.yaml").read_text()
@@ -304,7 +308,13 @@ def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
     study = optuna.load_study(study_name="sgmod_classifier", storage=postgres_url)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 5
-    assert {t.user_attrs["folder"].split("/worker")[1][0] for t in complete} == {"0", "1"}  # both worked
+    assert len({t.system_attrs[OWNER_ATTR] for t in complete}) == 2  # both worked
+    for worker in (0, 1):  # each trial's folder is relative to its worker's working directory
+        mine = [t for t in complete if (tmp_path / f"worker{worker}" / t.user_attrs["folder"]).is_dir()]
+        assert mine and all(t.user_attrs["folder"] == f"sweep/trial_{t.number:04d}" for t in mine)
+    assert len(complete) == sum(
+        (tmp_path / f"worker{w}" / t.user_attrs["folder"]).is_dir() for t in complete for w in (0, 1)
+    )
     assert all(t.user_attrs.get("interrupted") for t in study.trials if t.state == TrialState.FAIL)
 
 

@@ -267,7 +267,7 @@ class Sweep:
         ):
             trial.set_user_attr(key, value)
         resume, again = self._resume_from(trial)
-        command = [sys.executable, str(self.entry_script), *chosen, *resume, f"hydra.run.dir={folder}"]
+        command = [sys.executable, str(self.entry_script), *chosen, *resume, f"hydra.run.dir={quoted(folder)}"]
         process = TrialProcess(command, env, folder / "trial.log")
         self.running[slot] = RunningTrial(trial, process, folder, time.monotonic())
         print(f"[sweep] trial {trial.number} started on slot {slot} ({device}): {trial.params}{again}")
@@ -284,7 +284,7 @@ class Sweep:
         last = Path(folder) / "checkpoints" / "last.ckpt" if folder else None
         if last is None or not last.is_file():
             return [], f" (trial {number} again, from the start)"
-        return [f"ckpt_path={last.resolve()}"], f" (trial {number} again, from its {here(last)})"
+        return [f"ckpt_path={quoted(last.resolve())}"], f" (trial {number} again, from its {here(last)})"
 
     def _surplus(self, trial: optuna.Trial) -> bool:
         """Another worker of a shared study asked at the same moment and the study needs one trial
@@ -425,6 +425,12 @@ def run_workers(launcher, workers: int, fixed: Sequence[str]) -> optuna.Study:
     if failed:
         raise SweepFailed("sweep workers failed: " + "; ".join(f"worker {i}: {err!r}" for i, err in failed))
     return returns[0].return_value
+
+
+def quoted(path: Path) -> str:
+    """A path as a quoted Hydra override value: Hydra reads spaces, non-ASCII letters and ``#&!;~(){}=``
+    only inside quotes."""
+    return '"' + str(path).replace('"', '\\"') + '"'
 
 
 def here(path: Path) -> Path:
