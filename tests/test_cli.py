@@ -74,12 +74,16 @@ def test_help_and_tab_completion_do_not_import_the_training_libraries():
 
 def test_a_run_prints_no_library_noise_and_train_log_holds_its_console_output(tmp_path):
     run = tmp_path / "run"
-    result = run_train([*TINY, "trainer.max_epochs=1", "trainer.enable_progress_bar=false"], run)  # the fused op
+    # 20 batches an epoch, fewer than Lightning's default logging interval: it warns about that
+    args = [*TINY, "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=50"]
+    result = run_train(args, run)  # the fused op
     assert result.returncode == 0, result.stderr[-3000:]
     printed = result.stdout + result.stderr
-    for noise in ("💡 Tip", "is deprecated", "CUDA_HOME", "100% of the batches", "[HYDRA]", "INFO:"):
+    noises = ("💡 Tip", "is deprecated", "CUDA_HOME", "100% of the batches", "[HYDRA]", "INFO:", "logging interval")
+    for noise in noises:
         assert noise not in printed, noise
     assert printed.count("Seed set to 42") == 1  # Lightning's lines once, not once per logging handler
     log = (run / "train.log").read_text()
     for line in ("Seed set to 42", "data: digits from", "== val/acc_best=", f"== outputs: {run}"):
         assert line in log, line
+    assert "The number of training batches (20) is smaller than the logging interval" in log  # chatter: log only

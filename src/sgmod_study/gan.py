@@ -176,10 +176,14 @@ class GAN(L.LightningModule):
 
         g_loss = None
         if (batch_idx + 1) % self.d_steps == 0:
-            g_loss = generator_loss(self.loss, self.discriminator(fake))
-            opt_g.zero_grad()
-            self.manual_backward(g_loss)
-            opt_g.step()
+            # D's weights frozen meanwhile: their gradients here were never used (opt_d clears them
+            # first), and under DDP a step that reached every parameter made each rank warn that
+            # find_unused_parameters was not needed
+            with self.toggled_optimizer(opt_g):
+                g_loss = generator_loss(self.loss, self.discriminator(fake))
+                opt_g.zero_grad()
+                self.manual_backward(g_loss)
+                opt_g.step()
             logs["train/g_loss"] = g_loss
         self.log_dict(logs, prog_bar=True)
         self._check_divergence(d_loss, g_loss)

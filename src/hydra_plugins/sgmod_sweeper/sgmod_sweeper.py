@@ -92,6 +92,14 @@ class SgmodOptunaSweeper(Sweeper):
         self.config, self.hydra_context = config, hydra_context
 
     def sweep(self, arguments: List[str]) -> None:
+        from sgmod_study.console import run_log
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        # Optuna's experimental warnings and [I ...] lines go to <sweep>/sweep.log only
+        with run_log(sweep_dir / "sweep.log"):
+            self._sweep(arguments, sweep_dir)
+
+    def _sweep(self, arguments: List[str], sweep_dir: Path) -> None:
         from sgmod_study.errors import EXIT_CONFIG, ConfigError, exit_with
         from sgmod_study.sweeper.devices import trial_gpus
         from sgmod_study.sweeper.fixed_setup import fixed_setup
@@ -102,7 +110,6 @@ class SgmodOptunaSweeper(Sweeper):
         from sgmod_study.sweeper.space import search_space
         from sgmod_study.sweeper.storage import open_storage
 
-        sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             check_workers(self.settings["workers"])
             space, fixed = search_space(self.settings["params"] or {}, arguments)
