@@ -1,14 +1,15 @@
 """Test a trained checkpoint: python src/eval.py ckpt_path=<run>/checkpoints/best-epochNNN.ckpt [trainer=cpu].
 
 The task, networks and data set come from the checkpoint; conf/eval.yaml says where the data
-are and what to run on. Prints the same summary as a training run. Exit codes: 0 done, 2 bad
-configuration, checkpoint or missing data.
+are and what to run on. Prints the same summary as a training run. Exit codes: 0 done, 1 a
+crash (with its traceback), 2 bad configuration, checkpoint, data override or missing data,
+5 the output folder cannot be written, 130 and 143 stopped by SIGINT and SIGTERM.
 """
 
 import hydra
 from omegaconf import DictConfig
 
-from sgmod_study.cli import run_cli, run_reporting_errors
+from sgmod_study.cli import run_reporting_errors, run_script
 from sgmod_study.console import run_log
 
 
@@ -21,8 +22,9 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
 
 def cli() -> None:
-    """main(), with Hydra's own configuration errors as one line too."""
-    run_cli(main)
+    """main(), with Hydra's own configuration errors, an output folder that cannot be written and
+    a signal while starting as one line too."""
+    run_script(main)
 
 
 if __name__ == "__main__":

@@ -232,7 +232,128 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_written(cli, tmp_path, monke
     monkeypatch.setattr(torch, "save", full_disk)
     overrides = ["activation=relu", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
     line, code = run_cli(cli, overrides, tmp_path, monkeypatch, capsys)
-    assert code == 1
-    assert line.startswith(f"error: no space left on the device while writing into {tmp_path / 'run'}; the files")
+    assert code == 5
+    assert (
+        line
+        == f"error: cannot write to {tmp_path / 'run'}: no space left on its device; what was written before is whole: free some space, then run the command again"
+    )
     leftovers = list((tmp_path / "run" / "checkpoints").glob("*"))
     assert leftovers == []  # no half-written checkpoint, no temporary file
+
+
+# -- values Hydra's override grammar reads only in quotes (non-ASCII letters; brackets after a space), and
+# a path the shell split at its space: the one line shows the form that works
+
+NEEDS_QUOTES = [
+    (["data.data_dir=/data/café"], 2, "error: cannot parse the override 'data.data_dir=/data/café': LexerNoViableAltException: data.data_dir=/data/café (quote a value with spaces or non-ASCII characters for Hydra: 'data.data_dir=\"/data/café\"')"),
+    (["data.data_dir=/data/a b (1)"], 2, "error: cannot parse the override 'data.data_dir=/data/a b (1)': mismatched input ' (' expecting <EOF> (quote a value with spaces or non-ASCII characters for Hydra: 'data.data_dir=\"/data/a b (1)\"')"),
+    (["data.data_dir=/data/my", "runs/x"], 2, "error: cannot parse the override 'runs/x': missing EQUAL at '<EOF>' (a path with spaces must be one shell argument: 'data.data_dir=/data/my runs/x')"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("overrides, code, expected", NEEDS_QUOTES, ids=[_row_id(r) for r in NEEDS_QUOTES])
+def test_a_value_that_needs_quotes_shows_them(cli, overrides, code, expected, tmp_path, monkeypatch, capsys):
+    import shlex  # (this block is appended to the file: its imports stay with it)
+
+    line, exit_code = run_cli(cli, overrides, tmp_path, monkeypatch, capsys)
+    assert (exit_code, line) == (code, expected)
+    (shown,) = shlex.split(line.rpartition(": ")[2][:-1])  # the form shown, as the shell passes it on
+    assert compose_config([shown], tmp_path).data.data_dir == " ".join(overrides).partition("=")[2]
+
+
+# -- scripts/study.py: the same one line (its records' own cases, corrupted, read-only, finished: tests/test_study_cli.py)
+
+STUDY_PARTS = "confirm_relu, confirm_sgmod, confirm_sgmod_default, confirm_sigmoid, confirm_tanh, confirm_tanh_cpu, controls, sweep_relu, sweep_sgmod, sweep_sigmoid, sweep_tanh"
+STUDY_BAD_INPUTS = [
+    (["run", "controls", "--time-limit", "-5"], 2, "study.py run: error: argument --time-limit: '-5' is not allowed: it must be a number of seconds > 0"),
+    (["run", "controls", "--time-limit", "0"], 2, "study.py run: error: argument --time-limit: '0' is not allowed: it must be a number of seconds > 0"),
+    (["run", "controls", "--time-limit", "nan"], 2, "study.py run: error: argument --time-limit: 'nan' is not allowed: it must be a number of seconds > 0"),
+    (["run", "controls", "--time-limit", "inf"], 2, "study.py run: error: argument --time-limit: 'inf' is not allowed: it must be a number of seconds > 0"),
+    (["run", "controls", "--time-limit", "soon"], 2, "study.py run: error: argument --time-limit: 'soon' is not allowed: it must be a number of seconds > 0"),
+    (["run", "nosuchpart"], 2, f"error: part='nosuchpart' is not a known choice; valid choices: all, {STUDY_PARTS}"),
+    (["export", "nosuchpart"], 2, f"error: part='nosuchpart' is not a known choice; valid choices: {STUDY_PARTS}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, code, expected", STUDY_BAD_INPUTS, ids=[_row_id(r) for r in STUDY_BAD_INPUTS])
+def test_a_bad_study_input_is_one_line(args, code, expected, tmp_path, monkeypatch, capsys):
+    from test_study_cli import _no_sweep
+    from test_study_cli import cli as study_cli
+
+    _no_sweep(monkeypatch)
+    exit_code, out, err = study_cli(args, tmp_path, monkeypatch, capsys)
+    assert (exit_code, out, err.splitlines()[-1]) == (code, "", expected)
+
+
+# -- a resume that changes the model, a data set eval cannot test, an output folder that cannot be written
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory) -> Path:
+    """A trained 1-epoch MLP with ReLU on digits: its run folder."""
+    folder = tmp_path_factory.mktemp("mlp_run")
+    training.train(compose_config([*TINY, "model=mlp", "activation=relu", "trainer.max_epochs=1"], folder))
+    return folder
+
+
+RESUME_CHANGES = [
+    (["model.width=64", "optimizer.lr=0.01"], "model.width=64 (checkpoint: 256), optimizer.lr=0.01 (checkpoint: 0.001)"),
+    (["activation=sgmod", "seed=3"], "activation=sgmod (checkpoint: relu), seed=3 (checkpoint: 42)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("changes, named", RESUME_CHANGES, ids=[" ".join(row[0]) for row in RESUME_CHANGES])
+def test_a_resume_that_changes_the_model_names_only_what_differs(
+    cli, mlp_run, changes, named, tmp_path, monkeypatch, capsys
+):
+    last = mlp_run / "checkpoints" / "last.ckpt"
+    overrides = [f"ckpt_path={last}", "model=mlp", "activation=relu", "trainer.max_epochs=3", *changes]
+    line, code = run_cli(cli, overrides, tmp_path, monkeypatch, capsys)
+    assert code == 2
+    assert line == (
+        f"error: ckpt_path={last}: a resumed run keeps the model, data, optimizer and seed of its checkpoint; "
+        f"these overrides differ from it: {named} (leave them out: ckpt_path alone resumes with the checkpoint's "
+        "configuration; to change them, start a new run)"
+    )
+
+
+def test_eval_refuses_a_data_set_of_other_shapes(mlp_run, tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("eval_script", ROOT / "src" / "eval.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main.__wrapped__.__module__ = "__main__"  # see _load_cli
+    best = next((mlp_run / "checkpoints").glob("best-*.ckpt"))
+    hydra_args = ["hydra/job_logging=none", "hydra/hydra_logging=none", f"hydra.run.dir={tmp_path / 'run'}"]
+    monkeypatch.setattr(sys, "argv", ["src/eval.py", f"ckpt_path={best}", "+data=fashion_mnist", *hydra_args])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    with pytest.raises(SystemExit) as exit_info:
+        script.cli()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: data.name=fashion_mnist does not fit ckpt_path={best}: its network was trained on digits (1x8x8 "
+        "images, 10 classes), fashion_mnist has 1x28x28 images, 10 classes; leave the data override out to test on "
+        "digits, or give a data set of the same shapes"
+    ]
+
+
+@pytest.mark.skipif(
+    "os.geteuid() != 0", reason="mounts a read-only tmpfs (tests/test_faults_run.py: also without root)"
+)
+def test_a_read_only_output_folder_is_one_line(cli, tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        hydra_args = ["hydra/job_logging=none", "hydra/hydra_logging=none", f"hydra.run.dir={disk / 'run'}"]
+        monkeypatch.setattr(sys, "argv", ["src/train.py", *TINY, *hydra_args])
+        with pytest.raises(SystemExit) as exit_info:
+            cli()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+    assert exit_info.value.code == 5
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: cannot write to {disk / 'run'}: it is on a read-only file system; choose another output folder "
+        "with hydra.run.dir=<folder>"
+    ]

@@ -108,3 +108,16 @@ def test_gan_loads_from_its_checkpoint(tmp_path, fashion_sample_dir):
     assert isinstance(module, GAN)
     assert all(torch.equal(module.state_dict()[k], v) for k, v in checkpoint["state_dict"].items())
     assert module(torch.randn(2, module.latent_dim)).shape == (2, 1, 28, 28)
+
+
+def test_another_data_set_is_tested_only_when_its_shapes_fit():
+    from sgmod_study.evaluation import check_data_fits
+
+    check_data_fits("mnist", "fashion_mnist", "run/best.ckpt")  # 1x28x28 images, 10 classes: both
+    with pytest.raises(ConfigError) as err:
+        check_data_fits("fashion_mnist", "digits", "run/best.ckpt")
+    assert str(err.value) == (
+        "data.name=fashion_mnist does not fit ckpt_path=run/best.ckpt: its network was trained on digits (1x8x8 "
+        "images, 10 classes), fashion_mnist has 1x28x28 images, 10 classes; leave the data override out to test "
+        "on digits, or give a data set of the same shapes"
+    )

@@ -106,6 +106,12 @@ def test_resumed_run_tests_the_best_epoch_from_before_the_interruption(finished_
     assert result["metrics"]["test/acc"] > 0.5  # not the ruined last epoch (chance is 0.1)
 
 
+def test_resuming_a_finished_run_tests_it_again(finished_run, tmp_path):
+    """The resume command a run prints when stopped in its final test: nothing left to train."""
+    train(compose_config([*TINY, "logger=csv", f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}"], tmp_path))
+    assert _result(tmp_path)["metrics"] == pytest.approx(_result(finished_run)["metrics"], abs=1e-6)
+
+
 def _checkpoint_state(old_folder: Path) -> dict:
     return {
         "dirpath": str(old_folder),
@@ -226,16 +232,16 @@ def test_files_that_are_no_checkpoint_are_refused(tmp_path):
 def test_checkpoint_of_another_task_is_refused(finished_run, tmp_path, fashion_sample_dir):
     last = finished_run / "checkpoints" / "last.ckpt"
     assert _refusal(last, gan_overrides(fashion_sample_dir), tmp_path) == (
-        f"ckpt_path={last} is a checkpoint of task=classifier, this run is task=gan: "
-        "resume it with task=classifier, or give a gan checkpoint"
+        f"ckpt_path={last} is a checkpoint of task=classifier, not of task=gan: "
+        "leave task= out to resume it, or give a gan checkpoint"
     )
     gan_like = tmp_path / "gan.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     checkpoint["hyper_parameters"]["task.name"] = "gan"
     torch.save(checkpoint, gan_like)
     assert _refusal(gan_like, TINY, tmp_path) == (
-        f"ckpt_path={gan_like} is a checkpoint of task=gan, this run is task=classifier: "
-        "resume it with task=gan, or give a classifier checkpoint"
+        f"ckpt_path={gan_like} is a checkpoint of task=gan, not of task=classifier: "
+        "leave task= out to resume it, or give a classifier checkpoint"
     )
     del checkpoint["hyper_parameters"]
     torch.save(checkpoint, gan_like)
@@ -244,11 +250,31 @@ def test_checkpoint_of_another_task_is_refused(finished_run, tmp_path, fashion_s
     )
 
 
-def test_checkpoint_of_another_network_is_refused(finished_run, tmp_path):
+def test_a_resume_refuses_only_the_options_that_differ_from_its_checkpoint(finished_run, tmp_path):
+    """A config composed in Python gives every key; trainer.* may change, model.hidden and the optimizer not."""
     last = finished_run / "checkpoints" / "last.ckpt"
-    assert _refusal(last, [*TINY, "model.hidden=64"], tmp_path) == (
-        f"ckpt_path={last} holds weights of another network: it was trained with model.hidden=128 "
-        "(this run: 64); resume with its options"
+    overrides = [*TINY, "logger=csv", "trainer.max_epochs=9", "model.hidden=64", "optimizer.lr=0.01"]
+    assert _refusal(last, overrides, tmp_path) == (
+        f"ckpt_path={last}: a resumed run keeps the model, data, optimizer and seed of its checkpoint; these "
+        "overrides differ from it: model.hidden=64 (checkpoint: 128), optimizer.lr=0.01 (checkpoint: 0.001) "
+        "(leave them out: ckpt_path alone resumes with the checkpoint's configuration; to change them, start a "
+        "new run)"
+    )
+    assert _refusal(last, [*TINY, "logger=csv", "model=mlp"], tmp_path).startswith(
+        f"ckpt_path={last}: a resumed run keeps the model, data, optimizer and seed of its checkpoint; these "
+        "overrides differ from it: model=mlp (checkpoint: cnn) (leave them out"
+    )  # one entry for another model, not one for each of its keys
+
+
+def test_checkpoint_whose_weights_do_not_fit_is_refused(finished_run, tmp_path):
+    last = finished_run / "checkpoints" / "last.ckpt"
+    changed = tmp_path / "changed.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["hyper_parameters"]["model.hidden"] = 64  # as if the model code had changed since
+    torch.save(checkpoint, changed)
+    assert _refusal(changed, [*TINY, "logger=csv", "model.hidden=64"], tmp_path) == (
+        f"ckpt_path={changed} holds weights of another network: it was trained with the same model options but "
+        "other layer shapes; resume with its options"
     )
 
 

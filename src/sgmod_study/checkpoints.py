@@ -4,8 +4,10 @@
   fsync, ``os.replace``); used for checkpoints and ``result.json``.
 - ``AtomicCheckpointIO``: Lightning's checkpoint writer through ``write_atomic``.
 - ``ResumableCheckpoint``: a ``ModelCheckpoint`` that keeps the best checkpoint of the run it
-  resumes, so the resumed run tests the best epoch even when that came before the interruption.
-- ``load_resume_checkpoint``: refuses a ``ckpt_path`` that is no checkpoint of this task and model.
+  resumes, so the resumed run tests the best epoch even when that came before the interruption,
+  and writes last.ckpt when SIGTERM or SIGINT stop the run.
+- ``read_checkpoint``, ``check_weights_fit``: refuse a ``ckpt_path`` that is no checkpoint of this
+  toolkit, or one whose weights do not fit.
 - ``rebuild_task``: a run's task module from its checkpoint alone, for evaluation
   (``Classifier.load_from_checkpoint``, ``src/eval.py``).
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import os
 import secrets
 import shutil
@@ -25,6 +28,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from sgmod_study.data import DatasetSpec, dataset_spec
 from sgmod_study.errors import ConfigError
@@ -81,7 +85,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        write_atomic(Path(path), lambda f: torch.save(checkpoint, f))
+        # serialised in memory first: torch's zip writer turns a full disk into a RuntimeError
+        # ("unexpected pos") that no longer says ENOSPC; a plain write raises the OSError itself
+        data = io.BytesIO()
+        torch.save(checkpoint, data)
+        write_atomic(Path(path), lambda f: f.write(data.getbuffer()))
 
 
 class ResumableCheckpoint(ModelCheckpoint):
@@ -111,6 +119,12 @@ class ResumableCheckpoint(ModelCheckpoint):
         # Lightning 2.6 writes last.ckpt only in epochs that save a best checkpoint; a resume from
         # it would silently redo every epoch since the last improvement.
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        # SIGTERM or SIGINT (sgmod_study.interrupts): Lightning stopped at the end of a step, where
+        # the loop state is whole; last.ckpt resumes from there
+        if isinstance(exception, SIGTERMException) and self.fitting and not trainer.sanity_checking:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -174,20 +188,6 @@ def read_checkpoint(ckpt_path: str, map_location: Any = "cpu") -> dict:
     return checkpoint
 
 
-def load_resume_checkpoint(ckpt_path: str, hparams: Mapping[str, Any], module: torch.nn.Module) -> dict:
-    """Load ``ckpt_path`` and check that it can resume this run."""
-    checkpoint = read_checkpoint(ckpt_path)
-    saved = checkpoint["hyper_parameters"]
-    task = hparams["task.name"]
-    if saved["task.name"] != task:
-        raise ConfigError(
-            f"ckpt_path={ckpt_path} is a checkpoint of task={saved['task.name']}, this run is task={task}: "
-            f"resume it with task={saved['task.name']}, or give a {task} checkpoint"
-        )
-    _check_weights_fit(ckpt_path, checkpoint["state_dict"], module.state_dict(), saved, hparams)
-    return checkpoint
-
-
 def saved_config(checkpoint: Mapping) -> dict:
     """The resolved config a checkpoint's run was built from, read back from its hyperparameters.
 
@@ -237,16 +237,19 @@ def rebuild_task(
     return module.to(weights[0].device) if weights else module
 
 
-def _check_weights_fit(ckpt_path, saved_state: Mapping, state: Mapping, saved: Mapping, hparams: Mapping) -> None:
+def check_weights_fit(checkpoint: Mapping, ckpt_path: str, hparams: Mapping[str, Any], module: torch.nn.Module) -> None:
+    """Refuse a checkpoint whose weights have other shapes than ``module``'s (built from ``hparams``)."""
+
     def shapes(weights: Mapping) -> dict:
         return {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
 
-    if shapes(saved_state) == shapes(state):
+    if shapes(checkpoint["state_dict"]) == shapes(module.state_dict()):
         return
+    saved = checkpoint["hyper_parameters"]
     differing = [
-        f"{key}={saved.get(key)!r} (this run: {hparams.get(key)!r})"
-        for key in sorted(set(saved) | set(hparams))
-        if key.startswith(MODEL_KEYS) and saved.get(key) != hparams.get(key)
+        f"{key}={saved[key]!r} (this run: {hparams[key]!r})"
+        for key in sorted(set(saved) & set(hparams))
+        if key.startswith(MODEL_KEYS) and saved[key] != hparams[key]
     ]
     raise ConfigError(
         f"ckpt_path={ckpt_path} holds weights of another network: it was trained with "

@@ -3,6 +3,8 @@
 The task, its networks and the data set (name, split, scaling, batch size) come from the
 checkpoint, rebuilt from the run's own config (``checkpoints.rebuild_task``); the eval config
 (``conf/eval.yaml``) gives only what belongs to the machine: where the data are, the trainer.
+Another data set (``+data=mnist``) is tested only when its images and classes have the shapes
+the network was trained on.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from sgmod_study.checkpoints import read_checkpoint, rebuild_task, saved_config
 from sgmod_study.config_schema import MISSING
 from sgmod_study.console import quiet_libraries
-from sgmod_study.data import ImageDataModule
+from sgmod_study.data import DatasetSpec, ImageDataModule, dataset_spec
 from sgmod_study.errors import ConfigError
+from sgmod_study.interrupts import Interrupted, StopOnSignal
 from sgmod_study.training import TASKS, print_summary
 
 
@@ -32,16 +35,48 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "e.g. ckpt_path=outputs/runs/<run>/checkpoints/best-epoch009.ckpt"
         )
     checkpoint = read_checkpoint(ckpt_path)
-    module = rebuild_task(checkpoint, ckpt_path, TASKS)
     c = saved_config(checkpoint)
+    check_data_fits(e["data"].get("name", c["data"]["name"]), c["data"]["name"], ckpt_path)
+    module = rebuild_task(checkpoint, ckpt_path, TASKS)
     c["data"].update(e["data"])
     L.seed_everything(c["seed"], workers=True, verbose=False)  # the GAN's generated test images
     datamodule = ImageDataModule(**c["data"], seed=c["seed"])
-    trainer = L.Trainer(**e["trainer"], logger=False, enable_checkpointing=False, default_root_dir=e["output_dir"])
-    started = time.monotonic()
-    (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    with StopOnSignal() as stop:
+        trainer = L.Trainer(
+            **e["trainer"],
+            logger=False,
+            enable_checkpointing=False,
+            default_root_dir=e["output_dir"],
+            callbacks=[stop],
+        )
+        started = time.monotonic()
+        try:
+            (metrics,) = stop.run(trainer.test, module, datamodule=datamodule, verbose=False)
+        except Interrupted as err:
+            raise Interrupted(err.signum, ": the test did not finish; nothing was written") from None
     final = {name: metrics[name] for name in module.FINAL_METRICS if name in metrics}
     if trainer.is_global_zero:
         # checkpoints are written at the end of an epoch, which their "epoch" counts from 0
         print_summary(c, final, checkpoint["epoch"] + 1, time.monotonic() - started, Path(e["output_dir"]))
     return final
+
+
+def check_data_fits(name: str, trained_on: str, ckpt_path: str) -> None:
+    """Refuse a data set whose images or classes differ from those the checkpoint's network was trained on."""
+    if name == trained_on:
+        return
+    given, trained = dataset_spec(name), dataset_spec(trained_on)
+    if _shapes(given) != _shapes(trained):
+        raise ConfigError(
+            f"data.name={name} does not fit ckpt_path={ckpt_path}: its network was trained on {trained_on} "
+            f"({_described(trained)}), {name} has {_described(given)}; leave the data override out to test on "
+            f"{trained_on}, or give a data set of the same shapes"
+        )
+
+
+def _shapes(spec: DatasetSpec) -> tuple[int, int, int]:
+    return spec.channels, spec.image_size, spec.num_classes
+
+
+def _described(spec: DatasetSpec) -> str:
+    return f"{spec.channels}x{spec.image_size}x{spec.image_size} images, {spec.num_classes} classes"

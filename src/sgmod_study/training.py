@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,8 +16,15 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
-from sgmod_study.checkpoints import AtomicCheckpointIO, ResumableCheckpoint, load_resume_checkpoint, write_text_atomic
+from sgmod_study.checkpoints import (
+    AtomicCheckpointIO,
+    ResumableCheckpoint,
+    check_weights_fit,
+    read_checkpoint,
+    write_text_atomic,
+)
 from sgmod_study.classifier import build_classifier
+from sgmod_study.cli import shown_path
 from sgmod_study.config_schema import check_config
 from sgmod_study.console import quiet_libraries
 from sgmod_study.data import ImageDataModule, dataset_spec
@@ -30,13 +39,13 @@ from sgmod_study.diagnostics import (
 )
 from sgmod_study.errors import ConfigError, check_bool, check_choice
 from sgmod_study.gan import build_gan
+from sgmod_study.interrupts import Interrupted, StopOnSignal
 from sgmod_study.pruning import pruning_callback
+from sgmod_study.resume import NOT_HYPERPARAMETERS, CommandLine, resumed_config
 from sgmod_study.trial_contract import RESULT_FILE
 
 TASKS = {"classifier": build_classifier, "gan": build_gan}
 LOGGERS = ("tensorboard", "csv")
-# Config entries that say where things are, not how the model was trained.
-NOT_HYPERPARAMETERS = ("output_dir", "ckpt_path", "data.data_dir", "data.system_dir", "data.num_workers")
 # speed.compile: torch.compile's modes; "reduce-overhead" adds CUDA graphs.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # The networks of each task's LightningModule (attribute names) that the speed options apply to.
@@ -104,42 +113,69 @@ def apply_speed(module: L.LightningModule, task: Mapping, speed: Mapping) -> Non
             net.compile(mode=mode)
 
 
-def train(cfg: DictConfig) -> float:
+def train(cfg: DictConfig, command_line: CommandLine | None = None) -> float:
     """Train and test one configuration; return the value of ``cfg.optimized_metric``.
 
     The value and the final metrics are also written to ``<output_dir>/result.json``, where
-    the sweeper reads a trial's outcome.
+    the sweeper reads a trial's outcome. With ``ckpt_path`` the run resumes with the checkpoint's
+    configuration, changed only where ``command_line`` says (``sgmod_study.resume``; None, for a
+    config composed in Python: every key of ``cfg`` counts as given). SIGTERM and SIGINT stop it
+    after the current step with last.ckpt written (``sgmod_study.interrupts.Interrupted``).
     """
     quiet_libraries()
+    # an interrupted run's last.ckpt is taken mid-epoch (sgmod_study.interrupts): its resume finishes
+    # that epoch with batches of a new shuffle, which is all this warning of Lightning's says
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+    command_line = command_line or CommandLine()
     c = OmegaConf.to_container(cfg, resolve=True)
     check_config(c)  # every key against the schema, before anything is built
-    output_dir = Path(c["output_dir"])
-    L.seed_everything(c["seed"], workers=True)
-    spec = dataset_spec(c["data"]["name"])
-    datamodule = ImageDataModule(**c["data"], seed=c["seed"], channels_last=c["speed"]["channels_last"])
-    check_choice("task", c["task"]["name"], TASKS)
-    module = TASKS[c["task"]["name"]](c, spec)
-    apply_speed(module, c["task"], c["speed"])
-    hparams = {k: v for k, v in flatten_config(c).items() if not k.startswith(NOT_HYPERPARAMETERS)}
-    module.save_hyperparameters(hparams)  # into every checkpoint and the loggers' hparams.yaml
-    checkpoint, callbacks = build_callbacks(c, output_dir)
-    trainer_options = {**c["trainer"], "strategy": _strategy(c["trainer"].get("strategy", "auto"), module)}
-    trainer = L.Trainer(
-        **trainer_options,
-        logger=build_loggers(c["logger"], output_dir),
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=output_dir,
-    )
-    ckpt_path = c["ckpt_path"]
-    if ckpt_path is not None:
-        load_resume_checkpoint(ckpt_path, hparams, module)
+    checkpoint = None
+    if c["ckpt_path"] is not None:
+        checkpoint = read_checkpoint(c["ckpt_path"])
+        c = resumed_config(c, checkpoint, c["ckpt_path"], command_line.given)
+        check_config(c)
+    with StopOnSignal() as stop:
+        return _train(c, checkpoint, stop, command_line)
 
+
+def _train(c: dict, checkpoint: dict | None, stop: StopOnSignal, command_line: CommandLine) -> float:
+    output_dir = Path(c["output_dir"])
+    trainer, checkpoint_callback = None, None
+    try:
+        L.seed_everything(c["seed"], workers=True)
+        spec = dataset_spec(c["data"]["name"])
+        datamodule = ImageDataModule(**c["data"], seed=c["seed"], channels_last=c["speed"]["channels_last"])
+        check_choice("task", c["task"]["name"], TASKS)
+        module = TASKS[c["task"]["name"]](c, spec)
+        apply_speed(module, c["task"], c["speed"])
+        hparams = {k: v for k, v in flatten_config(c).items() if not k.startswith(NOT_HYPERPARAMETERS)}
+        module.save_hyperparameters(hparams)  # into every checkpoint and the loggers' hparams.yaml
+        if checkpoint is not None:
+            check_weights_fit(checkpoint, c["ckpt_path"], hparams, module)
+        checkpoint_callback, callbacks = build_callbacks(c, output_dir)
+        trainer_options = {**c["trainer"], "strategy": _strategy(c["trainer"].get("strategy", "auto"), module)}
+        trainer = L.Trainer(
+            **trainer_options,
+            logger=build_loggers(c["logger"], output_dir),
+            callbacks=[*callbacks, stop],
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=output_dir,
+        )
+        return _fit_and_test(trainer, module, datamodule, checkpoint_callback, c, hparams, stop)
+    except Interrupted as err:
+        raise Interrupted(err.signum, _where_stopped(trainer, checkpoint_callback, command_line)) from None
+
+
+def _fit_and_test(trainer, module, datamodule, checkpoint: ModelCheckpoint, c: dict, hparams, stop) -> float:
+    output_dir = Path(c["output_dir"])
     started = time.monotonic()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    stop.run(trainer.fit, module, datamodule=datamodule, ckpt_path=c["ckpt_path"])
+    if not any(name.startswith("val/") for name in trainer.callback_metrics):
+        # a resumed run that had trained all its epochs (stopped in its final test) trains nothing more
+        stop.run(trainer.validate, module, datamodule=datamodule, verbose=False)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     best = "best" if checkpoint.best_model_path else None  # no best checkpoint after e.g. fast_dev_run
-    for results in trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False):
+    for results in stop.run(trainer.test, module, datamodule=datamodule, ckpt_path=best, verbose=False):
         metrics.update(results)
 
     final = {name: metrics[name] for name in module.FINAL_METRICS if name in metrics}
@@ -155,6 +191,15 @@ def train(cfg: DictConfig) -> float:
         }
         write_text_atomic(output_dir / RESULT_FILE, json.dumps(result, indent=2))  # the sweeper may read it any time
     return value
+
+
+def _where_stopped(trainer: L.Trainer | None, checkpoint: ModelCheckpoint | None, command_line: CommandLine) -> str:
+    """Where an interrupted run stopped, and the command that resumes it."""
+    last = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}.ckpt" if checkpoint else None
+    if trainer is None or last is None or not last.is_file():
+        return " before it wrote a checkpoint: run the same command again"
+    resume = command_line.resume_command(last, shown_path(Path(sys.argv[0])))
+    return f" at epoch {trainer.current_epoch}, step {trainer.global_step}: last.ckpt written; resume with: {resume}"
 
 
 def _strategy(strategy, module: L.LightningModule):
@@ -178,13 +223,32 @@ def _optimized_value(names: str | list[str], metrics: Mapping[str, float]) -> fl
 
 
 def print_summary(c: Mapping, final: Mapping[str, float], epochs: int, seconds: float, output_dir: Path) -> None:
-    act, norm, opt, model = c["activation"], c["norm"], c["optimizer"], c["model"]
-    activation = act["name"]
-    if "generator" in model:  # a GAN: each network may have its own activation
-        activation = f"G={model['generator']['activation']['name']} D={model['discriminator']['activation']['name']}"
+    opt = c["optimizer"]
+    if "generator" in c["model"]:  # a GAN: each network has its own activation, norm and learning rate
+        networks, lr = _gan_networks(c)
+    else:
+        networks, lr = f"{c['activation']['name']} | {c['model']['name']} | {_norm(c['norm'])}", f"lr={opt['lr']:g}"
     setup = (
-        f"{c['task']['name']} | {activation} | {c['model']['name']} | norm={norm['name']} ({norm['placement']} act) | "
-        f"{opt['name']} lr={opt['lr']:g} wd={opt['weight_decay']:g} | data={c['data']['name']} seed={c['seed']}"
+        f"{c['task']['name']} | {networks} | {opt['name']} {lr} wd={opt['weight_decay']:g} | "
+        f"data={c['data']['name']} seed={c['seed']}"
     )
     results = "  ".join(f"{name}={value:.4f}" for name, value in final.items())
     print(f"\n== {setup}\n== {results}  epochs={epochs}  time={seconds / 60:.1f} min\n== outputs: {output_dir}\n")
+
+
+def _gan_networks(c: Mapping) -> tuple[str, str]:
+    """``dcgan | G: relu, norm=batch (before act) | D: leaky_relu, norm=layer (before act)`` and the lr(s)."""
+    model, task, lr = c["model"], c["task"], c["optimizer"]["lr"]
+    g, d = model["generator"], model["discriminator"]
+    spectral = ", spectral norm" if d.get("spectral_norm") else ""
+    networks = (
+        f"{model['name']} | G: {g['activation']['name']}, {_norm(g['norm'])} | "
+        f"D: {d['activation']['name']}, {_norm(d['norm'])}{spectral}"
+    )
+    lr_g, lr_d = task.get("lr_g") or lr, task.get("lr_d") or lr
+    return networks, f"lr={lr_g:g}" if lr_g == lr_d else f"lr G={lr_g:g} D={lr_d:g}"
+
+
+def _norm(norm: Mapping) -> str:
+    """``norm=batch (before act)``, ``norm=none``."""
+    return "norm=none" if norm["name"] == "none" else f"norm={norm['name']} ({norm.get('placement', 'before')} act)"
