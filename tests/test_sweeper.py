@@ -337,8 +337,9 @@ def test_the_sweeps_time_limit_stops_its_trial_as_interrupted(tmp_path):
     code, output = sweep(tmp_path, "hydra.sweeper.time_limit=1", n_trials=3)
     assert code == 0, output  # not a failure: the same command resumes
     assert "time limit of 1 s reached; 1 running trial stopped, the same command resumes the study" in output
-    (trial,) = load(tmp_path).trials
+    trial, again = load(tmp_path).trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["interrupted"] is True
+    assert again.state == TrialState.WAITING and again.system_attrs["fixed_params"] == trial.params  # runs next
 
 
 def test_workers_through_the_submitit_launcher_share_the_study(tmp_path):

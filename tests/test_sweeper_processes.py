@@ -147,6 +147,27 @@ def test_the_time_limit_starts_no_trial_that_would_not_end_in_time(tmp_path, cap
 def test_at_the_time_limit_the_running_trial_is_stopped_and_recorded_as_interrupted(tmp_path):
     study, took = _timed_sweep(tmp_path, ["hang=1", "sleep=0"], time_limit=3)
     assert 3 <= took < 30
-    (trial,) = study.trials
+    trial, again = study.trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["interrupted"] is True
     assert trial.user_attrs["fail_reason"] == "the sweep's time limit of 3 s was reached"
+    assert again.state == TrialState.WAITING and again.system_attrs["fixed_params"] == trial.params  # runs next
+
+
+def test_a_trial_that_stops_on_sigterm_reports_its_own_exit_code_and_its_tree_still_ends(tmp_path):
+    """The guard passes a stopped trial's 143 on (the sweeper records an interruption, not a kill);
+    the child that ignores SIGTERM is still killed with the group."""
+    from sgmod_study.sweeper.processes import TrialProcess
+
+    script = (
+        "import signal, subprocess, sys, time, pathlib\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'])\n"
+        f"pathlib.Path({str(tmp_path / 'child')!r}).write_text(str(c.pid))\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+        "time.sleep(600)\n"
+    )
+    process = TrialProcess([sys.executable, "-c", script], dict(os.environ), tmp_path / "trial.log")
+    wait_for((tmp_path / "child").exists, 30)
+    child = int((tmp_path / "child").read_text())
+    assert process.stop() == 143
+    assert not running(child)

@@ -96,7 +96,7 @@ def test_a_study_recorded_before_its_space_was_stored_is_checked_against_its_tri
 # -- rows 2, 11, 15: signals ----------------------------------------------------------------------
 
 
-def test_a_trial_that_exits_143_on_its_own_is_interrupted_and_runs_again_from_its_last_checkpoint(tmp_path, monkeypatch):
+def test_a_trial_exiting_143_on_its_own_is_interrupted_and_runs_again_from_its_last_ckpt(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     stub = tmp_path / "once.py"  # SIGTERM'd from outside the first time (exit 143), done the second
     stub.write_text(

@@ -303,15 +303,15 @@ def _exit_interrupted(stop: BaseException, sweep_dir: Path) -> None:
     import shlex
     import signal
 
+    from sgmod_study.cli import shown_path
     from sgmod_study.errors import EXIT_SIGINT, EXIT_SIGTERM
     from sgmod_study.sweeper.results import write_results
-    from sgmod_study.sweeper.scheduler import here
 
     signum = getattr(stop, "signum", signal.SIGINT)
     study = getattr(stop, "study", None)
     if study is not None:
         write_results(study, sweep_dir, figures=False)
-    again = shlex.join(["python", str(here(Path(sys.argv[0]))), *sys.argv[1:]])
+    again = shlex.join(["python", shown_path(Path(sys.argv[0])), *sys.argv[1:]])
     print(
         f"interrupted ({signal.Signals(signum).name}): the running trials were stopped and run again next time; "
         f"resume with: {again}",

@@ -8,7 +8,8 @@ parent-death signal reaches only the sweeper's direct child, so without this pro
 killed with SIGKILL would leave the trial's ranks running and holding GPU memory that the next
 trial there needs. On SIGTERM, SIGINT or SIGHUP (the parent-death signal it asks for is
 SIGTERM), or once its parent is no longer the sweeper, it sends SIGTERM to the group and
-SIGKILL after STOP_GRACE_S. Otherwise it exits as the trial did: with its exit code, or killed
+SIGKILL after STOP_GRACE_S (or, once the trial has stopped and the sweeper lives, exits as the
+trial did and leaves the rest to the sweeper). Otherwise it exits as the trial did: with its exit code, or killed
 by the same signal. Standard library only, run by path: it starts in milliseconds and needs
 nothing importable.
 """
@@ -22,15 +23,22 @@ import time
 STOP_GRACE_S = 5.0  # between SIGTERM (training may stop cleanly) and SIGKILL
 POLL_S = 0.5  # how often it looks for its parent (where the parent-death signal is missing)
 _child: subprocess.Popen | None = None  # the trial's own process
+_sweeper: int | None = None  # the sweeper's pid
 
 
 def end_group(signum: int = signal.SIGTERM, frame=None) -> None:
-    """SIGTERM to the whole group, SIGKILL to it (this process too) after STOP_GRACE_S."""
+    """SIGTERM to the whole group, SIGKILL to it (this process too) after STOP_GRACE_S. A trial
+    that stopped within the grace while the sweeper lives: exit as it did (143 after SIGTERM, with
+    its last.ckpt written), so that the sweeper sees an interruption, not a kill; the sweeper ends
+    what is left of the group."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # its own SIGTERM to the group must not come back here
     os.killpg(0, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline and _child is not None and _child.poll() is None:
         time.sleep(0.05)
+    if _child is not None and _child.poll() is not None and os.getppid() == _sweeper:
+        code = _child.returncode
+        sys.exit(128 - code if code < 0 else code)
     os.killpg(0, signal.SIGKILL)
 
 
@@ -45,7 +53,8 @@ def die_with_parent() -> None:
 
 
 def main(sweeper: int, command: list[str]) -> None:
-    global _child
+    global _child, _sweeper
+    _sweeper = sweeper
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, end_group)
     die_with_parent()

@@ -39,15 +39,20 @@ PROBE_TRIALS = 12
 
 
 def probe_sampler(sampler: optuna.samplers.BaseSampler, space, directions: list[str]) -> None:
-    """Ask and tell ``sampler`` PROBE_TRIALS trials of ``space`` on a throw-away in-memory study:
-    many options (and a missing package, such as cmaes for CmaEsSampler) only fail when the
-    sampler first samples, which would otherwise be the first trial of the real sweep."""
+    """Run ``sampler`` for PROBE_TRIALS trials of ``space`` on a throw-away in-memory study: many
+    options (and a missing package, such as cmaes for CmaEsSampler) only fail when the sampler
+    first samples, which would otherwise be the first trial of the real sweep. (optimize, not
+    ask and tell: a grid sampler stops the study once its grid is covered, which Optuna allows
+    only inside optimize.)"""
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        for name, distribution in space.items():
+            trial._suggest(name, distribution)
+        return [float(trial.number % 3)] * len(directions)
+
     with _quietly():
         study = optuna.create_study(sampler=sampler, directions=directions)
-    for i in range(PROBE_TRIALS):
-        with _quietly():
-            trial = study.ask(dict(space))
-            study.tell(trial, [float(i % 3)] * len(directions))
+        study.optimize(objective, n_trials=PROBE_TRIALS)
 
 
 def probe_pruner(pruner: optuna.pruners.BasePruner) -> None:

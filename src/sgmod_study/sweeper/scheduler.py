@@ -32,6 +32,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
+from sgmod_study.cli import hydra_value, shown_path
 from sgmod_study.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED, EXIT_SIGINT, EXIT_SIGTERM
 from sgmod_study.sweeper.devices import assign_gpus, sweep_gpus, trial_threads
 from sgmod_study.sweeper.fixed_setup import check_fixed_setup, check_search_space
@@ -261,13 +262,13 @@ class Sweep:
             ("device", device),
             # relative to where the sweep was started (the repository): a record moved to another
             # machine names folders and a command that exist there
-            ("folder", str(here(folder))),
+            ("folder", shown_path(folder)),
             # pastes as it is, and trains into a fresh run folder, not next to the trial's checkpoints
-            ("command", shlex.join(["python", str(here(self.entry_script)), *chosen])),
+            ("command", shlex.join(["python", shown_path(self.entry_script), *chosen])),
         ):
             trial.set_user_attr(key, value)
         resume, again = self._resume_from(trial)
-        command = [sys.executable, str(self.entry_script), *chosen, *resume, f"hydra.run.dir={quoted(folder)}"]
+        command = [sys.executable, str(self.entry_script), *chosen, *resume, f"hydra.run.dir={hydra_value(folder)}"]
         process = TrialProcess(command, env, folder / "trial.log")
         self.running[slot] = RunningTrial(trial, process, folder, time.monotonic())
         print(f"[sweep] trial {trial.number} started on slot {slot} ({device}): {trial.params}{again}")
@@ -284,7 +285,7 @@ class Sweep:
         last = Path(folder) / "checkpoints" / "last.ckpt" if folder else None
         if last is None or not last.is_file():
             return [], f" (trial {number} again, from the start)"
-        return [f"ckpt_path={quoted(last.resolve())}"], f" (trial {number} again, from its {here(last)})"
+        return [f"ckpt_path={hydra_value(last.resolve())}"], f" (trial {number} again, from its {shown_path(last)})"
 
     def _surplus(self, trial: optuna.Trial) -> bool:
         """Another worker of a shared study asked at the same moment and the study needs one trial
@@ -425,21 +426,6 @@ def run_workers(launcher, workers: int, fixed: Sequence[str]) -> optuna.Study:
     if failed:
         raise SweepFailed("sweep workers failed: " + "; ".join(f"worker {i}: {err!r}" for i, err in failed))
     return returns[0].return_value
-
-
-def quoted(path: Path) -> str:
-    """A path as a quoted Hydra override value: Hydra reads spaces, non-ASCII letters and ``#&!;~(){}=``
-    only inside quotes."""
-    return '"' + str(path).replace('"', '\\"') + '"'
-
-
-def here(path: Path) -> Path:
-    """``path`` relative to the working directory when it lies under it, else absolute."""
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
 
 
 class SweepFailed(RuntimeError):
