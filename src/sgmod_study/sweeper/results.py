@@ -22,6 +22,11 @@ def named_values(study: optuna.Study, values: Sequence[float]) -> str:
     return "  ".join(f"{name}={value:.4f}" for name, value in zip(names, values, strict=True))
 
 
+def shown_params(params: dict) -> str:
+    """``activation.gamma_init=1.8 optimizer.lr=0.003``: floats to 4 significant digits."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def best_summary(study: optuna.Study) -> str:
     """The sweep's last line: its best trial (each of the Pareto front's, for several objectives)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -30,7 +35,7 @@ def best_summary(study: optuna.Study) -> str:
     best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
     lines = [
         f"[sweep] best trial {t.number} of {len(complete)} finished: {named_values(study, t.values)}\n"
-        f"        {' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in t.params.items())}\n"
+        f"        {shown_params(t.params)}\n"
         f"        folder: {t.user_attrs.get('folder', '?')}\n"
         f"        again:  {t.user_attrs.get('command', '?')}"
         for t in best

@@ -38,7 +38,7 @@ from sgmod_study.sweeper.devices import assign_gpus, sweep_gpus, trial_threads
 from sgmod_study.sweeper.fixed_setup import check_fixed_setup, check_search_space
 from sgmod_study.sweeper.liveness import REQUEUED_ATTR, liveness, mark_interrupted, owner_id
 from sgmod_study.sweeper.processes import TrialProcess
-from sgmod_study.sweeper.results import named_values, write_results
+from sgmod_study.sweeper.results import named_values, shown_params, write_results
 from sgmod_study.sweeper.settings import SweepSettings
 from sgmod_study.sweeper.signals import SweepInterrupted, ignoring_signals, stop_on_signals
 from sgmod_study.sweeper.space import custom_overrides
@@ -271,7 +271,7 @@ class Sweep:
         command = [sys.executable, str(self.entry_script), *chosen, *resume, f"hydra.run.dir={hydra_value(folder)}"]
         process = TrialProcess(command, env, folder / "trial.log")
         self.running[slot] = RunningTrial(trial, process, folder, time.monotonic())
-        print(f"[sweep] trial {trial.number} started on slot {slot} ({device}): {trial.params}{again}")
+        print(f"[sweep] trial {trial.number} started on slot {slot} ({device}): {shown_params(trial.params)}{again}")
 
     def _resume_from(self, trial: optuna.Trial) -> tuple[list[str], str]:
         """A trial that runs an interrupted one again continues from its last.ckpt when that is on
