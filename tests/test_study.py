@@ -79,7 +79,9 @@ def test_a_run_records_final_gamma_beta_and_how_far_they_could_travel(tmp_path, 
     assert 0 < moved <= record["activation_lr_sum"] * 1.1  # Adam moves about lr per step at most
 
 
-def _fake_study(root, name, n):
+def _fake_study(root, name, n, stored=None):
+    """Part ``name`` with ``n`` finished trials whose run folders are here; ``stored``: the folders
+    as their trials recorded them (by default their absolute paths)."""
     journal = record_dir(name, root) / "study.journal"
     journal.parent.mkdir(parents=True)
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
@@ -90,7 +92,7 @@ def _fake_study(root, name, n):
         (folder / ".hydra").mkdir(parents=True)
         (folder / ".hydra" / "config.yaml").write_text(f"seed: {i}\nactivation:\n  name: sgmod\n")
         (folder / "result.json").write_text(json.dumps({"value": i / 10, "metrics": {"test/acc": i / 10}}))
-        trial.set_user_attr("folder", str(folder))
+        trial.set_user_attr("folder", stored[i] if stored else str(folder))
         study.tell(trial, i / 10)
     return study
 

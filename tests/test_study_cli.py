@@ -15,13 +15,12 @@ import warnings
 from functools import cache
 from pathlib import Path
 
-import optuna
 import pytest
 
 from conftest import ROOT
 from sgmod_study import study
 from sgmod_study.study import PARTS, export, record_dir, run_folder, sweep_command
-from test_study import _sgmod_sweep
+from test_study import _fake_study, _sgmod_sweep
 from test_study_report import FIXED, LEARNED, _row
 
 
@@ -66,23 +65,6 @@ def _record(repo):
     _controls(repo)
     top = [(2.0, -1.2, 1e-3, 0.93), (2.2, -0.9, 3e-3, 0.92), (8.0, 3.0, 9e-3, 0.91)]
     _sgmod_sweep(repo, top + [(0.1 + i / 10, 4.0, 1e-4, 0.5 + i / 100) for i in range(9)])
-
-
-def _fake_study(root, name, n, stored=None):
-    """Part ``name`` with ``n`` finished trials whose run folders are here; ``stored``: the folders
-    as their trials recorded them (by default their absolute paths)."""
-    journal = record_dir(name, root) / "study.journal"
-    journal.parent.mkdir(parents=True)
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
-    for i in range(n):
-        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-        folder = root / "outputs" / "study" / name / f"trial_{i:04d}"
-        (folder / ".hydra").mkdir(parents=True)
-        (folder / ".hydra" / "config.yaml").write_text(f"seed: {i}\n")
-        (folder / "result.json").write_text(json.dumps({"value": i / 10, "metrics": {"test/acc": i / 10}}))
-        trial.set_user_attr("folder", stored[i] if stored else str(folder))
-        study.tell(trial, i / 10)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
