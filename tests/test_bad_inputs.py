@@ -357,3 +357,21 @@ def test_a_read_only_output_folder_is_one_line(cli, tmp_path, monkeypatch, capsy
         f"error: cannot write to {disk / 'run'}: it is on a read-only file system; choose another output folder "
         "with hydra.run.dir=<folder>"
     ]
+
+
+# -- a sweep's sampler or pruner given as a value where its group is meant, and their options: one line
+# before any trial (more of the sweeper's own: tests/test_sweeper_faults.py)
+
+SWEEP_BAD_INPUTS = [
+    (["hydra.sweeper.sampler=foo"], 2, "error: hydra.sweeper.sampler='foo' is not allowed: choose one with hydra/sweeper/sampler=<name> (tpe, random, cmaes, gp, qmc, nsgaii, grid); set its options with hydra.sweeper.sampler.<option>=<value>"),
+    (["hydra/sweeper/sampler=tpe", "hydra.sweeper.sampler.n_startup_trials=-1"], 2, "error: hydra.sweeper.sampler.n_startup_trials=-1 is not allowed: it must be a whole number >= 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("overrides, code, expected", SWEEP_BAD_INPUTS, ids=[_row_id(r) for r in SWEEP_BAD_INPUTS])
+def test_a_bad_sweep_setting_is_one_line_before_any_trial(overrides, code, expected, tmp_path):
+    from test_sweeper_faults import train_multirun
+
+    result = train_multirun(tmp_path, *overrides)
+    assert (result.returncode, result.stderr.strip().splitlines()) == (code, [expected])
+    assert not list(tmp_path.glob("sweep/trial_*"))

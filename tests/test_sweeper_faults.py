@@ -584,18 +584,6 @@ def train_multirun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         ),
         # a key no config has,
         (["model.nonexistent=choice(1,2)"], "error: model.nonexistent is not a known setting", "model.nonexistent=1)"),
-        # a sampler or pruner given as a value where its group is meant, and their options (issue 28, row 5)
-        (
-            ["hydra.sweeper.sampler=foo"],
-            "error: hydra.sweeper.sampler='foo' is not allowed: choose one with hydra/sweeper/sampler=<name> (tpe, "
-            "random, cmaes, gp, qmc, nsgaii, grid); set its options with hydra.sweeper.sampler.<option>=<value>",
-            "",
-        ),
-        (
-            ["hydra/sweeper/sampler=tpe", "hydra.sweeper.sampler.n_startup_trials=-1"],
-            "error: hydra.sweeper.sampler.n_startup_trials=-1 is not allowed: it must be a whole number >= 0",
-            "",
-        ),
         # a searched bound the run would refuse (config_schema.check_config, 2nd probe: gamma at its high bound)
         (
             ["activation.gamma_bounds=[0.1,0.2]"],
