@@ -28,8 +28,16 @@ def seconds(text: str) -> float:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as one ``error:`` line and exit code 2, like every bad input of the toolkit
+    (argparse prints its usage first; ``--help`` shows it)."""
+
+    def error(self, message: str):
+        exit_with("error", f"{self.prog}: {message}", EXIT_CONFIG)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the parts, their questions and how far each has come")
     run_parser = commands.add_parser("run", help="run or resume a part, then refresh its runs.jsonl")

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from conftest import ROOT, TINY, compose_config, run_train
 from sgmod_study import activations, classifier, gan, models, norms, optim, training
 from sgmod_study.config_schema import ACTIVATIONS, COMPILE_MODES, MODELS, NORMS, OPTIMIZER_RULES, check_config
+from test_faults_run import needs_root
 
 ALL_ACTIVATIONS = "elu, gelu, leaky_relu, mish, prelu, relu, selu, sgmod, "
 CLASSIFIER_METRICS = "train/loss, train/acc, train/loss_step, val/loss, val/acc, val/acc_best, test/loss, test/acc"
@@ -265,11 +266,11 @@ def test_a_value_that_needs_quotes_shows_them(cli, overrides, code, expected, tm
 
 STUDY_PARTS = "confirm_relu, confirm_sgmod, confirm_sgmod_default, confirm_sigmoid, confirm_tanh, confirm_tanh_cpu, controls, sweep_relu, sweep_sgmod, sweep_sigmoid, sweep_tanh"
 STUDY_BAD_INPUTS = [
-    (["run", "controls", "--time-limit", "-5"], 2, "study.py run: error: argument --time-limit: '-5' is not allowed: it must be a number of seconds > 0"),
-    (["run", "controls", "--time-limit", "0"], 2, "study.py run: error: argument --time-limit: '0' is not allowed: it must be a number of seconds > 0"),
-    (["run", "controls", "--time-limit", "nan"], 2, "study.py run: error: argument --time-limit: 'nan' is not allowed: it must be a number of seconds > 0"),
-    (["run", "controls", "--time-limit", "inf"], 2, "study.py run: error: argument --time-limit: 'inf' is not allowed: it must be a number of seconds > 0"),
-    (["run", "controls", "--time-limit", "soon"], 2, "study.py run: error: argument --time-limit: 'soon' is not allowed: it must be a number of seconds > 0"),
+    (["run", "controls", "--time-limit", "-5"], 2, "error: study.py run: argument --time-limit: '-5' is not allowed: it must be a number of seconds > 0"),
+    (["run", "controls", "--time-limit", "0"], 2, "error: study.py run: argument --time-limit: '0' is not allowed: it must be a number of seconds > 0"),
+    (["run", "controls", "--time-limit", "nan"], 2, "error: study.py run: argument --time-limit: 'nan' is not allowed: it must be a number of seconds > 0"),
+    (["run", "controls", "--time-limit", "inf"], 2, "error: study.py run: argument --time-limit: 'inf' is not allowed: it must be a number of seconds > 0"),
+    (["run", "controls", "--time-limit", "soon"], 2, "error: study.py run: argument --time-limit: 'soon' is not allowed: it must be a number of seconds > 0"),
     (["run", "nosuchpart"], 2, f"error: part='nosuchpart' is not a known choice; valid choices: all, {STUDY_PARTS}"),
     (["export", "nosuchpart"], 2, f"error: part='nosuchpart' is not a known choice; valid choices: {STUDY_PARTS}"),
 ]  # fmt: skip
@@ -282,7 +283,7 @@ def test_a_bad_study_input_is_one_line(args, code, expected, tmp_path, monkeypat
 
     _no_sweep(monkeypatch)
     exit_code, out, err = study_cli(args, tmp_path, monkeypatch, capsys)
-    assert (exit_code, out, err.splitlines()[-1]) == (code, "", expected)
+    assert (exit_code, out, err.strip().splitlines()) == (code, "", [expected])
 
 
 # -- a resume that changes the model, a data set eval cannot test, an output folder that cannot be written
@@ -375,3 +376,21 @@ def test_a_bad_sweep_setting_is_one_line_before_any_trial(overrides, code, expec
     result = train_multirun(tmp_path, *overrides)
     assert (result.returncode, result.stderr.strip().splitlines()) == (code, [expected])
     assert not list(tmp_path.glob("sweep/trial_*"))
+
+
+@needs_root
+def test_a_sweep_folder_that_cannot_be_written_names_the_sweeps_option(tmp_path):
+    import subprocess
+
+    from test_faults_run import _tmpfs  # a real read-only mount
+
+    with _tmpfs(tmp_path / "ro", "ro,size=64k") as folder:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "src" / "train.py"), "-m", "hparams_search=sgmod_classifier", "data=digits",
+             f"hydra.sweep.dir={folder / 'sweep'}", f"hydra.sweeper.storage={tmp_path / 'study.journal'}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert (result.returncode, result.stderr.strip().splitlines()) == (5, [
+        "error: cannot write to ro/sweep: it is on a read-only file system; choose another output "
+        "folder with hydra.sweep.dir=<folder>"
+    ])  # fmt: skip

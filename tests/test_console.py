@@ -27,6 +27,8 @@ CHATTER_LINES = [
     "level in distributed setting to accumulate the metric across devices.\n",
     ".../data_connector.py:217: Using `DistributedSampler` with the dataloaders. During `trainer.test()`, it is "
     "recommended to use `Trainer(devices=1, num_nodes=1)` to ensure each sample/batch gets evaluated exactly once.\n",
+    ".../_ped_anova/evaluator.py:298: UserWarning: Target and region quantiles select the same set of trials. "
+    "Parameter importances will be equal.\n  optuna_warn(\n",
     "[rank: 1] Seed set to 42\n",
     "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2\n",
     ".../report.py:80: UserWarning: Tight layout not applied. The left and right margins cannot be made large "

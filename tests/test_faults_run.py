@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import ROOT, TINY
 from sgmod_study.checkpoints import AtomicCheckpointIO
@@ -119,6 +120,12 @@ def test_resume_alone_continues_with_the_checkpoints_configuration(terminated):
     assert hparams["trainer.max_epochs"] == epochs  # an option a resume may change
     assert saved["epoch"] == last["epoch"] and saved["global_step"] > last["global_step"]  # that epoch's end
     assert "Restored all states from the checkpoint at run/checkpoints/last.ckpt" in (resumed / "train.log").read_text()
+    recorded = yaml.safe_load((resumed / ".hydra" / "config.yaml").read_text())  # what it trained, not the defaults
+    assert (recorded["model"]["name"], recorded["activation"]["name"], recorded["data"]["name"]) == (
+        "mlp",
+        "relu",
+        "digits",
+    )
 
 
 def test_sigint_stops_the_run_like_sigterm_with_exit_130(tmp_path):

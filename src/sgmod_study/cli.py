@@ -106,9 +106,9 @@ def _raise_signalled(signum: int, frame) -> None:
 # What each errno says about a folder that cannot be written, and what to do.
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _UNWRITABLE = {
-    errno.EROFS: "it is on a read-only file system; choose another output folder with hydra.run.dir=<folder>",
-    errno.EACCES: "permission denied; choose an output folder you may write to with hydra.run.dir=<folder>",
-    errno.EPERM: "permission denied; choose an output folder you may write to with hydra.run.dir=<folder>",
+    errno.EROFS: "it is on a read-only file system; choose another output folder with {option}=<folder>",
+    errno.EACCES: "permission denied; choose an output folder you may write to with {option}=<folder>",
+    errno.EPERM: "permission denied; choose an output folder you may write to with {option}=<folder>",
 }
 
 
@@ -132,7 +132,8 @@ def disk_error_line(err: BaseException, output_dir: Path | None) -> str | None:
             f"whole: free some space, then {then}"
         )
     if errno_ in _UNWRITABLE and (path is None or output_dir is None or _related(path, output_dir)):
-        return f"error: cannot write to {_shown(folder)}: {_UNWRITABLE[errno_]}"
+        option = "hydra.sweep.dir" if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:] else "hydra.run.dir"
+        return f"error: cannot write to {_shown(folder)}: {_UNWRITABLE[errno_].format(option=option)}"
     return None
 
 

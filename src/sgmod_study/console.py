@@ -47,6 +47,8 @@ CHATTER = (
     # Lightning on every DDP rank but the first: the same lines as rank 0's, once per rank
     r"^\[rank: [1-9]\d*\] ",
     r"^Initializing distributed: GLOBAL_RANK: [1-9]",
+    # Optuna's importances when every trial scored alike (a tiny or broken sweep): they are written as equal
+    r"Target and region quantiles select the same set of trials",
     # matplotlib, for a plot whose labels do not fit: the figure is written all the same
     r"[Tt]ight.layout not applied|constrained_layout not applied",
 )

@@ -134,6 +134,7 @@ def train(cfg: DictConfig, command_line: CommandLine | None = None) -> float:
         checkpoint = read_checkpoint(c["ckpt_path"])
         c = resumed_config(c, checkpoint, c["ckpt_path"], command_line.given)
         check_config(c)
+        _record_resumed_config(c)
     with StopOnSignal() as stop:
         return _train(c, checkpoint, stop, command_line)
 
@@ -164,6 +165,14 @@ def _train(c: dict, checkpoint: dict | None, stop: StopOnSignal, command_line: C
         return _fit_and_test(trainer, module, datamodule, checkpoint_callback, c, hparams, stop)
     except Interrupted as err:
         raise Interrupted(err.signum, _where_stopped(trainer, checkpoint_callback, command_line)) from None
+
+
+def _record_resumed_config(c: dict) -> None:
+    """Hydra wrote the run folder's .hydra/config.yaml from the defaults and the command line; a
+    resumed run trains with its checkpoint's configuration, so that is what the folder records."""
+    recorded = Path(c["output_dir"]) / ".hydra" / "config.yaml"
+    if recorded.is_file():
+        write_text_atomic(recorded, OmegaConf.to_yaml(OmegaConf.create(c)))
 
 
 def _fit_and_test(trainer, module, datamodule, checkpoint: ModelCheckpoint, c: dict, hparams, stop) -> float:

@@ -211,7 +211,10 @@ class Sweep:
         self.next_watch = time.monotonic() + self.settings.heartbeat_interval
         orphaned = [t.number for t, why in self.liveness.orphans() if mark_interrupted(self.study, t._trial_id, why)]
         if orphaned:
-            print(f"[sweep] marked FAIL the trials {orphaned} left RUNNING by a sweep worker that is gone")
+            print(
+                f"[sweep] marked FAIL the trials {orphaned} left RUNNING without a live sweep worker (one that is "
+                "gone, or died before starting them); their parameters run again"
+            )
             self._enqueue_baselines()
 
     def _enqueue_baselines(self) -> None:
