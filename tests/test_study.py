@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from types import SimpleNamespace
 
 import optuna
@@ -280,9 +281,18 @@ def test_a_signal_to_the_study_goes_to_its_sweep_and_the_exit_code_comes_back(tm
     (tests/test_sweeper_stops.py) and exits 143 / 130; the study waits for it and says so."""
     from sgmod_study import study
 
-    sweep = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)); "
-    sweep += "signal.signal(signal.SIGINT, lambda *_: sys.exit(130)); print('ready', flush=True); time.sleep(60)"
+    ready = tmp_path / "ready"
+    sweep = "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)); "
+    sweep += f"signal.signal(signal.SIGINT, lambda *_: sys.exit(130)); pathlib.Path({str(ready)!r}).touch(); "
+    sweep += "time.sleep(60)"
     monkeypatch.setattr(study, "sweep_command", lambda *args: [sys.executable, "-c", sweep])
-    threading.Timer(1.5, os.kill, (os.getpid(), signum)).start()  # once the sweep is waited for
+
+    def signal_once_ready():  # the sweep has its handlers, and the study waits for it
+        while not ready.exists():
+            time.sleep(0.05)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signum)
+
+    threading.Thread(target=signal_once_ready, daemon=True).start()
     assert study.run("sweep_relu", root=tmp_path) == 128 + signum
     assert signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)  # ours are gone again
