@@ -287,10 +287,11 @@ def test_a_signal_to_the_study_goes_to_its_sweep_and_the_exit_code_comes_back(tm
     sweep += "time.sleep(60)"
     monkeypatch.setattr(study, "sweep_command", lambda *args: [sys.executable, "-c", sweep])
 
-    def signal_once_ready():  # the sweep has its handlers, and the study waits for it
-        while not ready.exists():
+    default = signal.getsignal(signum)
+
+    def signal_once_ready():  # the sweep has its handlers, and the study forwards signals to it
+        while not ready.exists() or signal.getsignal(signum) is default:
             time.sleep(0.05)
-        time.sleep(0.2)
         os.kill(os.getpid(), signum)
 
     threading.Thread(target=signal_once_ready, daemon=True).start()
