@@ -88,13 +88,18 @@ def repair_journal(path: Path) -> None:
 
 def _check_journal_lines(path: Path, complete: bytes) -> None:
     lines = complete.split(b"\n")[:-1]
-    for number, line in enumerate(lines, start=1):
-        if not _json_object(line):
-            raise ConfigError(
-                f"hydra.sweeper.storage={path}: line {number} of {len(lines)} is not a journal record (the file is "
-                "corrupted there, and Optuna cannot read the study past it); remove that line by hand "
-                "(what it recorded is lost) or use another study_name"
-            )
+    number = _first_bad_line(lines)
+    if number is not None:
+        raise ConfigError(
+            f"hydra.sweeper.storage={path}: line {number} of {len(lines)} is not a journal record (the file is "
+            "corrupted there, and Optuna cannot read the study past it); remove that line by hand "
+            "(what it recorded is lost) or use another study_name"
+        )
+
+
+def _first_bad_line(lines: list[bytes]) -> int | None:
+    """The number (from 1) of the first line that is not a journal record, or None."""
+    return next((number for number, line in enumerate(lines, start=1) if not _json_object(line)), None)
 
 
 def _json_object(line: bytes) -> bool:
@@ -183,12 +188,12 @@ def open_journal_read_only(path: Path) -> optuna.storages.JournalStorage:
     corrupted line before it is an error naming the file and the line."""
     data = Path(path).read_bytes()
     lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
-    for number, line in enumerate(lines, start=1):
-        if not _json_object(line):
-            raise ConfigError(
-                f"{path}: line {number} of {len(lines)} is not a journal record (the file is corrupted there); "
-                f"restore it (git checkout -- {path}) or remove that line (what it recorded is lost)"
-            )
+    number = _first_bad_line(lines)
+    if number is not None:
+        raise ConfigError(
+            f"{path}: line {number} of {len(lines)} is not a journal record (the file is corrupted there); "
+            f"restore it (git checkout -- {path}) or remove that line (what it recorded is lost)"
+        )
     return optuna.storages.JournalStorage(_ReadOnlyJournal([json.loads(line) for line in lines]))
 
 
