@@ -1,8 +1,9 @@
-"""A sweep stopped from outside (a signal, a crash, a dead worker) leaves nothing RUNNING and loses
-no point: the stopped trials are FAIL (interrupted) with their parameters queued again.
+"""A sweep stopped from outside (a signal, a crash, a dead worker, its own time limit) leaves
+nothing RUNNING and loses no point: the stopped trials are FAIL (interrupted) with their parameters
+queued again, and the next run trains them. A trial that diverged is a result: never run again.
 
-Stub trials run in-process sweeps in milliseconds; one test sends real signals to a real
-`python src/train.py -m` sweep.
+Stub trials run in-process sweeps in milliseconds; two tests stop a real `python src/train.py -m`
+sweep (SIGTERM; SIGKILL and a second run).
 """
 
 import shlex
@@ -11,18 +12,23 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution
+from hydra.utils import instantiate
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from conftest import ROOT
+from hydra_plugins.sgmod_sweeper.sgmod_sweeper import SAMPLERS
 from sgmod_study.errors import ConfigError
-from sgmod_study.sweeper.liveness import REQUEUED_ATTR
+from sgmod_study.sweeper.liveness import OWNER_ATTR, REQUEUED_ATTR
+from sgmod_study.sweeper.samplers import CompleteGridSampler
 from sgmod_study.sweeper.scheduler import Sweep
 from sgmod_study.sweeper.settings import SweepSettings
-from test_sweeper_faults import SPACE, _stub, journal_study, plain_load, run_sweep
+from test_sweeper import load, sweep
+from test_sweeper_faults import SPACE, _stub, dead_owner, journal_study, plain_load, run_sweep
 
 # A trial that runs until it is stopped: SIGTERM makes it exit 143, as a real run does.
 SLEEPING_STUB = """
@@ -231,3 +237,152 @@ def test_a_trial_queued_again_takes_no_sobol_point():
         return [t.params["x"] for t in study.trials if t.params["x"] != 0.25][:5]
 
     assert points(queue=True) == points(queue=False)
+
+
+# -- no point is lost: an interrupted trial is trained at the next run ------------------------------
+
+
+def first_points(distributions, baseline: dict, n: int) -> list[dict]:
+    """The first ``n`` trials' parameters of a sweep that nothing stopped: the enqueued baseline, then
+    the Sobol points of the sampler hydra/sweeper/sampler=qmc builds (scrambled with a fixed seed,
+    0 as sweep() sets it: the same points in every process)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(sampler=instantiate({**SAMPLERS["qmc"], "seed": 0}))
+    study.enqueue_trial(baseline)
+    for _ in range(n):
+        study.tell(study.ask(distributions), 0.0)
+    return [t.params for t in study.trials]
+
+
+def test_a_sobol_sweep_killed_mid_trial_trains_the_killed_point_at_its_next_run(tmp_path):
+    # the baseline (trial 0), then Sobol point 0 (trial 1), killed while it runs
+    args = ("hydra/sweeper/sampler=qmc", "activation=relu")
+    process = sweep(tmp_path, *args, n_trials=2, wait=False, search="hparams_search=baseline_classifier")
+    _wait_for((tmp_path / "sweep" / "trial_0001").exists, process, timeout=240)  # its process started
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = load(tmp_path, "baseline_classifier_relu").trials[1]
+    assert killed.state == TrialState.RUNNING
+
+    code, output = sweep(tmp_path, *args, n_trials=2, search="hparams_search=baseline_classifier")
+    assert code == 0, output[-3000:]
+    study = load(tmp_path, "baseline_classifier_relu")
+    stopped, *after = study.trials[1:]
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["interrupted"] is True
+    assert [(t.state, t.user_attrs.get(REQUEUED_ATTR), t.params) for t in after] == [
+        (TrialState.COMPLETE, 1, killed.params)  # the killed point, trained; nothing else ran
+    ]
+    complete = [t.params for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete == first_points(killed.distributions, study.trials[0].params, n=2)  # Sobol point 0 kept
+
+
+# A trial that hangs the first time it runs (until the sweep stops it) and completes the next time.
+HANGS_ONCE = """
+import json, pathlib, sys, time
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+folder = pathlib.Path(args["hydra.run.dir"])
+marker = folder.parent.parent / "hung"
+if not marker.exists():
+    marker.write_text("")
+    time.sleep(600)
+(folder / "result.json").write_text(json.dumps({"value": float(args["x"])}))
+"""
+
+
+def test_a_trial_stopped_at_the_time_limit_is_trained_at_the_next_run(tmp_path):
+    stub = tmp_path / "stub.py"
+    stub.write_text(HANGS_ONCE)
+
+    def run(time_limit):
+        settings = SweepSettings(
+            study_name="s", storage=str(tmp_path / "study.journal"), n_trials=1, time_limit=time_limit
+        )
+        return Sweep(settings, SPACE, [], tmp_path / "sweep", stub).run()
+
+    stopped = run(time_limit=1).trials[0]
+    assert stopped.user_attrs["fail_reason"] == "the sweep's time limit of 1 s was reached"
+    study = run(time_limit=None)
+    assert [(t.state, t.user_attrs.get(REQUEUED_ATTR), t.params) for t in study.trials] == [
+        (TrialState.FAIL, None, stopped.params),
+        (TrialState.COMPLETE, 0, stopped.params),
+    ]
+
+
+@pytest.mark.parametrize("owner", ["killed here", "silent elsewhere"])
+def test_the_trial_of_a_dead_worker_is_queued_again_and_trained(tmp_path, owner):
+    """Its worker's pid is gone on this host, or its heartbeat file (another host) stays silent;
+    a RUNNING trial without any owner: test_a_trial_left_running_without_an_owner_..."""
+    study = journal_study(tmp_path / "study.journal")
+    lost = study.ask(SPACE)
+    study._storage.set_trial_system_attr(
+        lost._trial_id, OWNER_ATTR, dead_owner() if owner == "killed here" else "elsewhere:1"
+    )
+    study = run_sweep(tmp_path, n_trials=1, heartbeat_interval=1, heartbeat_grace=2)
+    assert study.trials[0].state == TrialState.FAIL and study.trials[0].user_attrs["interrupted"] is True
+    assert [(t.state, t.user_attrs.get(REQUEUED_ATTR), t.params) for t in study.trials[1:]] == [
+        (TrialState.COMPLETE, 0, lost.params)
+    ]
+
+
+# -- a result is never run again: a diverged, a badly configured, a pruned trial --------------------
+
+# The trial's outcome by its x: 0.2 diverges (exit 3), 0.3 has a bad configuration (2), 0.4 is pruned (4).
+OUTCOME_STUB = """
+import json, pathlib, sys
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+folder = pathlib.Path(args["hydra.run.dir"])
+folder.mkdir(parents=True, exist_ok=True)
+(folder / "result.json").write_text(json.dumps({"value": float(args["x"])}))
+sys.exit({"0.2": 3, "0.3": 2, "0.4": 4}.get(args["x"], 0))
+"""
+
+
+def _outcome_sweep(tmp_path, n_trials: int, space=SPACE, sampler=None, enqueue=()) -> optuna.Study:
+    stub = tmp_path / "stub.py"
+    stub.write_text(OUTCOME_STUB)
+    settings = SweepSettings(
+        study_name="s",
+        storage=str(tmp_path / "study.journal"),
+        n_trials=n_trials,
+        max_failure_rate=1.0,
+        enqueue_trials=list(enqueue),
+        sampler=sampler or optuna.samplers.RandomSampler(seed=0),
+    )
+    return Sweep(settings, space, [], tmp_path / "sweep", stub).run()
+
+
+def test_a_diverged_badly_configured_or_pruned_trial_is_not_queued_again(tmp_path):
+    enqueue = [{"x": 0.2}, {"x": 0.3}, {"x": 0.4}]
+    study = _outcome_sweep(tmp_path, n_trials=2, enqueue=enqueue)
+    reasons = [(t.state, t.user_attrs.get("fail_reason", "").split(":")[0]) for t in study.trials[:3]]
+    assert reasons == [
+        (TrialState.FAIL, "training diverged"),
+        (TrialState.FAIL, "bad configuration"),
+        (TrialState.PRUNED, ""),
+    ]
+    assert [t.state for t in study.trials[3:]] == [TrialState.COMPLETE]  # n_trials finished: nothing waits
+    assert not any(REQUEUED_ATTR in t.user_attrs for t in study.trials)
+    # the next run trains neither the diverged nor the pruned point again; the badly configured
+    # baseline it does, as any failed baseline (its cause may be fixed meanwhile:
+    # test_the_baseline_is_enqueued_again_only_when_its_trials_all_failed)
+    study = _outcome_sweep(tmp_path, n_trials=4, enqueue=enqueue)
+    xs = [t.params["x"] for t in study.trials]
+    assert (xs.count(0.2), xs.count(0.3), xs.count(0.4)) == (1, 2, 1)
+    assert not any(REQUEUED_ATTR in t.user_attrs for t in study.trials)
+
+
+def test_a_grid_cell_that_diverged_is_a_result_and_not_run_again(tmp_path):
+    cells = [0.1, 0.2, 0.5]
+
+    def grid_sweep():
+        grid = CompleteGridSampler({"x": cells}, seed=0)
+        return _outcome_sweep(tmp_path, n_trials=3, space={"x": CategoricalDistribution(cells)}, sampler=grid)
+
+    grid_sweep()
+    study = grid_sweep()  # and run again: the grid is covered
+    assert sorted((t.params["x"], t.state) for t in study.trials) == [
+        (0.1, TrialState.COMPLETE),
+        (0.2, TrialState.FAIL),
+        (0.5, TrialState.COMPLETE),
+    ]

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import optuna
 from optuna.trial import TrialState
 
-from sgmod_study.sweeper.storage import FINISHED
+from sgmod_study.sweeper.storage import FINISHED, diverged
 
 
 class CompleteGridSampler(optuna.samplers.GridSampler):
@@ -18,15 +18,20 @@ class CompleteGridSampler(optuna.samplers.GridSampler):
 
     Optuna's counts a FAIL trial as a visited cell (and stops once every cell was visited), so a
     grid experiment resumed after a crash or a kill would end with holes. Here only COMPLETE and
-    PRUNED trials visit a cell; the trials beyond the grid size go to the cells still missing.
+    PRUNED trials visit a cell, and diverged ones (a result: storage.diverged); the trials beyond
+    the grid size go to the cells still missing.
     """
+
+    def covered(self, study: optuna.Study) -> bool:
+        """Every cell has its result: a resumed sweep has nothing left to run."""
+        return not self._get_unvisited_grid_ids(study)
 
     def _get_unvisited_grid_ids(self, study: optuna.Study) -> list[int]:
         done, running = set(), set()
         for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
             if "grid_id" not in t.system_attrs or not self._same_search_space(t.system_attrs["search_space"]):
                 continue
-            if t.state in FINISHED:
+            if t.state in FINISHED or diverged(t):
                 done.add(t.system_attrs["grid_id"])
             elif t.state == TrialState.RUNNING:
                 running.add(t.system_attrs["grid_id"])

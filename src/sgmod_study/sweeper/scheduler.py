@@ -39,10 +39,11 @@ from sgmod_study.sweeper.fixed_setup import check_fixed_setup, check_search_spac
 from sgmod_study.sweeper.liveness import REQUEUED_ATTR, liveness, mark_interrupted, owner_id
 from sgmod_study.sweeper.processes import TrialProcess
 from sgmod_study.sweeper.results import named_values, shown_params, write_results
+from sgmod_study.sweeper.samplers import CompleteGridSampler
 from sgmod_study.sweeper.settings import SweepSettings
 from sgmod_study.sweeper.signals import SweepInterrupted, ignoring_signals, stop_on_signals
 from sgmod_study.sweeper.space import custom_overrides
-from sgmod_study.sweeper.storage import FINISHED, count, is_journal, open_storage, open_study
+from sgmod_study.sweeper.storage import DIVERGED, FINISHED, count, diverged, is_journal, open_storage, open_study
 from sgmod_study.trial_contract import (
     ENV_PRUNER,
     ENV_STORAGE,
@@ -129,6 +130,12 @@ class Sweep:
                 self._watch_others()
                 self._enqueue_baselines()
                 self.to_run = max(0, self.settings.n_trials - count(self.study, *FINISHED))
+                # a grid that an earlier run covered with a diverged cell (one finished trial fewer
+                # than n_trials) has nothing left to run: Optuna's GridSampler would run a cell it
+                # picks at random again. A trial queued by hand still runs.
+                sampler = self.study.sampler
+                if isinstance(sampler, CompleteGridSampler) and not count(self.study, TrialState.WAITING):
+                    self.grid_exhausted = sampler.covered(self.study)
                 self.started = time.monotonic()
                 self._loop()
         except SweepInterrupted as stop:
@@ -218,12 +225,13 @@ class Sweep:
             self._enqueue_baselines()
 
     def _enqueue_baselines(self) -> None:
-        """Enqueue each configuration unless it has a trial that ran, runs or waits to run.
+        """Enqueue each configuration unless it has a trial that ran, runs or waits to run, or that
+        diverged (a result, storage.diverged).
 
         Not Optuna's skip_if_exists: that counts a FAIL trial too, so a baseline whose trial was
         killed with its sweep (or failed and then got fixed) would never run again."""
         live = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
-        trials = self.study.get_trials(deepcopy=False, states=live)
+        trials = [t for t in self.study.get_trials(deepcopy=False) if t.state in live or diverged(t)]
         for params in self.settings.enqueue_trials:
             if not any(t.system_attrs.get("fixed_params", t.params) == dict(params) for t in trials):
                 self.study.enqueue_trial(dict(params))
@@ -438,7 +446,7 @@ class SweepFailed(RuntimeError):
 def _exit_reason(code: int, folder: Path) -> str:
     known = {
         EXIT_CONFIG: "bad configuration",
-        EXIT_DIVERGED: "training diverged",
+        EXIT_DIVERGED: DIVERGED,
         EXIT_SIGTERM: "stopped by SIGTERM",
         EXIT_SIGINT: "stopped by SIGINT",
     }

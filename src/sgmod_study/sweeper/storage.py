@@ -11,11 +11,22 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sgmod_study.errors import ConfigError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
+
+# How the scheduler's fail_reason of a trial that exited 3 starts. Such a trial is a result of its
+# parameters (as a COMPLETE one is), not an accident: it is not run again, neither as an enqueued
+# baseline nor as a grid cell (interrupted trials are: liveness.requeue). Running it again would
+# only diverge again, or, where it is a matter of chance, keep the point that happened not to.
+DIVERGED = "training diverged"
+
+
+def diverged(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("fail_reason", "")).startswith(DIVERGED)
+
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9_=,.-]+")
 
