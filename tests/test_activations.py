@@ -1,14 +1,21 @@
 import copy
 import math
+import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import TINY, compose_config
-from sgmod_study.activations import ACTIVATIONS, Sgmod, build_activation
+from conftest import CONF, ROOT, TINY, compose_config, run_train
+from sgmod_study.activation_configs import declared_search
+from sgmod_study.activations import ACTIVATIONS, Sgmod, TargetActivation, build_activation
 from sgmod_study.classifier import Classifier
+from sgmod_study.config_schema import check_config
 from sgmod_study.errors import ConfigError
+from sgmod_study.optim import parameter_groups
 from sgmod_study.training import train
 
 
@@ -228,3 +235,154 @@ def test_the_toolkits_training_keeps_gamma_beta_in_bounds(tmp_path):
     gammas = torch.cat([m.gamma.detach() for m in module.modules() if isinstance(m, Sgmod)])
     assert gammas.min() >= 0.1 and gammas.max() <= 10.0
     assert ((gammas == 0.1) | (gammas == 10.0)).any()  # a step of 100 did push some onto a bound
+
+
+# -- an activation of your own: `target: package.module:Factory` in conf/activation/NAME.yaml
+
+SOFTCAP = {  # conf/activation/softcap.yaml, as composed
+    "name": "softcap",
+    "target": "examples.softcap:SoftCap",
+    "alpha_init": 1.0,
+    "search": {"alpha_init": "tag(log, interval(0.5, 4.0))"},
+    "lr": None,
+    "lr_mult": 1.0,
+    "weight_decay": 0.0,
+}
+
+
+@pytest.fixture
+def examples_importable(monkeypatch):
+    """The repository root on sys.path, as PYTHONPATH=$PWD puts it for a run (README)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def test_a_target_that_takes_num_channels_gets_the_layers_channels(examples_importable):
+    act = build_activation({**SOFTCAP, "alpha_init": 2.0}, num_channels=3)
+    assert type(act).__name__ == "SoftCap" and act.log_alpha.shape == (3,)  # search and lr were not passed
+    x = torch.randn(4, 3, 5, 5)
+    torch.testing.assert_close(act(x), 2.0 * torch.tanh(x / 2.0))
+    torch.testing.assert_close(act(x[:, :, 0, 0]), 2.0 * torch.tanh(x[:, :, 0, 0] / 2.0))  # (N, C) as in the MLP
+
+
+def test_a_target_without_num_channels_gets_the_options_alone():
+    act = build_activation({"name": "hardtanh2", "target": "torch.nn:Hardtanh", "min_val": -2.0, "max_val": 2.0}, 7)
+    assert isinstance(act, nn.Hardtanh) and (act.min_val, act.max_val) == (-2.0, 2.0)
+    assert "hardtanh2" not in ACTIVATIONS  # using a target registers nothing globally
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        (
+            "examples.nosuch:SoftCap",
+            "activation.target='examples.nosuch:SoftCap' cannot be imported: No module named 'examples.nosuch' "
+            "(its module must be importable: install its package with pip install -e, or put the folder that "
+            "holds it on PYTHONPATH, e.g. PYTHONPATH=$PWD)",
+        ),
+        (
+            "examples.softcap:SoftCapp",
+            "activation.target='examples.softcap:SoftCapp': examples.softcap has no attribute 'SoftCapp'; "
+            "its callables: SoftCap",
+        ),
+        (
+            "examples.softcap.SoftCap",
+            "activation.target='examples.softcap.SoftCap' is not allowed: it must be 'package.module:Factory', "
+            "an importable module and a callable in it (a module class or a function that returns one)",
+        ),
+        ("math:pi", "activation.target='math:pi' is not callable (float): it must name a module class or a function"),
+        ("builtins:dict", "activation.target='builtins:dict' returned dict, not a torch.nn.Module"),
+    ],
+)
+def test_a_bad_target_is_one_line_naming_it(examples_importable, target, message):
+    with pytest.raises(ConfigError) as err:
+        build_activation({"name": "mine", "target": target}, 3)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_target_refusing_an_option_is_one_line_naming_the_activation(examples_importable):
+    with pytest.raises(ConfigError, match=r"^activation=softcap: alpha_init=-1.0 is not allowed: it must be"):
+        build_activation({**SOFTCAP, "alpha_init": -1.0}, 3)
+    with pytest.raises(ConfigError, match=r"^activation=softcap got an option it does not take: .*'alpha'"):
+        build_activation({**SOFTCAP, "alpha": 2.0}, 3)
+
+
+def test_a_target_activations_parameters_join_the_activation_group(examples_importable):
+    from examples.softcap import SoftCap
+
+    model = nn.Sequential(nn.Linear(4, 3), build_activation(SOFTCAP, 3), nn.Linear(3, 2), Sgmod(2))
+    act_cfg = {"lr": 0.05, "weight_decay": 0.0}
+    for copied in (model, copy.deepcopy(model), pickle.loads(pickle.dumps(model))):  # DDP spawn pickles it
+        groups = {g["name"]: g for g in parameter_groups(copied, 1e-3, 1e-4, act_cfg)}
+        names = {id(p): n for n, p in copied.named_parameters()}
+        assert sorted(names[id(p)] for p in groups["activation"]["params"]) == ["1.log_alpha", "3.beta", "3.gamma"]
+        assert (groups["activation"]["lr"], groups["activation"]["weight_decay"]) == (0.05, 0.0)
+        assert len(groups["decay"]["params"]) == 2  # the Linear weights stay where they were
+    assert not isinstance(SoftCap(3), TargetActivation)  # the same class built by hand is not marked
+    assert not isinstance(nn.Linear(2, 2), TargetActivation)
+
+
+def test_declared_search_reads_the_yaml_of_the_activation():
+    assert declared_search("softcap", CONF) == {"activation.alpha_init": "tag(log, interval(0.5, 4.0))"}
+    assert declared_search("sgmod", CONF) == {}
+    with pytest.raises(ConfigError) as err:
+        declared_search("swishy", CONF)
+    assert str(err.value).startswith("activation='swishy' is not a known choice; valid choices: elu, gelu, ")
+    assert ", softcap, " in str(err.value) and ", sgmod_tanh_init, " in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "search, message",
+    [
+        ("{alpha: 'interval(0.5, 4.0)'}", "activation.search.alpha is not an option set in the activation's config; "),
+        ("{alpha_init: 0.5}", "activation.search.alpha_init=0.5 is not allowed: it must be a sweep range as a string"),
+        ("{alpha_init: 'interval(0.5 4.0)'}", "activation.search.alpha_init='interval(0.5 4.0)' is not allowed: "),
+        ("[alpha_init]", "activation.search=['alpha_init'] is not allowed: it must be a mapping from an option"),
+    ],
+)
+def test_declared_search_refuses_a_bad_search_in_one_line(tmp_path, search, message):
+    (tmp_path / "activation").mkdir()
+    path = tmp_path / "activation" / "mine.yaml"
+    path.write_text(f"name: mine\ntarget: examples.softcap:SoftCap\nalpha_init: 1.0\nsearch: {search}\n")
+    with pytest.raises(ConfigError) as err:
+        declared_search("mine", tmp_path)
+    assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value)
+
+
+def test_declared_search_does_not_import_torch():
+    code = (
+        "import sys; from pathlib import Path; from sgmod_study.activation_configs import declared_search; "
+        f"print(declared_search('softcap', Path({str(CONF)!r}))); print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split("\n")[-2:] == ["False", ""], result.stdout + result.stderr
+
+
+def test_the_schema_accepts_a_target_activation_and_still_refuses_a_misspelled_built_in(tmp_path):
+    config = OmegaConf.to_container(compose_config([*TINY, "activation=softcap"], tmp_path), resolve=True)
+    check_config(config)
+    check_config({**config, "activation": {**config["activation"], "per_channel": [1, 2], "note": None}})
+    with pytest.raises(ConfigError) as err:
+        check_config({**config, "activation": {"name": "sgmodd"}})
+    assert str(err.value) == (
+        "activation.name='sgmodd' is not a known choice; valid choices: elu, gelu, leaky_relu, mish, prelu, relu, "
+        "selu, sgmod, sigmoid, silu, tanh"
+    )
+    with pytest.raises(ConfigError) as err:
+        check_config({**config, "activation": {**config["activation"], "table": {"a": 1}}})
+    assert str(err.value) == (
+        "activation.table={'a': 1} is not allowed: it must be a plain value (a number, a string, true or false, "
+        "null, or a list of those)"
+    )
+
+
+def test_a_run_trains_the_worked_example_activation(tmp_path, monkeypatch, examples_importable):
+    """`PYTHONPATH=$PWD python src/train.py activation=softcap` as the README has it, one short epoch."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    overrides = ["activation=softcap", "model=mlp", "model.depth=2", "model.width=32", "trainer.max_epochs=1"]
+    result = run_train([*TINY, *overrides, "trainer.limit_train_batches=5"], tmp_path / "run", timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| softcap | mlp |" in result.stdout
+    module = Classifier.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    alphas = [m.log_alpha.detach() for m in module.modules() if isinstance(m, TargetActivation)]
+    assert len(alphas) == 2 and all(a.shape == (32,) for a in alphas)
+    assert any(a.abs().max() > 0 for a in alphas)  # alpha (log 1.0 = 0 at the start) was trained

@@ -1,11 +1,15 @@
 """Sgmod and the registry that builds every activation of the study the same way.
 
 Every activation is built by ``build_activation(cfg, num_channels)`` where ``cfg`` is the
-``activation`` config group entry (``name`` plus that activation's options).
+``activation`` config group entry (``name`` plus that activation's options). An activation of
+your own needs no entry in ``ACTIVATIONS``: its config names it with ``target:
+package.module:Factory`` (README, "Add your activation").
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -168,11 +172,29 @@ def _project_after_step(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
         module._project(stepped)
 
 
-# Modules whose parameters go to the optimizer's "activation" parameter group.
-LEARNABLE_ACTIVATIONS = (Sgmod, nn.PReLU)
+# The attribute build_activation sets on a module it built from a ``target`` (its value: the target).
+TARGET_MARK = "_activation_target"
+
+
+class _BuiltFromTarget(type):
+    def __instancecheck__(cls, instance) -> bool:
+        return isinstance(instance, nn.Module) and getattr(instance, TARGET_MARK, None) is not None
+
+
+class TargetActivation(metaclass=_BuiltFromTarget):
+    """``isinstance(m, TargetActivation)``: ``m`` is a module that ``build_activation`` built from a
+    config with a ``target`` (an activation of your own). The mark is an attribute of the module
+    (its target), so it survives a deep copy and pickling (DDP's spawned processes)."""
+
+
+# Modules whose own parameters (not their submodules') go to the optimizer's "activation"
+# parameter group: activation.lr (or optimizer.lr * activation.lr_mult) and activation.weight_decay.
+LEARNABLE_ACTIVATIONS = (Sgmod, nn.PReLU, TargetActivation)
 
 # Keys of an activation config that configure its optimizer parameter group, not the module.
 OPTIMIZER_KEYS = ("lr", "lr_mult", "weight_decay")
+# Keys of an activation config that say where the module is and what a study searches, not options.
+TARGET_KEY, SEARCH_KEY = "target", "search"
 
 
 def _per_channel(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -209,17 +231,89 @@ def build_activation(cfg: Mapping, num_channels: int) -> nn.Module:
 
     ``cfg`` is an entry of the ``activation`` config group: ``name`` (a key of ``ACTIVATIONS``)
     plus that activation's options, e.g. ``{"name": "sgmod", "gamma_init": 2.0, "per_channel": False}``;
-    the optimizer settings (``lr``, ``lr_mult``, ``weight_decay``) are skipped. A bad name or option
-    raises ``ConfigError`` (a ``ValueError``) with one line naming it.
+    the optimizer settings (``lr``, ``lr_mult``, ``weight_decay``) and ``search`` (what a study
+    searches) are skipped. With ``target: "package.module:Factory"`` the module is the one that
+    factory returns, whatever ``name`` is: ``Factory(num_channels=num_channels, **options)`` when
+    the factory has a parameter named ``num_channels``, else ``Factory(**options)``. A bad name,
+    target or option raises ``ConfigError`` (a ``ValueError``) with one line naming it.
     """
     options = dict(cfg)
     name = options.pop("name", None)
-    check_choice("activation", name, ACTIVATIONS)
+    target = options.pop(TARGET_KEY, None)
+    options.pop(SEARCH_KEY, None)
     for key in OPTIMIZER_KEYS:
         options.pop(key, None)
+    if target is None:
+        check_choice("activation", name, ACTIVATIONS)
+        factory = ACTIVATIONS[name]
+    else:
+        factory = _with_channels(load_target(target))
     try:
-        return ACTIVATIONS[name](num_channels, **options)
+        module = factory(num_channels, **options)
     except TypeError as err:
         raise ConfigError(f"activation={name} got an option it does not take: {err}") from None
     except ValueError as err:  # the module's own check, which names its constructor argument
         raise ConfigError(f"activation={name}: {err}") from None
+    if target is not None:
+        if not isinstance(module, nn.Module):
+            raise ConfigError(
+                f"activation.target={target!r} returned {type(module).__name__}, not a torch.nn.Module: "
+                "it must name a module class or a function that returns a module"
+            )
+        setattr(module, TARGET_MARK, target)  # its parameters join the "activation" group (optim.py)
+    return module
+
+
+def load_target(target) -> Callable[..., nn.Module]:
+    """The callable named by ``"package.module:Factory"`` (``Factory`` may be dotted: ``Class.build``).
+
+    The module must be importable as any Python module: an installed package (``pip install -e``)
+    or a folder on ``PYTHONPATH``. A malformed target, a module that cannot be imported and a
+    missing or non-callable attribute each raise ``ConfigError`` with one line naming the target.
+    """
+    module_name, _, attribute = target.partition(":") if isinstance(target, str) else ("", "", "")
+    if not (module_name and attribute) or not all(part.isidentifier() for part in module_name.split(".")):
+        raise ConfigError(
+            f"activation.target={target!r} is not allowed: it must be 'package.module:Factory', an importable "
+            "module and a callable in it (a module class or a function that returns one)"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(
+            f"activation.target={target!r} cannot be imported: {err} (its module must be importable: install "
+            "its package with pip install -e, or put the folder that holds it on PYTHONPATH, e.g. PYTHONPATH=$PWD)"
+        ) from None
+    factory = module
+    for part in attribute.split("."):
+        if not hasattr(factory, part):
+            found = sorted(
+                key
+                for key, value in vars(module).items()
+                if not key.startswith("_") and callable(value) and getattr(value, "__module__", None) == module_name
+            )
+            raise ConfigError(
+                f"activation.target={target!r}: {module_name} has no attribute {attribute!r}; "
+                f"its callables: {', '.join(found) or 'none'}"
+            )
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ConfigError(
+            f"activation.target={target!r} is not callable ({type(factory).__name__}): it must name a module "
+            "class or a function that returns a module"
+        )
+    return factory
+
+
+def _with_channels(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """``factory`` called as ``ACTIVATIONS``' builders are: with the channel count as
+    ``num_channels=`` when it takes a parameter of that name, else with the options alone."""
+    try:
+        takes_channels = "num_channels" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a callable without a signature Python can read
+        takes_channels = False
+
+    def build(num_channels: int, **options) -> nn.Module:
+        return factory(num_channels=num_channels, **options) if takes_channels else factory(**options)
+
+    return build

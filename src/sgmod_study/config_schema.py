@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,7 +37,8 @@ from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from sgmod_study.activations import IMPLEMENTATIONS, INIT_STRATEGIES
+from sgmod_study.activation_configs import check_search
+from sgmod_study.activations import IMPLEMENTATIONS, INIT_STRATEGIES, SEARCH_KEY, TARGET_KEY
 from sgmod_study.classifier import Classifier
 from sgmod_study.data import DATASETS, SCALINGS
 from sgmod_study.errors import ConfigError, check_choice
@@ -272,11 +274,67 @@ NORMS: dict[str, dict[str, Rule]] = {
     "none": {"placement": choice(*PLACEMENTS)},
 }
 
-ACTIVATION = named(ACTIVATIONS, check=_init_inside_bounds)
+
+# An activation of your own: ``target: package.module:Factory`` (README, "Add your activation").
+# Its options are the factory's arguments, unknown here beyond being plain values: the factory
+# checks them when the activation is built. Whether the target imports is found out there too.
+_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def _is_plain(value) -> bool:
+    if isinstance(value, list):
+        return all(map(_is_plain, value))
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+TARGET_ACTIVATION = {
+    "name": text(),
+    TARGET_KEY: Rule(
+        "'package.module:Factory', an importable module and a callable in it",
+        lambda v: isinstance(v, str) and _TARGET.fullmatch(v) is not None,
+    ),
+    **{key: optional(rule) for key, rule in ACTIVATION_OPTIMIZER.items()},
+}
+TARGET_OPTION = Rule("a plain value (a number, a string, true or false, null, or a list of those)", _is_plain)
+
+
+def activation(partial: bool = False) -> Rule:
+    """The activation group: a name of ``ACTIVATIONS`` with its settings, or (with ``target`` set)
+    an activation of your own; either may declare ``search`` (what a study of it searches)."""
+    built_in = named(ACTIVATIONS, partial=partial, check=_init_inside_bounds)
+
+    def check_activation(key: str, value) -> None:
+        if not isinstance(value, Mapping) or value.get(TARGET_KEY) is None:
+            built_in.group(key, _settings_of_built_in(value))
+        else:
+            _check_target_activation(key, value)
+        if isinstance(value, Mapping) and value.get(SEARCH_KEY) is not None:
+            options = [k for k in value if k not in ("name", TARGET_KEY, SEARCH_KEY)]
+            check_search(f"{key}.{SEARCH_KEY}", value[SEARCH_KEY], options)
+
+    return Rule("a group of settings with a name", group=check_activation)
+
+
+def _settings_of_built_in(value):
+    """A built-in activation's settings: without ``search`` and an unset ``target``."""
+    if not isinstance(value, Mapping):
+        return value
+    return {k: v for k, v in value.items() if k not in (SEARCH_KEY, TARGET_KEY)}
+
+
+def _check_target_activation(key: str, act: Mapping) -> None:
+    if "name" not in act:
+        raise ConfigError(f"{key}.name is missing: it must be {TARGET_ACTIVATION['name'].allowed}")
+    for option, value in act.items():
+        if option != SEARCH_KEY:
+            _check_value(_join(key, option), value, TARGET_ACTIVATION.get(option, TARGET_OPTION))
+
+
+ACTIVATION = activation()
 NORM = named(NORMS)
 # A DCGAN network's own activation and norm: the selected groups, or a partial node such as
 # {name: leaky_relu, negative_slope: 0.2} whose missing settings take the builders' defaults.
-NETWORK_ACTIVATION = named(ACTIVATIONS, partial=True, check=_init_inside_bounds)
+NETWORK_ACTIVATION = activation(partial=True)
 NETWORK_NORM = named(NORMS, partial=True)
 
 MODELS: dict[str, dict[str, Rule]] = {
