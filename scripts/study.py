@@ -1,20 +1,22 @@
-"""The Sgmod study, one named part at a time, resumable (see sgmod_study/study.py).
+"""The toolkit's studies (conf/study/<name>.yaml), one command line for all of them.
 
-python scripts/study.py list
-python scripts/study.py run controls [--time-limit SECONDS] [override ...]
-python scripts/study.py run all [--time-limit SECONDS] [override ...]   # every unfinished part, in order
-python scripts/study.py export controls
-python scripts/study.py report          # docs/report/study.md from the committed records
+python scripts/study.py list [STUDY]                    # the studies, their parts and how far each is
+python scripts/study.py run STUDY PART|all [--time-limit SECONDS] [override ...]
+python scripts/study.py run classifier all --activation NAME   # your activation against the tuned baselines
+python scripts/study.py report [STUDY] [--activation NAME]     # the report from the records, no training
 
-list and report only read the records in study/ (they work on a read-only copy); run and export write them.
+Records live in study/<study>/<part>/ (committed); --record DIR keeps them in DIR/<study>/<part>/
+instead (the study's committed baselines are still read from study/). list and report only read
+the records; run writes them and refreshes each part's runs.jsonl as it ends.
 """
 
 import argparse
 import math
+from pathlib import Path
 
 from sgmod_study.errors import EXIT_CONFIG, EXIT_DISK, ConfigError, exit_with
-from sgmod_study.study import PARTS, RecordNotWritable, export, finished, read_rows, record_dir, run, summary
-from sgmod_study.study_report import write_study_report
+from sgmod_study.study.record import RECORD_ROOT, Record, RecordNotWritable, summary
+from sgmod_study.study.spec import CONF_DIR, Study, load_study, names, with_activation
 
 
 def seconds(text: str) -> float:
@@ -36,51 +38,100 @@ class OneLineParser(argparse.ArgumentParser):
         exit_with("error", f"{self.prog}: {message}", EXIT_CONFIG)
 
 
+def parser() -> OneLineParser:
+    top = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = top.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    listing = commands.add_parser("list", help="the studies' parts, their questions and how far each has come")
+    listing.add_argument("study", nargs="?")
+    run = commands.add_parser("run", help="run or resume a part (or all), then refresh its runs.jsonl")
+    run.add_argument("study")
+    run.add_argument("part", help="a part's name, or all")
+    run.add_argument("--time-limit", type=seconds, metavar="SECONDS", help="stop the sweeps after this many seconds")
+    run.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. hydra.sweeper.n_jobs=4")
+    report = commands.add_parser("report", help="write the studies' reports from their records (no training)")
+    report.add_argument("study", nargs="?")
+    for each in (listing, run, report):
+        each.add_argument("--record", type=Path, metavar="DIR", help=f"the records' folder (default: {RECORD_ROOT})")
+        each.add_argument("--activation", metavar="NAME", help="your activation (conf/activation/NAME.yaml)")
+    return top
+
+
 def main() -> int:
-    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="the parts, their questions and how far each has come")
-    run_parser = commands.add_parser("run", help="run or resume a part, then refresh its runs.jsonl")
-    run_parser.add_argument("part", help="a part's name, or all")
-    run_parser.add_argument(
-        "--time-limit", type=seconds, metavar="SECONDS", help="stop the sweep after this many seconds"
-    )
-    run_parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. hydra.sweeper.n_jobs=4")
-    export_parser = commands.add_parser("export", help="refresh a part's runs.jsonl from its study and run folders")
-    export_parser.add_argument("part")
-    commands.add_parser("report", help="write docs/report/study.md from the committed records (no training)")
     # parse_known_args: Hydra overrides (key=value) may follow --time-limit, which plain
     # parse_args refuses once the positional list has been matched
-    args, extra = parser.parse_known_args()
+    args, extra = parser().parse_known_args()
     unknown_options = [a for a in extra if a.startswith("-")]
     if unknown_options or (extra and args.command != "run"):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser().error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        studies = [_study(args.study, args.activation)] if args.study else [load_study(n) for n in names()]
+        if args.activation and not args.study:
+            raise ConfigError("--activation needs the study to run it through, e.g. scripts/study.py report classifier")
         if args.command == "list":
-            for name, p in PARTS.items():
-                rows = read_rows(record_dir(name) / "runs.jsonl")
-                print(f"{name:22s} {finished(name):3d}/{p.trials:<3d} {summary(rows):28s} {p.question}")
-            return 0
+            return list_parts(studies, args.record)
         if args.command == "report":
-            return report()
-        if args.command == "export":
-            rows = export(args.part)
-            print(f"{args.part}: {summary(rows)}")
-            return 0
-        return run(args.part, [*args.overrides, *extra], args.time_limit)
+            return report(studies, args.record)
+        return run(studies[0], args.part, [*args.overrides, *extra], args.time_limit, args.record)
     except ConfigError as err:
         exit_with("error", err, EXIT_CONFIG)
     except RecordNotWritable as err:
         exit_with("error", err, EXIT_DISK)
 
 
-def report() -> int:
-    try:
-        write_study_report()
-    except OSError as err:  # docs/report/ not writable (the records are only read)
-        exit_with("error", f"{err.filename}: {err.strerror or err}", EXIT_DISK)
-    print("written: docs/report/study.md")
+def _study(name: str, activation: str | None) -> Study:
+    study = load_study(name)
+    if activation is None:
+        return study
+    from sgmod_study.activation_configs import declared_search
+
+    return with_activation(study, activation, declared_search(activation, CONF_DIR))
+
+
+def record_of(study: Study, folder: Path | None) -> Record:
+    """The study's records: study/<study>/, or DIR/<study>/ reading the baselines from study/."""
+    repository = RECORD_ROOT / study.record
+    return Record(repository) if folder is None else Record(folder / study.record, shared=repository)
+
+
+def list_parts(studies: list[Study], folder: Path | None) -> int:
+    lines = []  # all read before any is printed: a corrupted record gives its one error line alone
+    for study in studies:
+        record = record_of(study, folder)
+        lines.append(f"{study.name}: {study.question}")
+        for name, part in study.parts.items():
+            done = f"{record.finished(name):3d}/{part.trials:<3d}"
+            lines.append(f"  {name:22s} {part.kind:8s} {done} {summary(record.rows(name)):28s} {part.question}")
+    print("\n".join(lines))
     return 0
+
+
+def report(studies: list[Study], folder: Path | None) -> int:
+    from sgmod_study.study.report.document import write_report
+
+    for study in studies:
+        record = record_of(study, folder)
+        if study.activation is not None:
+            from sgmod_study.study.reuse import check_reusable
+
+            check_reusable(study, record)
+        out = Path(study.report) if folder is None else folder / Path(study.report).name
+        try:
+            write_report(study, record, out=out)
+        except OSError as err:  # the report's folder is not writable (the records are only read)
+            exit_with("error", f"{err.filename}: {err.strerror or err}", EXIT_DISK)
+        print(f"written: {out}")
+    return 0
+
+
+def run(study: Study, part: str, overrides: list[str], time_limit: float | None, folder: Path | None) -> int:
+    from sgmod_study.study.runner import run as run_part
+
+    record = record_of(study, folder)
+    if study.activation is not None:
+        from sgmod_study.study.reuse import check_reusable, planned_setup
+
+        check_reusable(study, record, planned_setup(study, overrides, CONF_DIR))
+    return run_part(study, record, part, overrides, time_limit)
 
 
 if __name__ == "__main__":

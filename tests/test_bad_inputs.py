@@ -111,6 +111,14 @@ BAD_INPUTS = [
     (["seed=${oops}"], 2, "error: seed: Interpolation key 'oops' not found"),
     (["-m", "activation=relu,swishy"], 2, f"error: activation='swishy' is not a known choice; valid choices: {ALL_ACTIVATIONS}"),
     (["-m", "trainer.max_epochs=ten"], 2, "error: trainer.max_epochs='ten' is not allowed: it must be an integer >= 1"),
+    # an activation of your own (target: package.module:Factory) and what a study of it searches (search:)
+    (["activation=softcap", "activation.target=examples.softcap"], 2, "error: activation.target='examples.softcap' is not allowed: it must be 'package.module:Factory', an importable module and a callable in it"),
+    (["activation=softcap", "+activation.extra={a:1}"], 2, "error: activation.extra={'a': 1} is not allowed: it must be a plain value (a number, a string, true or false, null, or a list of those)"),
+    (["activation=softcap", "activation.lr=-1"], 2, "error: activation.lr=-1 is not allowed: it must be null or a number > 0"),
+    (["activation=softcap", "activation.search.alpha_init=0.5"], 2, "error: activation.search.alpha_init=0.5 is not allowed: it must be a sweep range as a string, such as interval(low, high)"),
+    (["activation=softcap", "+activation.search.alpha='interval(0.5, 2.0)'"], 2, "error: activation.search.alpha is not an option set in the activation's config; its options: alpha_init, lr, lr_mult, weight_decay (set the option's default next to its range)"),
+    (["activation=sgmod", "+activation.search.gamma='interval(0.5, 2.0)'"], 2, "error: activation.search.gamma is not an option set in the activation's config; its options: beta_bounds, beta_init, "),
+    (["activation=sgmod", "activation.name=sgmodd"], 2, "error: activation.name='sgmodd' is not a known choice; valid choices: elu, gelu, leaky_relu, mish, prelu, relu, selu, sgmod, sigmoid, silu, tanh"),
 ]  # fmt: skip
 
 # Rows also run as a real `python src/train.py` (about 5 s each): a schema error, a composition
@@ -204,6 +212,9 @@ GOOD_INPUTS = [
     ["+optimizer.amsgrad=true", "optimizer.betas=[0.5,0.999]", "speed.compile=true", "diagnostics.every_n_steps=null"],
     ["optimized_metric=[val/acc_best,test/loss]", "checkpoint.monitor=val/loss", "checkpoint.mode=min"],
     ["activation.gamma_bounds=null", "activation.gamma_init=50", "trainer.devices=[0]", "trainer.limit_train_batches=3"],
+    ["activation=sgmod", "+activation.search={gamma_init:'tag(log, interval(0.5, 4.0))'}"],
+    ["activation=softcap", "+activation.per_channel=false", "activation.lr=0.01", "activation.lr_mult=1.0"],
+    ["task=gan", "activation=softcap"],
 ]  # fmt: skip
 
 
@@ -266,13 +277,18 @@ def test_a_value_that_needs_quotes_shows_them(cli, overrides, code, expected, tm
 
 STUDY_PARTS = "confirm_relu, confirm_sgmod, confirm_sgmod_default, confirm_sigmoid, confirm_tanh, confirm_tanh_cpu, controls, sweep_relu, sweep_sgmod, sweep_sigmoid, sweep_tanh"
 STUDY_BAD_INPUTS = [
-    (["run", "controls", "--time-limit", "-5"], 2, "error: study.py run: argument --time-limit: '-5' is not allowed: it must be a number of seconds > 0"),
-    (["run", "controls", "--time-limit", "0"], 2, "error: study.py run: argument --time-limit: '0' is not allowed: it must be a number of seconds > 0"),
-    (["run", "controls", "--time-limit", "nan"], 2, "error: study.py run: argument --time-limit: 'nan' is not allowed: it must be a number of seconds > 0"),
-    (["run", "controls", "--time-limit", "inf"], 2, "error: study.py run: argument --time-limit: 'inf' is not allowed: it must be a number of seconds > 0"),
-    (["run", "controls", "--time-limit", "soon"], 2, "error: study.py run: argument --time-limit: 'soon' is not allowed: it must be a number of seconds > 0"),
-    (["run", "nosuchpart"], 2, f"error: part='nosuchpart' is not a known choice; valid choices: all, {STUDY_PARTS}"),
-    (["export", "nosuchpart"], 2, f"error: part='nosuchpart' is not a known choice; valid choices: {STUDY_PARTS}"),
+    (["run", "classifier", "controls", "--time-limit", "-5"], 2, "error: study.py run: argument --time-limit: '-5' is not allowed: it must be a number of seconds > 0"),
+    (["run", "classifier", "controls", "--time-limit", "0"], 2, "error: study.py run: argument --time-limit: '0' is not allowed: it must be a number of seconds > 0"),
+    (["run", "classifier", "controls", "--time-limit", "nan"], 2, "error: study.py run: argument --time-limit: 'nan' is not allowed: it must be a number of seconds > 0"),
+    (["run", "classifier", "controls", "--time-limit", "inf"], 2, "error: study.py run: argument --time-limit: 'inf' is not allowed: it must be a number of seconds > 0"),
+    (["run", "classifier", "controls", "--time-limit", "soon"], 2, "error: study.py run: argument --time-limit: 'soon' is not allowed: it must be a number of seconds > 0"),
+    (["run", "classifier", "nosuchpart"], 2, f"error: part='nosuchpart' is not a known choice; valid choices: all, {STUDY_PARTS}"),
+    (["run", "nosuchstudy", "all"], 2, "error: study='nosuchstudy' is not a known choice; valid choices: classifier"),
+    (["report", "nosuchstudy"], 2, "error: study='nosuchstudy' is not a known choice; valid choices: classifier"),
+    (["list", "nosuchstudy"], 2, "error: study='nosuchstudy' is not a known choice; valid choices: classifier"),
+    (["report", "--activation", "softcap"], 2, "error: --activation needs the study to run it through, e.g. scripts/study.py report classifier"),
+    (["run", "classifier"], 2, "error: study.py run: the following arguments are required: part, overrides"),
+    (["export", "classifier"], 2, "error: study.py: argument command: invalid choice: 'export' (choose from 'list', 'run', 'report')"),
 ]  # fmt: skip
 
 

@@ -1,30 +1,49 @@
-"""The study's records: gamma/beta's own optimizer settings, the per-run gamma/beta record, and
-the committed per-run table (runs.jsonl) that survives a move between machines."""
+"""The study's records and how its parts run: gamma/beta's own optimizer settings, the per-run
+gamma/beta record, the committed per-run table (runs.jsonl) that survives a move between
+machines, the sweep commands a declared study gives, the configuration a confirm part retrains,
+and parts that run side by side until a deadline (stub sweeps)."""
 
+import io
 import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from optuna.distributions import FloatDistribution
 from torch import nn
 
 from conftest import CONF, compose_config
 from sgmod_study.activations import Sgmod
 from sgmod_study.classifier import build_classifier
 from sgmod_study.data import dataset_spec
-from sgmod_study.diagnostics import SGMOD_FINAL_FILE, activation_record
-from sgmod_study.study import PARTS, export, machine, read_rows, record_dir, sweep_command
-from sgmod_study.study_report import _machine
+from sgmod_study.diagnostics import activation_record
+from sgmod_study.errors import ConfigError
+from sgmod_study.study import runner
+from sgmod_study.study.choose import chosen_overrides
+from sgmod_study.study.export import export, read_rows
+from sgmod_study.study.record import Record, machine, machine_name
+from sgmod_study.study.spec import load_study
 from sgmod_study.training import train
+from sgmod_study.trial_contract import SGMOD_FINAL_FILE
+
+CLASSIFIER = load_study("classifier", CONF / "study")
+
+
+def record_dir(name: str, root: Path) -> Path:
+    return root / "study" / "classifier" / name
+
+
+def record_of(root: Path) -> Record:
+    return Record(root / "study" / "classifier")
 
 
 def test_the_sgmod_search_covers_the_briefs_table_and_the_run_uses_gamma_betas_own_settings(tmp_path):
@@ -88,8 +107,8 @@ def _fake_study(root, name, n, stored=None):
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     for i in range(n):
-        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-        folder = root / "outputs" / "study" / name / f"trial_{i:04d}"
+        trial = study.ask({"x": FloatDistribution(0, 1)})
+        folder = root / "outputs" / "study" / "classifier" / name / f"trial_{i:04d}"
         (folder / ".hydra").mkdir(parents=True)
         (folder / ".hydra" / "config.yaml").write_text(f"seed: {i}\nactivation:\n  name: sgmod\n")
         (folder / "result.json").write_text(json.dumps({"value": i / 10, "metrics": {"test/acc": i / 10}}))
@@ -100,14 +119,14 @@ def _fake_study(root, name, n, stored=None):
 
 def test_export_keeps_rows_whose_run_folders_are_on_another_machine(tmp_path):
     study = _fake_study(tmp_path, "controls", 2)
-    rows = export("controls", tmp_path)
+    rows = export(record_of(tmp_path), "controls", tmp_path)
     assert [r["metrics"]["test/acc"] for r in rows] == [0.0, 0.1]
     assert rows[1]["config"]["seed"] == 1 and rows[1]["config"]["activation"] == {"name": "sgmod"}
     # the study moves to a machine without these folders and gains a trial there
-    for folder in (tmp_path / "outputs").glob("study/controls/trial_*"):
+    for folder in (tmp_path / "outputs").glob("study/classifier/controls/trial_*"):
         (folder / ".hydra" / "config.yaml").unlink()
-    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
-    rows = export("controls", tmp_path)
+    study.tell(study.ask({"x": FloatDistribution(0, 1)}), 0.5)
+    rows = export(record_of(tmp_path), "controls", tmp_path)
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3
     assert [r.get("metrics", {}).get("test/acc") for r in rows] == [0.0, 0.1, None]  # read earlier, kept
     assert read_rows(record_dir("controls", tmp_path) / "runs.jsonl") == rows
@@ -116,98 +135,75 @@ def test_export_keeps_rows_whose_run_folders_are_on_another_machine(tmp_path):
 def test_a_row_names_the_cpus_vector_extension_which_one_model_name_does_not():
     here = machine()
     assert here["cpu_capability"] in ("DEFAULT", "NO AVX", "AVX2", "AVX512", "Z VECTOR", "VSX", "SVE256")
-    assert _machine({"machine": here}).endswith(f"({here['cpu_count']} cores, {here['cpu_capability']})")
-    assert _machine({"machine": {"cpu": "AMD EPYC", "cpu_count": 2}}) == "AMD EPYC (2 cores)"  # an older row
+    assert machine_name({"machine": here}).endswith(f"({here['cpu_count']} cores, {here['cpu_capability']})")
+    assert machine_name({"machine": {"cpu": "AMD EPYC", "cpu_count": 2}}) == "AMD EPYC (2 cores)"  # an older row
 
 
-def test_every_part_stores_its_study_in_the_committed_record(tmp_path):
-    for name, part in PARTS.items():
-        if part.best_of:  # needs its sweep's record: test_a_confirm_part_retrains_...
+def test_every_part_runs_the_declared_setup_and_trial_count_into_its_own_record(tmp_path):
+    for name, part in CLASSIFIER.parts.items():
+        if part.kind == "confirm":  # needs its sweep's record: test_a_confirm_part_retrains_...
             continue
-        command = sweep_command(part, ["hydra.sweeper.n_jobs=2"], tmp_path)
-        assert f"hydra.sweeper.storage=study/{name}/study.journal" in command  # in the repository (the sweep's cwd)
+        command = runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), ["hydra.sweeper.n_jobs=2"], tmp_path)
+        assert command[1:3] == ["src/train.py", "-m"]
+        assert f"hydra.sweeper.storage=study/classifier/{name}/study.journal" in command  # relative to the repository
+        assert f"hydra.sweep.dir=outputs/study/classifier/{name}" in command
         assert f"hydra.sweeper.study_name={name}" in command and command[-1] == "hydra.sweeper.n_jobs=2"
-        assert "trainer.max_epochs=10" in command  # the full budget: gamma/beta can travel ~1.2 at lr 1e-3
+        assert f"hydra.sweeper.n_trials={part.trials}" in command  # the count is the declaration's
+        assert "trainer.max_epochs=10" in command and "data=fashion_mnist" in command  # the fixed setup
+        assert not any(str(tmp_path) in arg for arg in command)
 
 
-def test_a_confirm_part_retrains_the_best_configuration_of_its_sweep(tmp_path):
-    from sgmod_study.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="part=sweep_relu has no finished trial yet"):
-        sweep_command(PARTS["confirm_relu"], [], tmp_path)
-    record = record_dir("sweep_relu", tmp_path)
-    record.mkdir(parents=True)
-    rows = [
-        {"number": 0, "state": "COMPLETE", "values": [0.91], "params": {"optimizer.lr": 0.001}},
-        {
-            "number": 1,
-            "state": "COMPLETE",
-            "values": [0.93],
-            "params": {"optimizer.lr": 0.003, "optimizer.weight_decay": 1e-05},
-        },
-        {"number": 2, "state": "FAIL", "values": None, "params": {"optimizer.lr": 0.5}},
-    ]
-    (record / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    command = sweep_command(PARTS["confirm_relu"], [], tmp_path)
-    assert command[3:6] == ["experiment=study_confirm", "activation=relu", "trainer.max_epochs=10"]
-    assert command[6:8] == ["optimizer.lr=0.003", "optimizer.weight_decay=1e-05"]  # trial 1, the best
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=command[3:8], return_hydra_config=True)
-    assert cfg.optimizer.lr == 0.003 and cfg.hydra.sweeper.n_trials == 10
-    assert cfg.hydra.sweeper.params.seed == "choice(100, 101, 102, 103, 104, 105, 106, 107, 108, 109)"
-
-
-def test_confirm_tanh_cpu_is_confirm_tanh_on_the_cpu(tmp_path):
-    record = record_dir("sweep_tanh", tmp_path)
-    record.mkdir(parents=True)
-    row = {"number": 0, "state": "COMPLETE", "values": [0.93], "params": {"optimizer.lr": 0.009}}
-    (record / "runs.jsonl").write_text(json.dumps(row) + "\n")
-    on_gpu, on_cpu = (sweep_command(PARTS[name], [], tmp_path) for name in ("confirm_tanh", "confirm_tanh_cpu"))
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        gpu_cfg, cpu_cfg = (compose("train", overrides=c[3:9], return_hydra_config=True) for c in (on_gpu, on_cpu))
-    assert cpu_cfg.trainer.accelerator == "cpu" and gpu_cfg.trainer.accelerator == "auto"
-    assert cpu_cfg.optimizer.lr == gpu_cfg.optimizer.lr == 0.009 and cpu_cfg.activation.name == "tanh"
-    assert cpu_cfg.hydra.sweeper.params.seed == gpu_cfg.hydra.sweeper.params.seed  # the same fresh seeds
-    assert cpu_cfg.trainer.max_epochs == gpu_cfg.trainer.max_epochs == 10
-
-
-def test_each_part_completes_at_its_sweeps_n_trials():
-    for name, part in PARTS.items():
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("train", overrides=list(part.overrides), return_hydra_config=True)
-        assert cfg.hydra.sweeper.n_trials == part.trials, name
+def _sweep(root, name, trials, space=None):
+    """A finished sweep part: ``trials`` is [(params, value), ...]."""
+    journal = record_dir(name, root) / "study.journal"
+    journal.parent.mkdir(parents=True)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    space = space or {key: FloatDistribution(1e-5, 1.0, log=True) for key in trials[0][0]}
+    rows = []
+    for number, (params, value) in enumerate(trials):
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
+        rows.append({"number": number, "state": "COMPLETE", "values": [value], "params": params})
+    (journal.parent / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return study
 
 
 def _sgmod_sweep(root, values):
-    """A finished sweep_sgmod record: trial i has gamma_init, lr and beta_init from ``values[i]``."""
-    from optuna.distributions import FloatDistribution
-
-    journal = record_dir("sweep_sgmod", root) / "study.journal"
-    journal.parent.mkdir(parents=True)
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
-    study = optuna.create_study(study_name="sweep_sgmod", storage=storage, direction="maximize")
+    """A finished sweep_sgmod record: trial i has gamma_init, beta_init and lr from ``values[i]``."""
     space = {
         "activation.gamma_init": FloatDistribution(0.1, 10.0, log=True),
         "activation.beta_init": FloatDistribution(-5.0, 5.0),
         "activation.lr": FloatDistribution(1e-4, 1e-2, log=True),
     }
-    rows = []
-    for number, (gamma, beta, lr, value) in enumerate(values):
-        params = {"activation.gamma_init": gamma, "activation.beta_init": beta, "activation.lr": lr}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
-        rows.append({"number": number, "state": "COMPLETE", "values": [value], "params": params})
-    (journal.parent / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    keys = list(space)
+    return _sweep(root, "sweep_sgmod", [(dict(zip(keys, v[:3], strict=True)), v[3]) for v in values], space)
+
+
+def test_a_confirm_part_retrains_the_best_configuration_of_its_sweep_on_its_fresh_seeds(tmp_path):
+    part = CLASSIFIER.parts["confirm_relu"]
+    with pytest.raises(ConfigError, match="part=sweep_relu has no record yet"):
+        runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), [], tmp_path)
+    lr, wd = "optimizer.lr", "optimizer.weight_decay"
+    _sweep(tmp_path, "sweep_relu", [({lr: 0.001, wd: 1e-4}, 0.91), ({lr: 0.003, wd: 1e-05}, 0.93)])
+    command = runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), [], tmp_path)
+    chosen = command[3 : command.index("hydra.sweeper.n_trials=10")]
+    assert "optimizer.lr=0.003" in chosen and "optimizer.weight_decay=1e-05" in chosen  # trial 1, the best
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=chosen, return_hydra_config=True)
+    assert cfg.optimizer.lr == 0.003 and cfg.activation.name == "relu" and cfg.trainer.max_epochs == 10
+    assert cfg.hydra.sweeper.params.seed == "choice(100,101,102,103,104,105,106,107,108,109)"  # the declared seeds
+    tanh_cpu = CLASSIFIER.parts["confirm_tanh_cpu"]
+    assert tanh_cpu.of == "sweep_tanh" and "trainer=cpu" in tanh_cpu.overrides
+    assert tanh_cpu.seeds == CLASSIFIER.parts["confirm_tanh"].seeds
 
 
 def test_the_recommended_default_is_the_rounded_median_of_the_top_quarter(tmp_path):
-    from sgmod_study.study import recommended_overrides
-
     # the top quarter of 12 trials is the 3 best: gamma 2, 2.2, 8 (geometric median 2.2 -> 2),
     # beta -1.2, -0.9, 3 (median -0.9 -> -1), lr 1e-3, 3e-3, 9e-3 (median 3e-3)
     top = [(2.0, -1.2, 1e-3, 0.93), (2.2, -0.9, 3e-3, 0.92), (8.0, 3.0, 9e-3, 0.91)]
     rest = [(0.1 + i / 10, 4.0, 1e-4, 0.5 + i / 100) for i in range(9)]
-    _sgmod_sweep(tmp_path, top + rest)
-    assert recommended_overrides("sweep_sgmod", tmp_path) == [
+    study = _sgmod_sweep(tmp_path, top + rest)
+    assert chosen_overrides(study, "recommended") == [
         "activation.beta_init=-1",
         "activation.gamma_init=2",
         "activation.lr=0.003",
@@ -215,77 +211,138 @@ def test_the_recommended_default_is_the_rounded_median_of_the_top_quarter(tmp_pa
 
 
 def test_a_confirm_part_waits_for_its_whole_sweep(tmp_path):
-    from sgmod_study.errors import ConfigError
-    from sgmod_study.study import run
-
     _sgmod_sweep(tmp_path, [(1.0, 0.0, 1e-3, 0.9)] * 5)
     with pytest.raises(ConfigError, match="sweep_sgmod, which has 5 of its 64 trials: finish it first"):
-        run("confirm_sgmod_default", root=tmp_path)
-    with pytest.raises(ConfigError, match="part='sweep_nope' is not a known choice; valid choices: all, "):
-        run("sweep_nope", root=tmp_path)
+        runner.run(CLASSIFIER, record_of(tmp_path), "confirm_sgmod_default", root=tmp_path)
+    with pytest.raises(ConfigError, match="part='sweep_nope' is not a known choice; valid choices: all, confirm_relu"):
+        runner.run(CLASSIFIER, record_of(tmp_path), "sweep_nope", root=tmp_path)
 
 
-def test_run_all_runs_the_unfinished_parts_in_order_and_stops_at_one_left_unfinished(tmp_path, monkeypatch):
-    from sgmod_study import study
+# -- parts side by side, with stub sweeps
 
-    calls = []
 
-    def fake_run(name, overrides=(), time_limit=None, root=tmp_path):
-        calls.append((name, list(overrides), time_limit))
-        done = study.PARTS[name].trials if name != "sweep_tanh" else 3  # sweep_tanh hits the time limit
-        rows = [{"number": i, "state": "COMPLETE", "values": [0.9], "params": {}} for i in range(done)]
-        record_dir(name, root).mkdir(parents=True, exist_ok=True)
-        (record_dir(name, root) / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+class StubSweep:
+    """Stands for a part's sweep process: ``jobs`` trials at once, each ``TRIAL_S`` long, stopping
+    at its ``hydra.sweeper.time_limit`` (or never, with ``deaf``); each finished trial goes to
+    the part's journal and runs.jsonl."""
+
+    TRIAL_S = 0.6
+    log: list = []
+    deaf = False
+
+    def __init__(self, command, cwd, **kwargs):
+        options = dict(a.split("=", 1) for a in command if a.startswith("hydra."))
+        self.name, self.jobs = options["hydra.sweeper.study_name"], int(options["hydra.sweeper.n_jobs"])
+        self.journal = Path(cwd) / options["hydra.sweeper.storage"]
+        self.trials = int(options["hydra.sweeper.n_trials"])
+        self.limit = float(options.get("hydra.sweeper.time_limit", "inf"))
+        self.start, self.code, self.stdout = time.monotonic(), None, io.BytesIO()
+        StubSweep.log.append((self.name, self.jobs, self.start))
+
+    def _study(self):
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(self.journal)))
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return optuna.create_study(study_name=self.name, storage=storage, direction="maximize", load_if_exists=True)
+
+    def poll(self):
+        if self.code is not None:
+            return self.code
+        elapsed = time.monotonic() - self.start
+        study = self._study()
+        done = len(study.trials)
+        rounds = math.ceil((self.trials - done) / self.jobs)
+        if elapsed < min(rounds * self.TRIAL_S, math.inf if self.deaf else self.limit):
+            return None
+        finishing = min(self.trials - done, self.jobs * int(min(elapsed, self.limit) / self.TRIAL_S))
+        for _ in range(finishing):
+            study.add_trial(
+                optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=0.9)
+            )
+        self.code = 0
         return 0
 
-    record_dir("controls", tmp_path).mkdir(parents=True)
-    (record_dir("controls", tmp_path) / "runs.jsonl").write_text(
-        "".join(json.dumps({"number": i, "state": "COMPLETE"}) + "\n" for i in range(72))
-    )
-    monkeypatch.setattr(study, "run", fake_run)
-    assert study.run_all(["hydra.sweeper.n_jobs=2"], time_limit=1e6, root=tmp_path) == 0
-    assert [c[0] for c in calls] == ["sweep_sgmod", "sweep_sigmoid", "sweep_tanh"]  # controls were complete
-    assert calls[0][1] == ["hydra.sweeper.n_jobs=2"] and 0 < calls[2][2] <= 1e6  # the time left is passed on
+    def wait(self, timeout=None):
+        while self.poll() is None:
+            time.sleep(0.02)
+        return self.code
+
+    def terminate(self):
+        StubSweep.log.append((self.name, "terminated", time.monotonic()))
+        self.code = -15
+
+    send_signal = terminate
 
 
-def test_the_time_limit_goes_to_the_sweep_and_a_sweep_past_it_is_terminated(tmp_path, monkeypatch):
-    from sgmod_study import study
+TINY_STUDY = """
+setup: {trainer.max_epochs: 1}
+parts:
+  sweep_a: {kind: sweep, overrides: [], trials: 4}
+  sweep_b: {kind: sweep, overrides: [], trials: 2}
+  confirm_a: {kind: confirm, of: sweep_a, overrides: [], seeds: [100, 101]}
+sections: {sweeps: [sweep_a, sweep_b], confirm: [confirm_a]}
+"""
 
-    commands, waits = [], []
 
-    class Sweep:  # stands for the sweep process: does not end within the wait
-        def __init__(self, command, cwd):
-            commands.append(command)
-            self.terminated = False
+@pytest.fixture
+def stub_parts(tmp_path, monkeypatch):
+    (tmp_path / "conf" / "study").mkdir(parents=True)
+    (tmp_path / "conf" / "study" / "tiny.yaml").write_text(TINY_STUDY)
+    monkeypatch.setattr(runner, "subprocess", SimpleNamespace(Popen=StubSweep, PIPE=-1, STDOUT=-2))
+    monkeypatch.setattr(runner, "POLL_S", 0.02)
+    monkeypatch.setattr(runner, "STOP_GRACE_S", 0.3)
+    monkeypatch.setattr(StubSweep, "log", [])
+    return load_study("tiny", tmp_path / "conf" / "study"), Record(tmp_path / "study" / "tiny")
 
-        def wait(self, timeout=None):
-            waits.append(timeout)
-            if timeout is not None and not self.terminated:
-                raise subprocess.TimeoutExpired("sweep", timeout)
-            return -15
 
-        def terminate(self):
-            self.terminated = True
+def test_independent_parts_fill_the_free_slots_and_a_confirm_starts_when_its_sweep_is_complete(tmp_path, stub_parts):
+    study, record = stub_parts
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=4"], root=tmp_path) == 0
+    (a, a_jobs, a_start), (b, b_jobs, b_start), (c, c_jobs, c_start) = StubSweep.log
+    # sweep_a has 4 trials left and gets every slot; sweep_b waits for free slots, confirm_a for sweep_a
+    assert (a, a_jobs, b, c, c_jobs) == ("sweep_a", 4, "sweep_b", "confirm_a", 2)
+    assert b_start >= a_start + StubSweep.TRIAL_S and c_start >= a_start + StubSweep.TRIAL_S
+    assert abs(b_start - c_start) < 0.3  # sweep_b (2 slots) and confirm_a (2 slots) side by side
+    assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 4, "sweep_b": 2, "confirm_a": 2}
 
-    monkeypatch.setattr(study, "subprocess", SimpleNamespace(Popen=Sweep, TimeoutExpired=subprocess.TimeoutExpired))
-    assert study.run("sweep_relu", ["hydra.sweeper.n_jobs=2"], time_limit=600.4, root=tmp_path) == -15
-    assert commands[0][-2:] == ["hydra.sweeper.n_jobs=2", "hydra.sweeper.time_limit=600"]
-    assert waits == [600.4 + study.STOP_GRACE_S, None]  # the sweep's own stop first, then the backstop
-    study.run("sweep_relu", root=tmp_path)
-    assert not any(arg.startswith("hydra.sweeper.time_limit=") for arg in commands[1]) and waits[-1] is None
+
+def test_slots_left_over_by_one_part_go_to_an_independent_one(tmp_path, stub_parts):
+    study, record = stub_parts
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=5"], root=tmp_path) == 0
+    (a, a_jobs, a_start), (b, b_jobs, b_start), (c, c_jobs, _) = StubSweep.log
+    assert (a, a_jobs, b, b_jobs, c, c_jobs) == ("sweep_a", 4, "sweep_b", 1, "confirm_a", 2)
+    assert b_start - a_start < 0.1  # at once: sweep_a has 4 trials left, the fifth slot goes to sweep_b
+
+
+def test_every_part_stops_at_the_deadline_and_resumes_next_time(tmp_path, stub_parts, capsys):
+    study, record = stub_parts
+    # 2 slots all go to sweep_a (4 trials left); by 1 s (the sweep gets whole seconds) one round has finished
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=1.0, root=tmp_path) == 0
+    assert [(n, j) for n, j, _ in StubSweep.log] == [("sweep_a", 2)]
+    assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 2, "sweep_b": 0, "confirm_a": 0}
+    assert "not started (time limit reached): sweep_b, confirm_a; they run next time" in capsys.readouterr().out
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], root=tmp_path) == 0
+    assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 4, "sweep_b": 2, "confirm_a": 2}
+
+
+def test_sweeps_that_outlive_the_deadline_are_all_terminated(tmp_path, stub_parts, monkeypatch):
+    study, record = stub_parts
+    monkeypatch.setattr(StubSweep, "deaf", True)
+    runner.run(study, record, "all", ["hydra.sweeper.n_jobs=6"], time_limit=0.2, root=tmp_path)
+    terminated = {name for name, what, _ in StubSweep.log if what == "terminated"}
+    assert terminated == {"sweep_a", "sweep_b"}  # both ran side by side; confirm_a never started
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_study_goes_to_its_sweep_and_the_exit_code_comes_back(tmp_path, monkeypatch, signum):
     """`scripts/study.py run` under SLURM or Ctrl-C: the sweep gets the signal, stops its trials
     (tests/test_sweeper_stops.py) and exits 143 / 130; the study waits for it and says so."""
-    from sgmod_study import study
-
     ready = tmp_path / "ready"
     sweep = "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)); "
     sweep += f"signal.signal(signal.SIGINT, lambda *_: sys.exit(130)); pathlib.Path({str(ready)!r}).touch(); "
     sweep += "time.sleep(60)"
-    monkeypatch.setattr(study, "sweep_command", lambda *args: [sys.executable, "-c", sweep])
+    monkeypatch.setattr(runner, "sweep_command", lambda *args: [sys.executable, "-c", sweep])
+    monkeypatch.setattr(runner, "machine", lambda: {}, raising=False)
 
     default = signal.getsignal(signum)
 
@@ -295,5 +352,5 @@ def test_a_signal_to_the_study_goes_to_its_sweep_and_the_exit_code_comes_back(tm
         os.kill(os.getpid(), signum)
 
     threading.Thread(target=signal_once_ready, daemon=True).start()
-    assert study.run("sweep_relu", root=tmp_path) == 128 + signum
+    assert runner.run(CLASSIFIER, record_of(tmp_path), "sweep_relu", root=tmp_path) == 128 + signum
     assert signal.getsignal(signum) is default  # the forwarding handler is gone again

@@ -14,13 +14,14 @@ import tempfile
 import warnings
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import ROOT
-from sgmod_study import study
-from sgmod_study.study import PARTS, export, record_dir, run_folder, sweep_command
-from test_study import _fake_study, _sgmod_sweep
+from sgmod_study.study import runner
+from sgmod_study.study.export import export, run_folder
+from test_study import CLASSIFIER, _fake_study, _sgmod_sweep, record_dir, record_of
 from test_study_report import FIXED, LEARNED, _row
 
 
@@ -34,6 +35,8 @@ def _script():
 
 def cli(args, repo, monkeypatch, capsys) -> tuple[int, str, str]:
     """``python scripts/study.py <args>`` in the folder ``repo``, in-process: (exit code, stdout, stderr)."""
+    if not (repo / "conf").exists():  # the studies' declarations, read from the working folder
+        (repo / "conf").symlink_to(ROOT / "conf")
     monkeypatch.chdir(repo)
     monkeypatch.setattr(sys, "argv", ["study.py", *args])
     try:
@@ -48,7 +51,7 @@ def _no_sweep(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a sweep was started")
 
-    monkeypatch.setattr(study.subprocess, "Popen", refuse)
+    monkeypatch.setattr(runner, "subprocess", SimpleNamespace(Popen=refuse, PIPE=-1, STDOUT=-2))
 
 
 def _controls(repo, n_rows=None):
@@ -80,10 +83,10 @@ def test_a_corrupted_row_is_one_line_naming_the_file_and_the_line(tmp_path, monk
     lines = path.read_text().splitlines(keepends=True)
     path.write_text(lines[0] + '{"number": 1, "state": "COMPL\n' + "".join(lines[2:]))
     expected = (
-        "error: study/controls/runs.jsonl: line 2 is not a run's row (the file is corrupted there); "
-        "restore it from git (git checkout -- study/controls/runs.jsonl) or remove that line\n"
+        "error: study/classifier/controls/runs.jsonl: line 2 is not a run's row (the file is corrupted there); "
+        "restore it from git (git checkout -- study/classifier/controls/runs.jsonl) or remove that line\n"
     )
-    for command in (["list"], ["report"], ["run", "controls"]):
+    for command in (["list"], ["report"], ["run", "classifier", "controls"]):
         assert cli(command, tmp_path, monkeypatch, capsys) == (2, "", expected), command
 
 
@@ -95,8 +98,9 @@ def test_a_corrupted_journal_line_is_one_line_naming_the_file_and_the_line(tmp_p
     code, out, err = cli(["report"], tmp_path, monkeypatch, capsys)
     assert (code, out) == (2, "")
     assert err == (
-        f"error: study/sweep_sgmod/study.journal: line 4 of {len(lines) - 1} is not a journal record (the file is "
-        "corrupted there); restore it (git checkout -- study/sweep_sgmod/study.journal) or remove that line "
+        f"error: study/classifier/sweep_sgmod/study.journal: line 4 of {len(lines) - 1} is not a journal record (the "
+        "file is corrupted there); restore it (git checkout -- study/classifier/sweep_sgmod/study.journal) or remove "
+        "that line "
         "(what it recorded is lost)\n"
     )
 
@@ -108,7 +112,7 @@ def test_a_corrupted_journal_line_is_one_line_naming_the_file_and_the_line(tmp_p
 
 
 def test_a_finished_part_runs_nothing_and_changes_nothing(tmp_path, monkeypatch, capsys):
-    for name, part in PARTS.items():
+    for name, part in CLASSIFIER.parts.items():
         folder = record_dir(name, tmp_path)
         folder.mkdir(parents=True)
         rows = [{"number": i, "state": "COMPLETE", "values": [0.9], "params": {}} for i in range(part.trials)]
@@ -116,15 +120,14 @@ def test_a_finished_part_runs_nothing_and_changes_nothing(tmp_path, monkeypatch,
         (folder / "study.journal").write_text('{"op_code": 0, "study_name": "%s"}\n' % name)
     before = _files(tmp_path)
     _no_sweep(monkeypatch)
-    assert cli(["run", "controls"], tmp_path, monkeypatch, capsys) == (
+    assert cli(["run", "classifier", "controls"], tmp_path, monkeypatch, capsys) == (
         0,
-        "[study] controls is complete (72 of 72 trials): nothing to run; "
-        "its results: scripts/study.py report (docs/report/study.md)\n",
+        "[study] controls is complete (72 of 72 trials): nothing to run\n",
         "",
     )
-    assert cli(["run", "all"], tmp_path, monkeypatch, capsys) == (
+    assert cli(["run", "classifier", "all"], tmp_path, monkeypatch, capsys) == (
         0,
-        "[study] all: every part is complete; the report: scripts/study.py report\n",
+        "[study] classifier: every part is complete; the report: scripts/study.py report classifier\n",
         "",
     )
     assert _files(tmp_path) == before  # no outputs/, no machine.json, the record untouched
@@ -134,35 +137,32 @@ def test_a_finished_part_runs_nothing_and_changes_nothing(tmp_path, monkeypatch,
 
 
 def test_a_stored_folder_is_found_in_this_repository(tmp_path):
-    trial = "outputs/study/controls/trial_0003"
+    trial = "outputs/study/classifier/controls/trial_0003"
     assert run_folder(trial, tmp_path) == tmp_path / trial
     assert run_folder(f"/home/x/project/{trial}", tmp_path) == tmp_path / trial  # another machine's checkout
+    old = "outputs/study/controls/trial_0003"  # recorded before studies had folders of their own
+    assert run_folder(f"/home/x/project/{old}", tmp_path) == tmp_path / old
     assert run_folder("/data/elsewhere/run", tmp_path) == Path("/data/elsewhere/run")
     assert run_folder("", tmp_path) is None
 
 
 def test_export_reads_run_folders_stored_relative_or_under_another_machines_path(tmp_path, monkeypatch):
-    stored = ["/home/x/project/outputs/study/controls/trial_0000", "outputs/study/controls/trial_0001"]
+    stored = [
+        "/home/x/project/outputs/study/classifier/controls/trial_0000",
+        "outputs/study/classifier/controls/trial_0001",
+    ]
     _fake_study(tmp_path, "controls", 2, stored)
     monkeypatch.chdir(tmp_path.parent)  # a relative folder is the repository's, not the working directory's
-    rows = export("controls", tmp_path)
+    rows = export(record_of(tmp_path), "controls", tmp_path)
     assert [r["metrics"]["test/acc"] for r in rows] == [0.0, 0.1]
-
-
-def test_the_sweep_runs_in_the_repository_with_paths_relative_to_it(tmp_path):
-    command = sweep_command(PARTS["controls"], [], tmp_path)
-    assert command[1] == "src/train.py"
-    assert "hydra.sweeper.storage=study/controls/study.journal" in command
-    assert "hydra.sweep.dir=outputs/study/controls" in command
-    assert not any(str(tmp_path) in arg for arg in command)
 
 
 def test_export_leaves_an_unchanged_record_unwritten(tmp_path):
     _fake_study(tmp_path, "controls", 2)
     path = record_dir("controls", tmp_path) / "runs.jsonl"
-    export("controls", tmp_path)
+    export(record_of(tmp_path), "controls", tmp_path)
     written = path.stat().st_mtime_ns, path.read_bytes()
-    export("controls", tmp_path)
+    export(record_of(tmp_path), "controls", tmp_path)
     assert (path.stat().st_mtime_ns, path.read_bytes()) == written
 
 
@@ -204,7 +204,7 @@ def test_list_and_report_only_read_the_record(read_only_record, monkeypatch, cap
     before = _files(read_only_record / "study")
     code, out, err = cli(["list"], read_only_record, monkeypatch, capsys)
     assert (code, err) == (0, "")
-    assert out.splitlines()[0].split()[:4] == ["controls", "16/72", "16", "complete"]
+    assert out.splitlines()[1].split()[:5] == ["controls", "grid", "16/72", "16", "complete"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert cli(["report"], read_only_record, monkeypatch, capsys) == (0, "written: docs/report/study.md\n", "")
@@ -217,14 +217,14 @@ def test_list_and_report_only_read_the_record(read_only_record, monkeypatch, cap
 
 def test_run_and_export_on_a_read_only_record_stop_with_one_line(read_only_record, monkeypatch, capsys):
     _no_sweep(monkeypatch)
-    for command in (["run", "controls"], ["export", "sweep_sgmod"]):
-        name = command[1]
-        assert cli(command, read_only_record, monkeypatch, capsys) == (
+    for name in ("controls", "all"):
+        assert cli(["run", "classifier", name], read_only_record, monkeypatch, capsys) == (
             5,
             "",
-            f"error: part={name}: its record study/{name} cannot be written (Read-only file system); running or "
-            "exporting a part needs a writable study/ folder (list and report only read it)\n",
-        ), command
+            "error: part=controls: its record study/classifier/controls cannot be written (Read-only file system); "
+            "running a part needs a writable record folder (list and report only read it; --record DIR puts it "
+            "elsewhere)\n",
+        ), name
     assert not (read_only_record / "outputs").exists()
 
 

@@ -35,7 +35,7 @@ from torch.utils.tensorboard.writer import FileWriter
 
 from sgmod_study.activations import Sgmod
 from sgmod_study.checkpoints import write_atomic
-from sgmod_study.trial_contract import ENV_STUDY, ENV_TRIAL_NUMBER
+from sgmod_study.trial_contract import ENV_STUDY, ENV_TRIAL_NUMBER, SGMOD_FINAL_FILE
 
 
 def _layer_name(parameter_name: str) -> str:
@@ -212,7 +212,6 @@ def _session_end() -> Summary:
     )
 
 
-SGMOD_FINAL_FILE = "sgmod_final.json"
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 RESULT_FILE = "result.json"
+SGMOD_FINAL_FILE = "sgmod_final.json"  # a run's final gamma/beta per layer (diagnostics.py writes it)
 # Environment of a trial process: how its pruning callback re-attaches to the study.
 ENV_STORAGE, ENV_STUDY, ENV_TRIAL_ID, ENV_PRUNER = (
     "SGMOD_OPTUNA_STORAGE",

@@ -1,0 +1,151 @@
+"""Where a study's parts are recorded, and reading those records (no torch, no training).
+
+A part's record is ``<record>/<study>/<part>/``: ``study.journal``, the Optuna storage itself
+(``optuna.load_study`` reads it, the next ``run`` continues it), and ``runs.jsonl``, one line per
+trial with its configuration, seed, metrics, final gamma/beta and the machine it ran on. The run
+folders (checkpoints, TensorBoard events) go to ``outputs/study/<study>/<part>/`` and are not
+committed; ``runs.jsonl`` keeps the rows of trials whose folders are on another machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from sgmod_study.errors import ConfigError
+from sgmod_study.sweeper.storage import open_journal_read_only, open_storage
+
+RECORD_ROOT = Path("study")  # the repository's records: study/<study>/<part>/
+RUNS_ROOT = Path("outputs") / "study"
+JOURNAL = "study.journal"
+RUNS_FILE = "runs.jsonl"
+MACHINE_FILE = "machine.json"
+
+
+class RecordNotWritable(OSError):
+    """A part's record folder cannot be written (a read-only mount, no permission, a full disk)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A study's records: ``folder/<part>/``. A part not recorded there is read from ``shared``
+    (the repository's record of the same study): a user's own records reuse its baselines."""
+
+    folder: Path
+    shared: Path | None = None
+
+    def part_dir(self, part: str) -> Path:
+        own = self.folder / part
+        if self.shared is not None and not own.exists() and (self.shared / part).exists():
+            return self.shared / part
+        return own
+
+    def rows(self, part: str) -> list[dict]:
+        return read_rows(self.part_dir(part) / RUNS_FILE)
+
+    def finished(self, part: str) -> int:
+        """Finished (COMPLETE) trials of ``part`` in its record."""
+        return sum(row["state"] == "COMPLETE" for row in self.rows(part))
+
+    def has_journal(self, part: str) -> bool:
+        return (self.part_dir(part) / JOURNAL).is_file()
+
+    def load(self, part: str, write: bool = False) -> optuna.Study:
+        """Part ``part``'s Optuna study; read-only (no lock, nothing written) unless ``write``."""
+        journal = self.part_dir(part) / JOURNAL
+        if not journal.is_file():
+            raise ConfigError(f"part={part} has no record yet ({journal}); run it first")
+        storage = open_storage(str(journal), part, journal.parent)[0] if write else open_journal_read_only(journal)
+        return optuna.load_study(study_name=part, storage=storage)
+
+    def check_writable(self, part: str) -> None:
+        """Fail before a sweep starts if it could not write the part's record (its journal, runs.jsonl)."""
+        folder = self.folder / part
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            if (folder / JOURNAL).is_file():
+                open(folder / JOURNAL, "ab").close()  # appends nothing: only asks for write access
+        except OSError as err:
+            raise RecordNotWritable(
+                f"part={part}: its record {folder} cannot be written ({err.strerror or err}); running a part "
+                "needs a writable record folder (list and report only read it; --record DIR puts it elsewhere)"
+            ) from None
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    lines = enumerate(path.read_bytes().split(b"\n"), start=1)
+    return [_row(line, path, number) for number, line in lines if line.strip()]
+
+
+def _row(line: bytes, path: Path, number: int) -> dict:
+    try:
+        row = json.loads(line)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        row = None
+    if not isinstance(row, dict):
+        raise ConfigError(
+            f"{path}: line {number} is not a run's row (the file is corrupted there); "
+            f"restore it from git (git checkout -- {path}) or remove that line"
+        )
+    return row
+
+
+def complete(rows: Sequence[Mapping]) -> list[Mapping]:
+    """The rows of finished runs that have their metrics."""
+    return [r for r in rows if r["state"] == "COMPLETE" and r.get("metrics")]
+
+
+def best_row(rows: Sequence[Mapping]) -> Mapping | None:
+    """The finished row with the highest objective (every study here maximizes its first value)."""
+    finished = [r for r in rows if r["state"] == "COMPLETE" and r.get("values")]
+    return max(finished, key=lambda r: r["values"][0]) if finished else None
+
+
+def summary(rows: Sequence[Mapping]) -> str:
+    states = ["INTERRUPTED" if row.get("interrupted") else row["state"] for row in rows]
+    return ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states))) or "no trials yet"
+
+
+def machine() -> dict:
+    """Where a run happened: figures from different machines are compared only with this said."""
+    info = {"host": socket.gethostname(), "cpu": platform.processor() or platform.machine()}
+    info["cpu_count"] = len(os.sched_getaffinity(0))
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import torch  # only a run (which imports it anyway) asks where it ran
+
+    info["torch"] = torch.__version__
+    # the widest vector extension ATen's CPU kernels use: CPUs under one model name differ (AVX2 or
+    # AVX512), and with them the kernels' speed and their rounding
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def machine_name(row: Mapping) -> str:
+    """The machine of a row, as the report names it."""
+    info = row.get("machine") or {}
+    if info.get("gpu"):
+        return info["gpu"]
+    capability = f", {info['cpu_capability']}" if info.get("cpu_capability") else ""
+    return f"{info.get('cpu', '?')} ({info.get('cpu_count', '?')} cores{capability})"
+
+
+def is_gpu(row: Mapping) -> bool:
+    return bool((row.get("machine") or {}).get("gpu"))

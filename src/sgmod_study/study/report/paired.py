@@ -1,0 +1,120 @@
+"""Paired differences as the report states them: Holm's correction over a table, the verdict
+(different, equivalent within a margin, both, or inconclusive), and their Markdown cells. The
+numbers come from ``stats.paired``; this module only decides and formats."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, MutableMapping, Sequence
+
+from sgmod_study.study import stats
+
+ALPHA = 0.05
+# Fewer paired seeds than this and a verdict is marked preliminary (the study brief asks for >= 8).
+SEEDS_FOR_A_VERDICT = 8
+
+
+def margins_of(study) -> tuple[float, ...]:
+    """The study's equivalence margin first, then the ones also reported."""
+    return (study.margin, *(m for m in study.also_margins if m != study.margin))
+
+
+def compare(values: Mapping[int, float], reference: Mapping[int, float], margins: Sequence[float]) -> dict:
+    """Variant minus reference paired by seed (``stats.paired``)."""
+    return stats.paired(values, reference, margins)
+
+
+def correct_holm(rows: Sequence[MutableMapping]) -> None:
+    """Set ``p_holm`` on the rows that have a p-value: Holm-corrected over those rows together."""
+    tested = [r for r in rows if not math.isnan(r["p"])]
+    for row, adjusted in zip(tested, stats.holm([r["p"] for r in tested]), strict=True):
+        row["p_holm"] = adjusted
+
+
+def points(margin: float) -> str:
+    return f"{100 * margin:g} points"
+
+
+def tightest_equivalence(row: Mapping, alpha: float = ALPHA) -> float | None:
+    """The smallest margin whose TOST p is below ``alpha`` (None: none)."""
+    held = [m for m, p in row["p_tost"].items() if not math.isnan(p) and p < alpha]
+    return min(held) if held else None
+
+
+def verdict(row: Mapping, corrected: bool = True, alpha: float = ALPHA) -> str:
+    """ "different" where p (Holm-corrected, unless not ``corrected``) < alpha, "equivalent within
+    +-m" at the tightest margin m whose TOST p < alpha; both where both hold."""
+    text = _verdict(row, corrected, alpha)
+    if row["n"] < SEEDS_FOR_A_VERDICT:
+        return f"preliminary (n < {SEEDS_FOR_A_VERDICT}): {text}"
+    return text
+
+
+def _verdict(row: Mapping, corrected: bool, alpha: float) -> str:
+    p = row.get("p_holm", math.nan) if corrected else row["p"]
+    different = not math.isnan(p) and p < alpha
+    margin = tightest_equivalence(row, alpha)
+    better = "variant" if row["mean"] > 0 else "reference"
+    if different and margin is not None:
+        return f"different ({better} better), and within +-{points(margin)}"
+    if different:
+        return f"different ({better} better)"
+    if margin is not None:
+        return f"equivalent within +-{points(margin)}"
+    return "inconclusive"
+
+
+def pct(value: float) -> str:
+    """A difference of accuracies in percentage points, signed."""
+    return "-" if math.isnan(value) else f"{100 * value:+.2f}"
+
+
+def p_text(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3g}"
+
+
+def difference(row: Mapping) -> str:
+    return f"{pct(row['mean'])} [{pct(row['low'])}, {pct(row['high'])}]"
+
+
+def tost_header(margins: Sequence[float]) -> list[str]:
+    """One TOST column per margin (named by its margin when there are several)."""
+    if len(margins) == 1:
+        return ["TOST p"]
+    return [f"TOST p (+-{100 * m:g})" for m in margins]
+
+
+def header(first: Sequence[str], margins: Sequence[float]) -> list[str]:
+    """A paired-difference table's two header lines: ``first`` columns, then the tests."""
+    columns = [*first, "paired n", "difference [95% CI]", "p (Holm)", *tost_header(margins), "verdict"]
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def cells(row: Mapping, margins: Sequence[float]) -> list[str]:
+    """The test columns of ``header`` for one row."""
+    tosts = [p_text(row["p_tost"].get(m, math.nan)) for m in margins]
+    return [str(row["n"]), difference(row), p_text(row.get("p_holm", math.nan)), *tosts, verdict(row)]
+
+
+def line(first: Sequence[str], row: Mapping, margins: Sequence[float]) -> str:
+    return "| " + " | ".join([*first, *cells(row, margins)]) + " |"
+
+
+def tests_note(margins: Sequence[float]) -> str:
+    """What the p-value columns test, below every table of paired differences."""
+    also = "".join(f" and, in the next column, within +-{points(m)}" for m in margins[1:])
+    return (
+        "p: paired t-test of no difference, Holm-corrected over the table; TOST p: two one-sided tests that "
+        f"the difference lies within +-{points(margins[0])} (the study's equivalence margin){also}; verdicts at "
+        f"{ALPHA:g}: different where p (Holm) < {ALPHA:g}, equivalent within the tightest margin whose TOST p "
+        f"< {ALPHA:g}, both where both hold."
+    )
+
+
+def sentence(row: Mapping, margins: Sequence[float]) -> str:
+    """A secondary contrast in words (its p-value not corrected, its verdict on the raw p)."""
+    tosts = ", ".join(f"{p_text(row['p_tost'].get(m, math.nan))} (+-{points(m)})" for m in margins)
+    return (
+        f"{pct(row['mean'])} points [{pct(row['low'])}, {pct(row['high'])}] over {row['n']} paired seeds, "
+        f"p {p_text(row['p'])}, TOST p {tosts}: {verdict(row, corrected=False)}"
+    )

@@ -1,0 +1,99 @@
+"""Tables the sections read from a part's rows (runs.jsonl): values by seed or by variant, the
+training length, the machines, the settings a run trained with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sgmod_study.study.record import complete, is_gpu, machine_name
+
+# How the report writes an activation's name in prose (its parts keep the lower-case name).
+PROSE = {"sgmod": "Sgmod"}
+
+
+def prose(label: str) -> str:
+    return PROSE.get(label, label)
+
+
+def by_variant(rows: Sequence[Mapping], metric: str) -> dict[str, dict[int, float]]:
+    """{variant: {seed: metric}} of the finished runs of a grid over named activations."""
+    table: dict[str, dict[int, float]] = {}
+    for row in complete(rows):
+        table.setdefault(row["params"]["activation"], {})[row["params"]["seed"]] = row["metrics"][metric]
+    return table
+
+
+def by_seed(rows: Sequence[Mapping], metric: str) -> dict[int, float]:
+    """{seed: metric} of the finished runs of one configuration."""
+    return {row["params"]["seed"]: row["metrics"][metric] for row in complete(rows) if metric in row["metrics"]}
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def epochs(rows: Sequence[Mapping]) -> str:
+    """The finished runs' training length, read from their rows: "10", "3, 10" or "?"."""
+    lengths = sorted({(r.get("config") or {}).get("trainer.max_epochs") for r in complete(rows)} - {None})
+    return ", ".join(map(str, lengths)) or "?"
+
+
+def machines(rows: Sequence[Mapping]) -> list[str]:
+    """The machines the finished ``rows`` ran on, by name."""
+    return sorted({machine_name(r) for r in complete(rows)})
+
+
+def machine_kind(rows: Sequence[Mapping]) -> str:
+    """GPU, CPU, or both, for a configuration's runs."""
+    return "/".join(sorted({"GPU" if is_gpu(r) else "CPU" for r in rows})) or "-"
+
+
+def config_value(config: Mapping, key: str):
+    """A dotted key of a row's config ("optimizer.lr"), flat or nested; None if absent."""
+    if key in config:
+        return config[key]
+    head, _, rest = key.partition(".")
+    inner = config.get(head)
+    return config_value(inner, rest) if rest and isinstance(inner, Mapping) else None
+
+
+SETTINGS = (
+    "activation.gamma_init",
+    "activation.beta_init",
+    "activation.lr",
+    "activation.weight_decay",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+)
+
+
+def settings(rows: Sequence[Mapping]) -> str:
+    """The searched settings a confirm part retrained, read from its first run's config."""
+    config = next((r.get("config") for r in complete(rows) if r.get("config")), None) or {}
+    values = [(key, config_value(config, key)) for key in SETTINGS]
+    return ", ".join(f"{k}={v:.3g}" for k, v in values if isinstance(v, int | float) and not isinstance(v, bool)) or "-"
+
+
+def params_text(params: Mapping) -> str:
+    """A trial's parameters as key=value, floats to 3 significant digits."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def count_word(n: int) -> str:
+    """Small counts in words, as prose writes them ("six parameters")."""
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[n] if 0 <= n < len(words) else str(n)
+
+
+# How the report names a metric in prose.
+METRIC_WORDS = {"test/acc": "test accuracy", "val/acc_best": "best validation accuracy"}
+
+
+def metric_words(metric: str) -> str:
+    return METRIC_WORDS.get(metric, metric)
+
+
+# What the sweeps rank by (their objective, the rows' "values"), and the score below which a
+# trial counts as one that failed to train.
+OBJECTIVE = "val/acc_best"
+FAILING = 0.90

@@ -1,0 +1,267 @@
+"""Running a study's parts: each part is one resumable ``python src/train.py -m`` sweep whose
+Optuna journal is the part's record. ``run STUDY all`` runs the parts that do not depend on each
+other side by side while the machine has free trial slots, stops them all at ``--time-limit``,
+and refreshes each part's ``runs.jsonl`` as it ends."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sgmod_study.errors import ConfigError, check_choice
+from sgmod_study.study.choose import chosen_overrides
+from sgmod_study.study.export import export
+from sgmod_study.study.record import JOURNAL, MACHINE_FILE, RUNS_ROOT, Record, summary
+from sgmod_study.study.spec import Part, Study
+
+ALL = "all"  # `run STUDY all`: every unfinished part
+# After --time-limit the sweeps stop their trials and write their tables; past this many seconds
+# more they are terminated.
+STOP_GRACE_S = 120.0
+POLL_S = 1.0
+N_JOBS = "hydra.sweeper.n_jobs="
+
+
+def sweep_command(study: Study, part: Part, record: Record, overrides: Sequence[str], root: Path) -> list[str]:
+    """The ``python src/train.py -m ...`` that runs (or resumes) ``part`` in the folder ``root``:
+    its paths are relative to it where they can be, so the record holds no machine's path."""
+    journal = _relative(record.folder / part.name / JOURNAL, root)
+    return [
+        sys.executable,
+        str(Path("src") / "train.py"),
+        "-m",
+        *study.setup_overrides(),
+        *part.overrides,
+        *(_confirm_overrides(part, record) if part.kind == "confirm" else ()),
+        f"hydra.sweeper.n_trials={part.trials}",
+        f"hydra.sweeper.study_name={part.name}",
+        f"hydra.sweeper.storage={journal}",
+        f"hydra.sweep.dir={RUNS_ROOT / study.record / part.name}",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+    ]
+
+
+def _confirm_overrides(part: Part, record: Record) -> list[str]:
+    seeds = ",".join(str(s) for s in part.seeds)
+    return [*chosen_overrides(record.load(part.of), part.pick), f"hydra.sweeper.params.seed='choice({seeds})'"]
+
+
+def _relative(path: Path, root: Path) -> Path:
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:  # a record outside the repository (--record DIR): its absolute path
+        return path.resolve()
+
+
+def check_ready(study: Study, part: Part, record: Record) -> None:
+    """A confirm part retrains its sweep's choice only once that sweep is complete: a choice from
+    part of a sweep would be fixed into the confirm study's setup and could not change later."""
+    if part.of is None:
+        return
+    done, needed = record.finished(part.of), study.parts[part.of].trials
+    if done < needed:
+        raise ConfigError(
+            f"part={part.name} retrains the {part.pick} configuration of {part.of}, which has {done} of its "
+            f"{needed} trials: finish it first (scripts/study.py run {study.record} {part.of})"
+        )
+
+
+def check_time_limit(time_limit: float | None) -> None:
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise ConfigError(f"--time-limit={time_limit:g} is not allowed: it must be a number of seconds > 0")
+
+
+@dataclass
+class Launch:
+    """A part's sweep while it runs."""
+
+    part: Part
+    process: subprocess.Popen
+    jobs: int
+    console: threading.Thread | None = None  # shows the sweep's lines until it ends
+
+
+def run(
+    study: Study,
+    record: Record,
+    name: str,
+    overrides: Sequence[str] = (),
+    time_limit: float | None = None,
+    root: Path = Path("."),
+) -> int:
+    """Run part ``name`` of ``study`` (or every unfinished part, for ``all``) until it is complete
+    or ``time_limit`` seconds have passed; returns the first non-zero exit code of a sweep."""
+    check_time_limit(time_limit)
+    check_choice("part", name, [*study.parts, ALL])
+    if name != ALL:
+        part = study.part(name)
+        if record.finished(name) >= part.trials:
+            print(f"[study] {name} is complete ({record.finished(name)} of {part.trials} trials): nothing to run")
+            return 0
+        check_ready(study, part, record)
+        return run_parts(study, record, [part], overrides, time_limit, root)
+    todo = [p for p in own_parts(study).values() if record.finished(p.name) < p.trials]
+    if not todo:
+        print(f"[study] {study.name}: every part is complete; the report: scripts/study.py report {study.record}")
+        return 0
+    return run_parts(study, record, todo, overrides, time_limit, root)
+
+
+def own_parts(study: Study) -> dict[str, Part]:
+    """The parts a run of ``study`` trains: for a user's own activation only its sweep and confirm
+    (the baselines' records are reused)."""
+    if study.activation is None:
+        return study.parts
+    return {n: p for n, p in study.parts.items() if n.endswith(f"_{study.activation}")}
+
+
+def slots(overrides: Sequence[str]) -> int:
+    """The trials the machine runs at once: the sweep's ``hydra.sweeper.n_jobs`` (1 if not given)."""
+    given = [o.removeprefix(N_JOBS) for o in overrides if o.startswith(N_JOBS)]
+    try:
+        return max(1, int(given[-1])) if given else 1
+    except ValueError:
+        raise ConfigError(f"{N_JOBS}{given[-1]} is not allowed: it must be a whole number >= 1") from None
+
+
+def run_parts(
+    study: Study,
+    record: Record,
+    parts: Sequence[Part],
+    overrides: Sequence[str],
+    time_limit: float | None,
+    root: Path,
+) -> int:
+    """Start each part whose sweep it depends on is complete while trial slots are free, giving it
+    as many slots as it has trials left; when one ends, refresh its record and fill the slots
+    again. Stops starting parts after the first one that fails."""
+    for part in parts:
+        record.check_writable(part.name)
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    total = slots(overrides)
+    kept = [o for o in overrides if not o.startswith(N_JOBS)]
+    waiting, running, code = list(parts), [], 0
+    with forwarding_signals(running):
+        while waiting or running:
+            if code == 0 and not _past(deadline):
+                running += _start_ready(study, record, waiting, running, total, kept, deadline, root)
+            if not running:
+                break
+            ended = _wait_for_one(running, deadline)
+            running.remove(ended)
+            code = code or _finish(record, ended, root)
+    if waiting and code == 0:
+        left = ", ".join(p.name for p in waiting)
+        reason = "time limit reached" if _past(deadline) else "their sweeps are not complete"
+        print(f"[study] {study.name}: not started ({reason}): {left}; they run next time")
+    return code
+
+
+def _start_ready(study, record, waiting, running, total, overrides, deadline, root) -> list[Launch]:
+    started = []
+    free = total - sum(launch.jobs for launch in running)
+    for part in list(waiting):
+        if free <= 0:
+            break
+        if part.of is not None and record.finished(part.of) < study.parts[part.of].trials:
+            continue  # its sweep is still running (or unfinished): it starts when that one is complete
+        jobs = min(free, part.trials - record.finished(part.name))
+        started.append(_start(study, record, part, jobs, overrides, deadline, root))
+        waiting.remove(part)
+        free -= jobs
+    return started
+
+
+def _start(study, record, part, jobs, overrides, deadline, root) -> Launch:
+    from sgmod_study.checkpoints import write_atomic
+    from sgmod_study.study.record import machine
+
+    sweep_dir = root / RUNS_ROOT / study.record / part.name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(machine()).encode()
+    write_atomic(sweep_dir / MACHINE_FILE, lambda f: f.write(text))
+    limit = [] if deadline is None else [f"hydra.sweeper.time_limit={max(deadline - time.monotonic(), 1.0):.0f}"]
+    command = sweep_command(study, part, record, [*overrides, f"{N_JOBS}{jobs}", *limit], root)
+    print(f"[study] {part.name}: starting, {jobs} trial(s) at once")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    console = threading.Thread(target=_show, args=(process.stdout, part.name), daemon=True)
+    console.start()
+    return Launch(part, process, jobs, console)
+
+
+def _show(stream, name: str) -> None:
+    """A sweep's console lines, each marked with its part: parts side by side share one console."""
+    for line in iter(stream.readline, b""):
+        sys.stdout.write(f"{name} | {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _wait_for_one(running: Sequence[Launch], deadline: float | None) -> Launch:
+    """The first launch to end; past the deadline plus the grace, every sweep is terminated."""
+    warned = False
+    while True:
+        for launch in running:
+            if launch.process.poll() is not None:
+                return launch
+        if deadline is not None and time.monotonic() >= deadline + STOP_GRACE_S:
+            if not warned:
+                print("[study] time limit reached; stopping the sweeps (they resume next time)")
+                for launch in running:
+                    launch.process.terminate()
+                warned = True
+        time.sleep(POLL_S)
+
+
+def _finish(record: Record, launch: Launch, root: Path) -> int:
+    """Mark trials the ended sweep left RUNNING as interrupted (queued again) and refresh the
+    part's runs.jsonl; the sweep's exit code."""
+    from sgmod_study.sweeper.liveness import fail_orphaned_trials
+
+    code, name = launch.process.wait(), launch.part.name
+    if launch.console is not None:
+        launch.console.join(timeout=5)  # its last lines before the part's summary
+    if not record.has_journal(name):
+        return code  # the sweep stopped before its first trial (it printed why)
+    interrupted = fail_orphaned_trials(record.load(name, write=True))
+    if interrupted:
+        print(f"[study] {name}: trials {interrupted} were interrupted; their points run again next time")
+    rows = export(record, name, root)
+    print(f"[study] {name}: {summary(rows)}; record in {record.folder / name}")
+    done = record.finished(name)
+    if code == 0 and done < launch.part.trials:
+        print(f"[study] {name}: {done} of {launch.part.trials} trials finished; run it again to go on")
+    return code
+
+
+@contextmanager
+def forwarding_signals(running: Sequence[Launch]) -> Iterator[None]:
+    """SIGTERM and SIGINT to this process go to every running sweep, which stops its trials and
+    records them as interrupted; this one waits for them and then refreshes the records."""
+
+    def forward(signum: int, frame) -> None:
+        for launch in running:
+            if launch.process.poll() is None:
+                launch.process.send_signal(signum)
+
+    previous = {each: signal.signal(each, forward) for each in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)

@@ -1,0 +1,250 @@
+"""A study as data: ``conf/study/<name>.yaml`` read into a ``Study`` (its fixed setup, its parts,
+its pre-registered contrasts and its report's sections), and the study a user's own activation
+gets from a study's ``bring_your_own`` entry. Reading a study imports neither torch nor Hydra."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from sgmod_study.errors import ConfigError, check_choice
+
+# Relative, like every path of a study: its commands run in the repository (the sweeps run src/train.py).
+CONF_DIR = Path("conf")
+STUDY_DIR = CONF_DIR / "study"
+KINDS = ("grid", "sweep", "confirm")
+PICKS = ("best", "recommended")
+SECTIONS = ("controls", "travel", "sweeps", "importance", "confirm")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One resumable Optuna sweep of the study, with a record of its own."""
+
+    name: str
+    kind: str  # grid (a design over named settings), sweep (a search) or confirm (a sweep's choice, fresh seeds)
+    overrides: tuple[str, ...]
+    trials: int  # finished trials that complete the part (its hydra.sweeper.n_trials)
+    question: str = ""
+    of: str | None = None  # confirm: the sweep part whose chosen configuration it retrains
+    pick: str = "best"  # confirm: the sweep's "best" trial or its "recommended" default
+    seeds: tuple[int, ...] = ()  # confirm: the fresh seeds
+
+    @property
+    def label(self) -> str:
+        """How the report names a confirm part: its configuration (confirm_tanh_cpu -> tanh_cpu)."""
+        return self.name.removeprefix("confirm_").removeprefix("sweep_")
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Variant minus reference, named before the runs. A tuple is the best mean of its members,
+    picked after the runs."""
+
+    variant: str | tuple[str, ...]
+    reference: str | tuple[str, ...]
+    question: str = ""
+    primary: bool = True
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    question: str
+    description: str
+    report: str  # the report's path, relative to the repository (or to --record's folder)
+    metric: str
+    setup: dict  # {key: value}: every part's runs share these
+    parts: dict[str, Part]
+    margin: float  # the equivalence margin of the contrasts
+    also_margins: tuple[float, ...]
+    contrasts: dict[str, tuple[Contrast, ...]]  # {section: its contrasts}
+    sections: dict[str, tuple[str, ...]]  # {section: the parts it reads}, in order
+    bring_your_own: dict = field(default_factory=dict)
+    scope: str = ""  # what the results hold for, and why (the report says it under its header)
+    activation: str | None = None  # set on the study a user's own activation gets
+    record: str = ""  # its record's folder name under study/ (a user's activation records into its study's)
+
+    def __post_init__(self) -> None:
+        if not self.record:
+            object.__setattr__(self, "record", self.name)
+
+    def part(self, name: str) -> Part:
+        check_choice("part", name, self.parts)
+        return self.parts[name]
+
+    def setup_overrides(self) -> list[str]:
+        return [
+            f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for key, value in self.setup.items()
+        ]
+
+
+def names(conf_dir: Path = STUDY_DIR) -> list[str]:
+    """The declared studies: one per ``conf/study/<name>.yaml``."""
+    return sorted(p.stem for p in conf_dir.glob("*.yaml"))
+
+
+def load_study(name: str, conf_dir: Path = STUDY_DIR) -> Study:
+    """Study ``name`` from ``conf/study/<name>.yaml``; a bad entry is one line naming it."""
+    check_choice("study", name, names(conf_dir))
+    path = conf_dir / f"{name}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return _study(name, data, path)
+
+
+def _study(name: str, data: Mapping, path: Path) -> Study:
+    _check_keys(
+        path,
+        "",
+        data,
+        (
+            "question",
+            "description",
+            "scope",
+            "report",
+            "metric",
+            "setup",
+            "parts",
+            "equivalence",
+            "contrasts",
+            "sections",
+            "bring_your_own",
+        ),
+        required=("parts", "sections"),
+    )
+    parts = {n: _part(path, n, p) for n, p in (data["parts"] or {}).items()}
+    for p in parts.values():
+        if p.of is not None and (p.of not in parts or parts[p.of].kind != "sweep"):
+            raise ConfigError(f"{path}: parts.{p.name}.of={p.of} is not allowed: choose a sweep part of the study")
+    equivalence = data.get("equivalence") or {}
+    study = Study(
+        name=name,
+        question=str(data.get("question", "")),
+        description=str(data.get("description", "")),
+        scope=str(data.get("scope", "")),
+        report=str(data.get("report", f"docs/report/{name}.md")),
+        metric=str(data.get("metric", "test/acc")),
+        setup=dict(data.get("setup") or {}),
+        parts=parts,
+        margin=float(equivalence.get("margin", 0.005)),
+        also_margins=tuple(float(m) for m in equivalence.get("also", ())),
+        contrasts={s: tuple(_contrast(path, s, c) for c in cs) for s, cs in (data.get("contrasts") or {}).items()},
+        sections={},
+        bring_your_own=dict(data.get("bring_your_own") or {}),
+    )
+    return replace(study, sections=_sections(path, data["sections"], study))
+
+
+def _check_keys(path: Path, where: str, data: Mapping, allowed: Sequence[str], required: Sequence[str] = ()) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: {where or 'the file'} must be a mapping")
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{path}: {where}{key} is not allowed: choose one of {', '.join(allowed)}")
+    for key in required:
+        if key not in data:
+            raise ConfigError(f"{path}: {where}{key} is missing")
+
+
+def _part(path: Path, name: str, data: Mapping) -> Part:
+    where = f"parts.{name}."
+    _check_keys(path, where, data, ("kind", "overrides", "trials", "question", "of", "pick", "seeds"), ("kind",))
+    kind, pick = data["kind"], data.get("pick", "best")
+    check_choice(f"{path}: {where}kind", kind, KINDS)
+    check_choice(f"{path}: {where}pick", pick, PICKS)
+    seeds = tuple(int(s) for s in data.get("seeds", ()))
+    if kind == "confirm" and (not data.get("of") or not seeds):
+        raise ConfigError(f"{path}: part {name} is a confirm: it needs `of` (its sweep part) and `seeds`")
+    trials = int(data.get("trials", len(seeds)))
+    if trials < 1:
+        raise ConfigError(f"{path}: {where}trials={trials} is not allowed: it must be a whole number >= 1")
+    return Part(
+        name=name,
+        kind=kind,
+        overrides=tuple(str(o) for o in data.get("overrides", ())),
+        trials=trials,
+        question=str(data.get("question", "")),
+        of=data.get("of"),
+        pick=pick,
+        seeds=seeds,
+    )
+
+
+def _names(value) -> str | tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def _contrast(path: Path, section: str, data: Mapping) -> Contrast:
+    where = f"contrasts.{section}[]."
+    _check_keys(path, where, data, ("variant", "reference", "question", "primary"), ("variant", "reference"))
+    return Contrast(
+        _names(data["variant"]),
+        _names(data["reference"]),
+        str(data.get("question", "")),
+        bool(data.get("primary", True)),
+    )
+
+
+def _sections(path: Path, data: Mapping, study: Study) -> dict[str, tuple[str, ...]]:
+    _check_keys(path, "sections.", data, SECTIONS)
+    sections = {}
+    for section, parts in data.items():
+        parts = (parts,) if isinstance(parts, str) else tuple(parts or ())
+        for p in parts:
+            check_choice(f"{path}: sections.{section}: part", p, study.parts)
+        sections[section] = parts
+    return sections
+
+
+def with_activation(study: Study, activation: str, searched: Mapping[str, str]) -> Study:
+    """The study a user's own ``activation`` gets from ``study.bring_your_own``: its sweep (the
+    template's overrides, plus ``searched``: the activation's own parameters, Hydra sweeper
+    grammar) and the confirmation of its best configuration, compared with the template's
+    baselines (their sweep_<name> and confirm_<name> parts, from the study's record)."""
+    template = study.bring_your_own
+    if not template:
+        raise ConfigError(f"study={study.name} declares no bring_your_own entry: it takes no --activation")
+    baselines = [b for b in template.get("baselines", ()) if b != activation]
+    sweep, confirm = f"sweep_{activation}", f"confirm_{activation}"
+    extra = tuple(f"hydra.sweeper.params.{key}='{value}'" for key, value in searched.items())
+    own = {
+        sweep: Part(
+            sweep,
+            "sweep",
+            (*template["sweep"]["overrides"], f"activation={activation}", *extra),
+            int(template["sweep"]["trials"]),
+            f"{activation} over the network's lr and wd" + (f" and {', '.join(searched)}" if searched else ""),
+        ),
+        confirm: Part(
+            confirm,
+            "confirm",
+            (*template["confirm"]["overrides"], f"activation={activation}"),
+            len(template["confirm"]["seeds"]),
+            f"the best {activation} configuration on fresh seeds",
+            of=sweep,
+            seeds=tuple(template["confirm"]["seeds"]),
+        ),
+    }
+    reused = {n: study.parts[n] for b in baselines for n in (f"sweep_{b}", f"confirm_{b}") if n in study.parts}
+    sweeps = [sweep, *(n for n in reused if n.startswith("sweep_"))]
+    confirms = [confirm, *(n for n in reused if n.startswith("confirm_"))]
+    return replace(
+        study,
+        name=f"{study.name}_{activation}",
+        question=f"{activation} tuned against the tuned baselines of study {study.name}",
+        report=str(Path(study.report).with_name(f"{study.name}_{activation}.md")),
+        parts={**own, **reused},
+        contrasts={
+            "sweeps": tuple(Contrast(sweep, n) for n in sweeps[1:]),
+            "confirm": tuple(Contrast(confirm, n) for n in confirms[1:]),
+        },
+        sections={"sweeps": tuple(sweeps), "confirm": tuple(confirms)} | ({"importance": (sweep,)} if searched else {}),
+        activation=activation,
+    )
