@@ -130,7 +130,8 @@ def run(study: Study, part: str, overrides: list[str], time_limit: float | None,
     if study.activation is not None:
         from sgmod_study.study.reuse import check_reusable, planned_setup
 
-        check_reusable(study, record, planned_setup(study, overrides, CONF_DIR))
+        sweep = study.parts[f"sweep_{study.activation}"]
+        check_reusable(study, record, planned_setup(study, sweep, record, overrides))
     return run_part(study, record, part, overrides, time_limit)
 
 

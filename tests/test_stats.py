@@ -181,10 +181,10 @@ def test_ped_anova_is_optunas_on_a_maximizing_study():
     assert stats.ped_anova(synthetic(7)) == {}
 
 
-def test_replace_coordinate_makes_the_working_coordinate_visible():
+def test_a_coordinate_in_place_of_a_searched_one_makes_the_working_coordinate_visible():
     # the value depends on x - z only: neither searched coordinate tells it apart, their difference does
     trials = synthetic(40, value=lambda x, z: -((x - z - 0.3) ** 2))
-    turned = stats.replace_coordinate(trials, "x", "x-z", lambda p: p["x"] - p["z"], -1.0, 1.0)
+    turned = stats.with_coordinate(trials, "x-z", lambda p: p["x"] - p["z"], -1.0, 1.0, replacing="x")
     assert [t.params["x-z"] for t in turned] == pytest.approx([t.params["x"] - t.params["z"] for t in trials])
     assert all("x" not in t.params and t.distributions["x-z"] == FloatDistribution(-1.0, 1.0) for t in turned)
     assert [t.value for t in turned] == [t.value for t in trials]

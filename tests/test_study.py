@@ -236,7 +236,7 @@ class StubSweep:
         self.journal = Path(cwd) / options["hydra.sweeper.storage"]
         self.trials = int(options["hydra.sweeper.n_trials"])
         self.limit = float(options.get("hydra.sweeper.time_limit", "inf"))
-        self.start, self.code, self.stdout = time.monotonic(), None, io.BytesIO()
+        self.start, self.code, self.stdout, self.stderr = time.monotonic(), None, io.BytesIO(), io.BytesIO()
         StubSweep.log.append((self.name, self.jobs, self.start))
 
     def _study(self):

@@ -250,3 +250,41 @@ def test_a_read_only_record_in_a_user_namespace(tmp_path):
     result = subprocess.run([*namespace, sys.executable, *pytest_args], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 passed" in result.stdout
+
+
+# -- a record made under another fixed setup; records kept outside the repository
+
+
+def test_a_part_recorded_under_another_fixed_setup_is_refused_before_its_sweep_starts(tmp_path, monkeypatch, capsys):
+    import optuna
+
+    study = _fake_study(tmp_path, "sweep_relu", 1)
+    setup = {"data.name": "fashion_mnist", "trainer.max_epochs": 3, "activation.name": "relu"}
+    study.set_user_attr("fixed_setup", setup)
+    _no_sweep(monkeypatch)
+    code, out, err = cli(["run", "classifier", "sweep_relu"], tmp_path, monkeypatch, capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: part=sweep_relu: its record study/classifier/sweep_relu was made under another fixed setup "
+        "(trainer.max_epochs=3 there, 10 here): its trials and these would mix; run with the study's settings, "
+        "or keep a new record elsewhere with --record DIR\n"
+    )
+    assert optuna.load_study(study_name="sweep_relu", storage=study._storage).user_attrs["fixed_setup"] == setup
+
+
+def test_records_kept_elsewhere_are_listed_and_reported_there_and_read_the_baselines_from_the_repository(
+    tmp_path, monkeypatch, capsys
+):
+    repo, mine = tmp_path / "repo", tmp_path / "mine"
+    rows = [_row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
+    (mine / "classifier" / "controls").mkdir(parents=True)
+    (mine / "classifier" / "controls" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _sgmod_sweep(repo, [(1.0, 0.0, 1e-3, 0.9)] * 5)  # the repository's record of sweep_sgmod
+    code, out, err = cli(["list", "classifier", "--record", str(mine)], repo, monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    listed = {line.split()[0]: line.split()[2] for line in out.splitlines()[1:]}
+    assert listed["controls"] == "8/72" and listed["sweep_sgmod"] == "5/64"  # mine, and the repository's
+    code, out, err = cli(["report", "classifier", "--record", str(mine)], repo, monkeypatch, capsys)
+    assert (code, out, err) == (0, f"written: {mine / 'study.md'}\n", "")
+    assert "| sgmod | 8 |" in (mine / "study.md").read_text()
+    assert not (repo / "docs").exists()  # the repository's reports are left alone

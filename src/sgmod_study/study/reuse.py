@@ -1,23 +1,25 @@
 """Whether a user's own activation may be compared with a study's committed baselines: only when
 their sweeps ran under the same fixed setup (data, model, budget, optimizer, seed), activation
 aside. Checked on the records (the sweeper stores each study's fixed setup) and, before a run,
-on the setup the user's sweep will have."""
+on the setup the user's sweep will have. Before any run, the same check keeps a part's record
+from gaining trials made under another setup."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from sgmod_study.errors import ConfigError
 from sgmod_study.study.record import Record
-from sgmod_study.study.spec import Study
+from sgmod_study.study.spec import CONF_DIR, Part, Study
 
 SETUP_ATTR = "fixed_setup"  # the sweeper's study user attribute (sgmod_study.sweeper.fixed_setup)
 
 
-def differences(mine: Mapping, theirs: Mapping) -> list[str]:
-    """The keys both setups know whose values differ, the activation's own aside."""
-    shared = (set(mine) & set(theirs)) - {k for k in mine if k == "activation" or k.startswith("activation.")}
+def differences(mine: Mapping, theirs: Mapping, activation_aside: bool = True) -> list[str]:
+    """The keys both setups know whose values differ (the activation's own aside, for a reuse)."""
+    shared = set(mine) & set(theirs)
+    if activation_aside:
+        shared -= {k for k in mine if k == "activation" or k.startswith("activation.")}
     return [f"{k}={theirs[k]} there, {mine[k]} here" for k in sorted(shared) if mine[k] != theirs[k]]
 
 
@@ -44,16 +46,31 @@ def check_reusable(study: Study, record: Record, mine: Mapping | None = None) ->
             )
 
 
-def planned_setup(study: Study, overrides: Sequence[str], conf_dir: Path) -> dict:
-    """The fixed setup the user's sweep will record, from its composed configuration."""
+def check_setups(study: Study, record: Record, parts: Sequence[Part], overrides: Sequence[str]) -> None:
+    """Refuse (one line, exit 2), before any sweep starts, to add trials to a part whose record
+    was made under another fixed setup: its trials and the new ones would mix."""
+    for part in parts:
+        recorded = record.load(part.name).user_attrs.get(SETUP_ATTR) if record.has_journal(part.name) else None
+        differ = differences(planned_setup(study, part, record, overrides), recorded, False) if recorded else []
+        if differ:
+            raise ConfigError(
+                f"part={part.name}: its record {record.part_dir(part.name)} was made under another fixed setup "
+                f"({'; '.join(differ[:3])}): its trials and these would mix; run with the study's settings, "
+                "or keep a new record elsewhere with --record DIR"
+            )
+
+
+def planned_setup(study: Study, part: Part, record: Record, overrides: Sequence[str]) -> dict:
+    """The fixed setup ``part``'s sweep will record, from its composed configuration."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from sgmod_study.study.choose import chosen_overrides
     from sgmod_study.sweeper.fixed_setup import fixed_setup
 
-    part = study.parts[f"sweep_{study.activation}"]
-    wanted = [o for o in (*study.setup_overrides(), *part.overrides, *overrides) if not o.startswith("hydra.")]
-    with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
+    chosen = chosen_overrides(record.load(part.of), part.pick) if part.kind == "confirm" else []
+    wanted = [o for o in (*study.setup_overrides(), *part.overrides, *chosen, *overrides) if not o.startswith("hydra.")]
+    with initialize_config_dir(config_dir=str(CONF_DIR.resolve()), version_base="1.3"):
         # output_dir reads Hydra's run folder, which only a run has; it is not part of the setup
         config = compose("train", overrides=[*wanted, "output_dir=."], return_hydra_config=True)
     searched = list(config.hydra.sweeper.params or {}) + [

@@ -89,7 +89,7 @@ class Launch:
     part: Part
     process: subprocess.Popen
     jobs: int
-    console: threading.Thread | None = None  # shows the sweep's lines until it ends
+    console: tuple[threading.Thread, ...] = ()  # show the sweep's lines until it ends
 
 
 def run(
@@ -146,8 +146,11 @@ def run_parts(
     """Start each part whose sweep it depends on is complete while trial slots are free, giving it
     as many slots as it has trials left; when one ends, refresh its record and fill the slots
     again. Stops starting parts after the first one that fails."""
+    from sgmod_study.study.reuse import check_setups
+
     for part in parts:
         record.check_writable(part.name)
+    check_setups(study, record, parts, overrides)
     deadline = None if time_limit is None else time.monotonic() + time_limit
     total = slots(overrides)
     kept = [o for o in overrides if not o.startswith(N_JOBS)]
@@ -195,17 +198,22 @@ def _start(study, record, part, jobs, overrides, deadline, root) -> Launch:
     command = sweep_command(study, part, record, [*overrides, f"{N_JOBS}{jobs}", *limit], root)
     print(f"[study] {part.name}: starting, {jobs} trial(s) at once")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    console = threading.Thread(target=_show, args=(process.stdout, part.name), daemon=True)
-    console.start()
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    console = tuple(
+        threading.Thread(target=_show, args=(stream, part.name, shown), daemon=True)
+        for stream, shown in ((process.stdout, sys.stdout), (process.stderr, sys.stderr))
+    )
+    for thread in console:
+        thread.start()
     return Launch(part, process, jobs, console)
 
 
-def _show(stream, name: str) -> None:
-    """A sweep's console lines, each marked with its part: parts side by side share one console."""
+def _show(stream, name: str, shown) -> None:
+    """A sweep's lines, each marked with its part (parts side by side share one console), to this
+    process's stdout or stderr as the sweep wrote them."""
     for line in iter(stream.readline, b""):
-        sys.stdout.write(f"{name} | {line.decode(errors='replace')}")
-        sys.stdout.flush()
+        shown.write(f"{name} | {line.decode(errors='replace')}")
+        shown.flush()
 
 
 def _past(deadline: float | None) -> bool:
@@ -234,8 +242,8 @@ def _finish(record: Record, launch: Launch, root: Path) -> int:
     from sgmod_study.sweeper.liveness import fail_orphaned_trials
 
     code, name = launch.process.wait(), launch.part.name
-    if launch.console is not None:
-        launch.console.join(timeout=5)  # its last lines before the part's summary
+    for thread in launch.console:
+        thread.join(timeout=5)  # its last lines before the part's summary
     if not record.has_journal(name):
         return code  # the sweep stopped before its first trial (it printed why)
     interrupted = fail_orphaned_trials(record.load(name, write=True))

@@ -229,18 +229,19 @@ def ped_anova(
     return _importances(done, evaluator)
 
 
-def replace_coordinate(
+def with_coordinate(
     trials: Sequence[FrozenTrial],
-    old: str | None,
     name: str,
     value: Callable[[dict], float],
     low: float,
     high: float,
     log: bool = False,
+    replacing: str | None = None,
 ) -> list[FrozenTrial]:
-    """The COMPLETE trials with parameter ``old`` (None: none) replaced by ``name`` =
-    ``value(params)`` on FloatDistribution(low, high, log); trials where it is not finite are
-    dropped, a finite value outside [low, high] is a ValueError."""
+    """The COMPLETE trials with one more parameter ``name`` = ``value(params)`` (a derived
+    coordinate such as log(|beta| / gamma)) on FloatDistribution(low, high, log), in place of
+    parameter ``replacing`` if given; trials where it is not finite are dropped, a finite value
+    outside [low, high] is a ValueError."""
     distribution = FloatDistribution(low, high, log=log)
     out = []
     for t in finished(trials):
@@ -249,20 +250,7 @@ def replace_coordinate(
             continue
         if not low <= x <= high:
             raise ValueError(f"trial {t.number}: {name}={x} is outside [{low}, {high}]")
-        params = {k: v for k, v in t.params.items() if k != old} | {name: x}
-        dists = {k: d for k, d in t.distributions.items() if k != old} | {name: distribution}
+        params = {k: v for k, v in t.params.items() if k != replacing} | {name: x}
+        dists = {k: d for k, d in t.distributions.items() if k != replacing} | {name: distribution}
         out.append(optuna.trial.create_trial(params=params, distributions=dists, value=t.value))
     return out
-
-
-def with_coordinate(
-    trials: Sequence[FrozenTrial],
-    name: str,
-    value: Callable[[dict], float],
-    low: float,
-    high: float,
-    log: bool = False,
-) -> list[FrozenTrial]:
-    """The COMPLETE trials with one more parameter ``name`` = ``value(params)`` (a derived
-    coordinate such as log(|beta| / gamma)); see ``replace_coordinate``."""
-    return replace_coordinate(trials, None, name, value, low, high, log)
