@@ -13,9 +13,9 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from sgmod_study.data import SYSTEM_FASHION_MNIST, load_fashion_mnist
-from sgmod_study.feature_net import FrozenFeatures, load_feature_net
-from sgmod_study.gan import PrecomputedFeatures
-from sgmod_study.models import Generator
+from sgmod_study.nn.feature_net import FrozenFeatures, load_feature_net
+from sgmod_study.nn.models import Generator
+from sgmod_study.tasks.gan import PrecomputedFeatures
 
 SAMPLES = 10_000
 

@@ -82,7 +82,7 @@ def _study(name: str, activation: str | None) -> Study:
     study = load_study(name)
     if activation is None:
         return study
-    from sgmod_study.activation_configs import declared_search
+    from sgmod_study.nn.activation_configs import declared_search
 
     return with_activation(study, activation, declared_search(activation, CONF_DIR))
 

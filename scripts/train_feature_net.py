@@ -2,7 +2,7 @@
 
     python scripts/train_feature_net.py            # about 8 minutes on 2 CPU cores
 
-Trains ``sgmod_study.feature_net.FeatureNet`` on the full Fashion-MNIST training set
+Trains ``sgmod_study.nn.feature_net.FeatureNet`` on the full Fashion-MNIST training set
 (seeded, random shifts), reports its test accuracy, writes the weights in float16
 and prints their sha256 (paste it into ``WEIGHTS_SHA256``). It also writes the small
 held-out test sample the test suite classifies (tests/data/fashion_mnist_test_sample.npz).
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from sgmod_study.data import SYSTEM_FASHION_MNIST, load_fashion_mnist, random_shift_flip
-from sgmod_study.feature_net import WEIGHTS, FeatureNet, sha256_of, standardize
+from sgmod_study.nn.feature_net import WEIGHTS, FeatureNet, sha256_of, standardize
 
 SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "fashion_mnist_test_sample.npz"
 

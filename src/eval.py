@@ -9,14 +9,14 @@ crash (with its traceback), 2 bad configuration, checkpoint, data override or mi
 import hydra
 from omegaconf import DictConfig
 
-from sgmod_study.cli import run_reporting_errors, run_script
-from sgmod_study.console import run_log
+from sgmod_study.run.cli import run_reporting_errors, run_script
+from sgmod_study.run.console import run_log
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> dict[str, float]:
     with run_log():
-        from sgmod_study.evaluation import evaluate  # here, not at the top: see src/train.py
+        from sgmod_study.run.evaluation import evaluate  # here, not at the top: see src/train.py
 
         return run_reporting_errors(evaluate, cfg)
 

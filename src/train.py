@@ -9,8 +9,8 @@ be written (full disk, read-only, no permission), 130 and 143 stopped by SIGINT 
 import hydra
 from omegaconf import DictConfig
 
-from sgmod_study.cli import run_reporting_errors, run_script
-from sgmod_study.console import run_log
+from sgmod_study.run.cli import run_reporting_errors, run_script
+from sgmod_study.run.console import run_log
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -18,8 +18,8 @@ def main(cfg: DictConfig) -> float:
     with run_log():
         # imported here, not at the top: --help and tab completion never call main(), and
         # importing torch and Lightning first made them take about 10 s
-        from sgmod_study.resume import CommandLine
-        from sgmod_study.training import train
+        from sgmod_study.run.resume import CommandLine
+        from sgmod_study.run.training import train
 
         return run_reporting_errors(lambda c: train(c, CommandLine.from_hydra(c)), cfg)
 

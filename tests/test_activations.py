@@ -10,13 +10,13 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from conftest import CONF, ROOT, TINY, compose_config, run_train
-from sgmod_study.activation_configs import declared_search
-from sgmod_study.activations import ACTIVATIONS, Sgmod, TargetActivation, build_activation
-from sgmod_study.classifier import Classifier
-from sgmod_study.config_schema import check_config
+from sgmod_study.config.schema import check_config
 from sgmod_study.errors import ConfigError
-from sgmod_study.optim import parameter_groups
-from sgmod_study.training import train
+from sgmod_study.nn.activation_configs import declared_search
+from sgmod_study.nn.activations import ACTIVATIONS, Sgmod, TargetActivation, build_activation
+from sgmod_study.run.training import train
+from sgmod_study.tasks.classifier import Classifier
+from sgmod_study.tasks.optim import parameter_groups
 
 
 def _sgmod64(num_parameters: int, **kwargs) -> Sgmod:
@@ -350,7 +350,7 @@ def test_declared_search_refuses_a_bad_search_in_one_line(tmp_path, search, mess
 
 def test_declared_search_does_not_import_torch():
     code = (
-        "import sys; from pathlib import Path; from sgmod_study.activation_configs import declared_search; "
+        "import sys; from pathlib import Path; from sgmod_study.nn.activation_configs import declared_search; "
         f"print(declared_search('softcap', Path({str(CONF)!r}))); print('torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

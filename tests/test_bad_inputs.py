@@ -15,8 +15,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT, TINY, compose_config, run_train
-from sgmod_study import activations, classifier, gan, models, norms, optim, training
-from sgmod_study.config_schema import ACTIVATIONS, COMPILE_MODES, MODELS, NORMS, OPTIMIZER_RULES, check_config
+from sgmod_study.config.schema import ACTIVATIONS, COMPILE_MODES, MODELS, NORMS, OPTIMIZER_RULES, check_config
+from sgmod_study.nn import activations, models, norms
+from sgmod_study.run import training
+from sgmod_study.tasks import classifier, gan, optim
 from test_faults_run import needs_root
 
 ALL_ACTIVATIONS = "elu, gelu, leaky_relu, mish, prelu, relu, selu, sgmod, "

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import step
 from conftest import CONF, ROOT
-from sgmod_study.sgmod_op import FUSED_MIN_ELEMENTS
+from sgmod_study.nn.sgmod_op import FUSED_MIN_ELEMENTS
 
 
 @pytest.fixture(scope="module")

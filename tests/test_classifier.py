@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from sgmod_study.classifier import Classifier
+from sgmod_study.tasks.classifier import Classifier
 
 
 def _classifier() -> Classifier:

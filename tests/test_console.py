@@ -1,5 +1,5 @@
 """The console shows the toolkit's own lines and the warnings a user can act on; the libraries'
-chatter goes to the log file only (sgmod_study.console)."""
+chatter goes to the log file only (sgmod_study.run.console)."""
 
 import re
 import subprocess
@@ -10,8 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose_config, gan_overrides, run_train
-from sgmod_study.console import CHATTER, is_chatter
-from sgmod_study.training import print_summary
+from sgmod_study.run.console import CHATTER, is_chatter
+from sgmod_study.run.training import print_summary
 
 # One real line (or one write) of each kind of chatter, as the libraries print it.
 CHATTER_LINES = [
@@ -59,7 +59,7 @@ SWEEP_SCRIPT = textwrap.dedent(
     import sys, warnings
     from pathlib import Path
     import optuna  # imported before, as in the sweeper: its log handler writes to the process's stderr
-    from sgmod_study.console import run_log
+    from sgmod_study.run.console import run_log
 
     with run_log(Path(sys.argv[1])):
         sampler = optuna.samplers.QMCSampler(seed=0)

@@ -12,13 +12,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, TINY, compose_config, gan_overrides
-from sgmod_study.checkpoints import saved_config
-from sgmod_study.classifier import Classifier
-from sgmod_study.diagnostics import flatten_config
 from sgmod_study.errors import ConfigError
-from sgmod_study.evaluation import evaluate
-from sgmod_study.gan import GAN
-from sgmod_study.training import NOT_HYPERPARAMETERS, train
+from sgmod_study.run.diagnostics import flatten_config
+from sgmod_study.run.evaluation import evaluate
+from sgmod_study.run.training import NOT_HYPERPARAMETERS, train
+from sgmod_study.tasks.checkpoints import saved_config
+from sgmod_study.tasks.classifier import Classifier
+from sgmod_study.tasks.gan import GAN
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_gan_loads_from_its_checkpoint(tmp_path, fashion_sample_dir):
 
 
 def test_another_data_set_is_tested_only_when_its_shapes_fit():
-    from sgmod_study.evaluation import check_data_fits
+    from sgmod_study.run.evaluation import check_data_fits
 
     check_data_fits("mnist", "fashion_mnist", "run/best.ckpt")  # 1x28x28 images, 10 classes: both
     with pytest.raises(ConfigError) as err:

@@ -11,7 +11,7 @@ import pytest
 from conftest import TINY, compose_config, make_fake_fashion_mnist, run_train, write_idx
 from sgmod_study.data import ImageDataModule, load_fashion_mnist, read_idx
 from sgmod_study.errors import ConfigError
-from sgmod_study.training import train
+from sgmod_study.run.training import train
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 

@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from conftest import ROOT, TINY
-from sgmod_study.checkpoints import AtomicCheckpointIO
+from sgmod_study.tasks.checkpoints import AtomicCheckpointIO
 
 SCRIPT = ROOT / "src" / "train.py"
 GUARD = ROOT / "src" / "sgmod_study" / "sweeper" / "guard.py"

@@ -12,12 +12,12 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, compose_config, gan_overrides, run_train
-from sgmod_study.checkpoints import AtomicCheckpointIO, ResumableCheckpoint, write_atomic
-from sgmod_study.classifier import Classifier, build_classifier
 from sgmod_study.data import ImageDataModule, dataset_spec
 from sgmod_study.errors import ConfigError, TrainingDiverged
-from sgmod_study.models import Generator
-from sgmod_study.training import TASKS, train
+from sgmod_study.nn.models import Generator
+from sgmod_study.run.training import TASKS, train
+from sgmod_study.tasks.checkpoints import AtomicCheckpointIO, ResumableCheckpoint, write_atomic
+from sgmod_study.tasks.classifier import Classifier, build_classifier
 
 HUGE_LR = ["optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=1"]
 DIVERGED = (

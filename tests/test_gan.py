@@ -10,16 +10,16 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-import sgmod_study.gan as gan_module
+import sgmod_study.tasks.gan as gan_module
 from conftest import CONF, compose_config, gan_overrides, load_fashion_sample, run_train
-from sgmod_study.activations import ACTIVATIONS, Sgmod
 from sgmod_study.data import dataset_spec
 from sgmod_study.errors import ConfigError, TrainingDiverged
-from sgmod_study.feature_net import WEIGHTS, FrozenFeatures, load_feature_net, standardize
-from sgmod_study.gan import PrecomputedFeatures, build_gan, gradient_penalty
-from sgmod_study.models import Discriminator, Generator
-from sgmod_study.norms import NORMS, PLACEMENTS
-from sgmod_study.training import train
+from sgmod_study.nn.activations import ACTIVATIONS, Sgmod
+from sgmod_study.nn.feature_net import WEIGHTS, FrozenFeatures, load_feature_net, standardize
+from sgmod_study.nn.models import Discriminator, Generator
+from sgmod_study.nn.norms import NORMS, PLACEMENTS
+from sgmod_study.run.training import train
+from sgmod_study.tasks.gan import PrecomputedFeatures, build_gan, gradient_penalty
 from test_training import read_events
 
 
@@ -160,7 +160,7 @@ def test_per_network_activation_override(tmp_path, fashion_sample_dir):
     from omegaconf import OmegaConf
 
     from sgmod_study.data import dataset_spec
-    from sgmod_study.gan import build_gan
+    from sgmod_study.tasks.gan import build_gan
 
     cfg = compose_config([*gan_overrides(fashion_sample_dir), "model=dcgan_baseline"], tmp_path)
     gan = build_gan(OmegaConf.to_container(cfg, resolve=True), dataset_spec("fashion_mnist"))
@@ -225,8 +225,8 @@ import os, sys
 from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
-from sgmod_study.models import Generator
-from sgmod_study.training import train
+from sgmod_study.nn.models import Generator
+from sgmod_study.run.training import train
 
 out, conf, overrides = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 made, forward = [], Generator.forward

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import TINY, run_train
-from sgmod_study import sgmod_op
-from sgmod_study.sgmod_op import FUSED_MIN_ELEMENTS, kernels, sgmod, sgmod_fused, sgmod_reference
+from sgmod_study.nn import sgmod_op
+from sgmod_study.nn.sgmod_op import FUSED_MIN_ELEMENTS, kernels, sgmod, sgmod_fused, sgmod_reference
 from sgmod_study.trial_contract import read_metrics
 
 pytestmark = pytest.mark.gpu

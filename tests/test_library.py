@@ -70,7 +70,7 @@ for module in pkgutil.walk_packages(sgmod_study.__path__, "sgmod_study."):
 
 from pathlib import Path
 from hydra import compose, initialize_config_dir
-from sgmod_study.config_schema import hydra_error_line
+from sgmod_study.config.schema import hydra_error_line
 from sgmod_study.errors import ConfigError
 from sgmod_study.sweeper.storage import open_storage
 with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):

@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sgmod_study.activations import ACTIVATIONS, Sgmod
 from sgmod_study.errors import ConfigError
-from sgmod_study.models import build_model
-from sgmod_study.norms import NORMS, PLACEMENTS
-from sgmod_study.optim import build_optimizer
+from sgmod_study.nn.activations import ACTIVATIONS, Sgmod
+from sgmod_study.nn.models import build_model
+from sgmod_study.nn.norms import NORMS, PLACEMENTS
+from sgmod_study.tasks.optim import build_optimizer
 
 MODEL_CFGS = {
     "cnn": {"name": "cnn", "channels": [8, 16], "hidden": 16},

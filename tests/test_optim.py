@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from sgmod_study.activations import Sgmod
 from sgmod_study.errors import ConfigError
-from sgmod_study.optim import build_optimizer, build_scheduler
+from sgmod_study.nn.activations import Sgmod
+from sgmod_study.tasks.optim import build_optimizer, build_scheduler
 
 SGMOD = {"name": "sgmod", "lr_mult": 10.0, "weight_decay": 0.5}
 

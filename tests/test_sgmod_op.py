@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from benchmarks.op import saved_bytes
-from sgmod_study import sgmod_op
-from sgmod_study.activations import Sgmod
-from sgmod_study.sgmod_op import FUSED_MIN_ELEMENTS, kernels, sgmod, sgmod_fused, sgmod_reference
+from sgmod_study.nn import sgmod_op
+from sgmod_study.nn.activations import Sgmod
+from sgmod_study.nn.sgmod_op import FUSED_MIN_ELEMENTS, kernels, sgmod, sgmod_fused, sgmod_reference
 
 # (input shape, number of gamma/beta values): conv and linear layers, per-channel and scalar
 CASES = [((4, 3, 5, 5), 3), ((4, 3, 5, 5), 1), ((6, 5), 5), ((6, 5), 1)]

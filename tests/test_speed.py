@@ -13,10 +13,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import compose_config, gan_overrides, run_train
-from sgmod_study.classifier import build_classifier
 from sgmod_study.data import DeviceBatches, ImageDataModule, dataset_spec
 from sgmod_study.errors import ConfigError
-from sgmod_study.training import apply_speed, compile_mode, train
+from sgmod_study.run.training import apply_speed, compile_mode, train
+from sgmod_study.tasks.classifier import build_classifier
 
 
 def numbered(n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,17 +22,17 @@ from optuna.distributions import FloatDistribution
 from torch import nn
 
 from conftest import CONF, compose_config
-from sgmod_study.activations import Sgmod
-from sgmod_study.classifier import build_classifier
 from sgmod_study.data import dataset_spec
-from sgmod_study.diagnostics import activation_record
 from sgmod_study.errors import ConfigError
+from sgmod_study.nn.activations import Sgmod
+from sgmod_study.run.diagnostics import activation_record
+from sgmod_study.run.training import train
 from sgmod_study.study import runner
 from sgmod_study.study.choose import chosen_overrides
 from sgmod_study.study.export import export, read_rows
 from sgmod_study.study.record import Record, machine, machine_name
 from sgmod_study.study.spec import load_study
-from sgmod_study.training import train
+from sgmod_study.tasks.classifier import build_classifier
 from sgmod_study.trial_contract import SGMOD_FINAL_FILE
 
 CLASSIFIER = load_study("classifier", CONF / "study")

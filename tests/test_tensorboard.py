@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TINY, compose_config, gan_overrides
-from sgmod_study.training import train
+from sgmod_study.run.training import train
 from test_sweeper import EAGER_SGMOD, TRIAL
 
 CLASSIFIER_METRICS = {"val/acc_best", "test/acc", "test/loss"}

@@ -7,8 +7,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from conftest import compose_config
-from sgmod_study.diagnostics import session_name
-from sgmod_study.training import train
+from sgmod_study.run.diagnostics import session_name
+from sgmod_study.run.training import train
 from sgmod_study.trial_contract import ENV_STUDY, ENV_TRIAL_NUMBER
 
 

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from benchmarks import default_device, machine, synchronize
-from sgmod_study import sgmod_op
-from sgmod_study.sgmod_op import FUSED_MIN_ELEMENTS, channelwise, kernels, sgmod, sgmod_fused, sgmod_reference
+from sgmod_study.nn import sgmod_op
+from sgmod_study.nn.sgmod_op import FUSED_MIN_ELEMENTS, channelwise, kernels, sgmod, sgmod_fused, sgmod_reference
 
 # (label, shape): where the shape occurs
 SIZES: dict[str, list[tuple[str, tuple[int, ...]]]] = {

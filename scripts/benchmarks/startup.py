@@ -6,7 +6,7 @@ around its few training steps is paid once per trial. Each variant below is such
 variants taken in turn over several rounds and the fastest round counted (noise only adds):
 
 - ``interpreter``: ``python -c pass``;
-- ``imports``: ``python -c "import sgmod_study.training"`` (torch, Lightning, torchvision ...);
+- ``imports``: ``python -c "import sgmod_study.run.training"`` (torch, Lightning, torchvision ...);
 - ``data``: the imports plus reading the dataset into tensors;
 - ``relu``, ``sgmod`` (the fused op, the compiler's cache warm), ``sgmod_reference``
   (``activation.impl=reference``: nothing compiled): the whole run;
@@ -38,7 +38,7 @@ def run(size: str = "full", out_dir: Path | None = None) -> dict:
     cache = out_dir / "inductor_cache"  # warm: shared by every warm run of this benchmark
     commands = {
         "interpreter": [sys.executable, "-c", "pass"],
-        "imports": [sys.executable, "-c", "import sgmod_study.training"],
+        "imports": [sys.executable, "-c", "import sgmod_study.run.training"],
         "data": [sys.executable, "-c", _DATA_SNIPPET.format(data=spec["data"])],
         **{name: _train_command(spec, overrides, out_dir / name) for name, overrides in RUNS.items()},
     }
@@ -64,7 +64,7 @@ def run(size: str = "full", out_dir: Path | None = None) -> dict:
 
 
 _DATA_SNIPPET = (
-    "import sgmod_study.training\n"
+    "import sgmod_study.run.training\n"
     "from hydra import compose, initialize_config_dir\n"
     "from omegaconf import OmegaConf\n"
     "from sgmod_study.data import ImageDataModule\n"

@@ -24,10 +24,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from benchmarks import default_device, machine, synchronize
-from sgmod_study.classifier import build_classifier
 from sgmod_study.data import ImageDataModule
 from sgmod_study.errors import ConfigError
-from sgmod_study.optim import build_optimizer
+from sgmod_study.tasks.classifier import build_classifier
+from sgmod_study.tasks.optim import build_optimizer
 
 SIZES = {
     "ci": {"overrides": ["data=digits", "data.batch_size=64"], "steps": 8, "warmup": 3, "rounds": 2},

@@ -19,24 +19,24 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sgmod_study.activations import ACTIVATIONS, Sgmod, build_activation
-    from sgmod_study.classifier import Classifier
     from sgmod_study.errors import ConfigError
-    from sgmod_study.gan import GAN
-    from sgmod_study.models import MLP, MODELS, ConvNet, Discriminator, Generator, ResNet, build_model
-    from sgmod_study.norms import build_norm
-    from sgmod_study.sgmod_op import sgmod
+    from sgmod_study.nn.activations import ACTIVATIONS, Sgmod, build_activation
+    from sgmod_study.nn.models import MLP, MODELS, ConvNet, Discriminator, Generator, ResNet, build_model
+    from sgmod_study.nn.norms import build_norm
+    from sgmod_study.nn.sgmod_op import sgmod
+    from sgmod_study.tasks.classifier import Classifier
+    from sgmod_study.tasks.gan import GAN
 
 _MODULE_OF = {
-    **dict.fromkeys(("ACTIVATIONS", "Sgmod", "build_activation"), "sgmod_study.activations"),
-    "Classifier": "sgmod_study.classifier",
+    **dict.fromkeys(("ACTIVATIONS", "Sgmod", "build_activation"), "sgmod_study.nn.activations"),
+    "Classifier": "sgmod_study.tasks.classifier",
     "ConfigError": "sgmod_study.errors",
-    "GAN": "sgmod_study.gan",
+    "GAN": "sgmod_study.tasks.gan",
     **dict.fromkeys(
-        ("MLP", "MODELS", "ConvNet", "Discriminator", "Generator", "ResNet", "build_model"), "sgmod_study.models"
+        ("MLP", "MODELS", "ConvNet", "Discriminator", "Generator", "ResNet", "build_model"), "sgmod_study.nn.models"
     ),
-    "build_norm": "sgmod_study.norms",
-    "sgmod": "sgmod_study.sgmod_op",
+    "build_norm": "sgmod_study.nn.norms",
+    "sgmod": "sgmod_study.nn.sgmod_op",
 }
 
 __all__ = [  # the keys of _MODULE_OF (a literal, so that linters and type checkers read it)

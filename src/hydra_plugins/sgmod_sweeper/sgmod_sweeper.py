@@ -92,7 +92,7 @@ class SgmodOptunaSweeper(Sweeper):
         self.config, self.hydra_context = config, hydra_context
 
     def sweep(self, arguments: List[str]) -> None:
-        from sgmod_study.console import run_log
+        from sgmod_study.run.console import run_log
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         # Optuna's experimental warnings and [I ...] lines go to <sweep>/sweep.log only
@@ -153,7 +153,7 @@ class SgmodOptunaSweeper(Sweeper):
         may select another config group). Unknown keys, wrong types and, through the config schema's
         check_config, values the run would refuse, all stop the sweep here with one line.
         Returns the first of them (its fixed part identifies the study)."""
-        from sgmod_study.config_schema import check_config
+        from sgmod_study.config.schema import check_config
         from sgmod_study.errors import ConfigError
         from sgmod_study.sweeper.space import probe_overrides
 
@@ -172,7 +172,7 @@ class SgmodOptunaSweeper(Sweeper):
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
-        from sgmod_study.config_schema import hydra_error_line
+        from sgmod_study.config.schema import hydra_error_line
         from sgmod_study.errors import ConfigError
 
         try:
@@ -303,8 +303,8 @@ def _exit_interrupted(stop: BaseException, sweep_dir: Path) -> None:
     import shlex
     import signal
 
-    from sgmod_study.cli import shown_path
     from sgmod_study.errors import EXIT_SIGINT, EXIT_SIGTERM
+    from sgmod_study.run.cli import shown_path
     from sgmod_study.sweeper.results import write_results
 
     signum = getattr(stop, "signum", signal.SIGINT)

@@ -22,7 +22,7 @@ CURVES = ("val/acc", "val/loss", "train/loss", "train/acc", "sgmod/", "grad_norm
 
 def export(record: Record, part: str, root: Path = Path(".")) -> list[dict]:
     """Refresh ``<record>/<part>/runs.jsonl`` from the part's study and the run folders here."""
-    from sgmod_study.checkpoints import write_atomic
+    from sgmod_study.tasks.checkpoints import write_atomic
 
     study = record.load(part)
     record.check_writable(part)

@@ -187,8 +187,8 @@ def _start_ready(study, record, waiting, running, total, overrides, deadline, ro
 
 
 def _start(study, record, part, jobs, overrides, deadline, root) -> Launch:
-    from sgmod_study.checkpoints import write_atomic
     from sgmod_study.study.record import machine
+    from sgmod_study.tasks.checkpoints import write_atomic
 
     sweep_dir = root / RUNS_ROOT / study.record / part.name
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ SETUP_ATTR = "fixed_setup"  # the study's user attribute that records it
 def fixed_setup(config: Mapping, searched: Sequence[str]) -> dict:
     """What every trial of a study shares: the trial config's flat entries, less the searched ones
     (a searched config group, e.g. ``activation``, takes all its keys) and the HOW_NOT_WHAT ones."""
-    from sgmod_study.diagnostics import flatten_config
+    from sgmod_study.run.diagnostics import flatten_config
 
     def is_searched(key: str) -> bool:
         return any(key == s or key.startswith(f"{s}.") for s in searched)

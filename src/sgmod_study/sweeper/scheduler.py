@@ -32,8 +32,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from sgmod_study.cli import hydra_value, shown_path
 from sgmod_study.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED, EXIT_SIGINT, EXIT_SIGTERM
+from sgmod_study.run.cli import hydra_value, shown_path
 from sgmod_study.sweeper.devices import assign_gpus, sweep_gpus, trial_threads
 from sgmod_study.sweeper.fixed_setup import check_fixed_setup, check_search_space
 from sgmod_study.sweeper.liveness import REQUEUED_ATTR, liveness, mark_interrupted, owner_id

@@ -37,14 +37,14 @@ from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from sgmod_study.activation_configs import check_search
-from sgmod_study.activations import IMPLEMENTATIONS, INIT_STRATEGIES, SEARCH_KEY, TARGET_KEY
-from sgmod_study.classifier import Classifier
 from sgmod_study.data import DATASETS, SCALINGS
 from sgmod_study.errors import ConfigError, check_choice
-from sgmod_study.gan import GAN, LOSSES
-from sgmod_study.norms import PLACEMENTS
-from sgmod_study.optim import OPTIMIZERS
+from sgmod_study.nn.activation_configs import check_search
+from sgmod_study.nn.activations import IMPLEMENTATIONS, INIT_STRATEGIES, SEARCH_KEY, TARGET_KEY
+from sgmod_study.nn.norms import PLACEMENTS
+from sgmod_study.tasks.classifier import Classifier
+from sgmod_study.tasks.gan import GAN, LOSSES
+from sgmod_study.tasks.optim import OPTIMIZERS
 
 MISSING = "???"  # OmegaConf's mark of a mandatory value that was never set
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from sgmod_study.checkpoints import read_checkpoint, rebuild_task, saved_config
-from sgmod_study.config_schema import MISSING
-from sgmod_study.console import quiet_libraries
+from sgmod_study.config.schema import MISSING
 from sgmod_study.data import DatasetSpec, ImageDataModule, dataset_spec
 from sgmod_study.errors import ConfigError
-from sgmod_study.interrupts import Interrupted, StopOnSignal
-from sgmod_study.training import TASKS, print_summary
+from sgmod_study.run.console import quiet_libraries
+from sgmod_study.run.interrupts import Interrupted, StopOnSignal
+from sgmod_study.run.training import TASKS, print_summary
+from sgmod_study.tasks.checkpoints import read_checkpoint, rebuild_task, saved_config
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

@@ -33,8 +33,8 @@ from torch import nn
 from torch.utils.tensorboard.summary import scalar
 from torch.utils.tensorboard.writer import FileWriter
 
-from sgmod_study.activations import Sgmod
-from sgmod_study.checkpoints import write_atomic
+from sgmod_study.nn.activations import Sgmod
+from sgmod_study.tasks.checkpoints import write_atomic
 from sgmod_study.trial_contract import ENV_STUDY, ENV_TRIAL_NUMBER, SGMOD_FINAL_FILE
 
 

@@ -9,7 +9,7 @@
 A study of NAME searches these besides the network's ``optimizer.lr`` and
 ``optimizer.weight_decay``: ``declared_search(NAME, conf_dir)`` gives them as the sweeper's
 parameters, ``{"activation.alpha_init": "tag(log, interval(0.5, 4.0))"}``. Building the
-activation ignores ``search`` (sgmod_study.activations.build_activation).
+activation ignores ``search`` (sgmod_study.nn.activations.build_activation).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from sgmod_study.activations import LEARNABLE_ACTIVATIONS
 from sgmod_study.errors import ConfigError, check_choice, check_non_negative, check_positive
+from sgmod_study.nn.activations import LEARNABLE_ACTIVATIONS
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,

@@ -40,8 +40,8 @@ def run_reporting_errors(run: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     from lightning.pytorch.utilities.exceptions import MisconfigurationException
     from optuna import TrialPruned
 
-    from sgmod_study.config_schema import hydra_error_line
-    from sgmod_study.interrupts import Interrupted
+    from sgmod_study.config.schema import hydra_error_line
+    from sgmod_study.run.interrupts import Interrupted
 
     try:
         return run(cfg)
@@ -92,7 +92,7 @@ def run_script(main: Callable[[], object]) -> None:
 
 
 class _Signalled(BaseException):
-    """SIGTERM or SIGINT outside a run's own handling (sgmod_study.interrupts)."""
+    """SIGTERM or SIGINT outside a run's own handling (sgmod_study.run.interrupts)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -204,13 +204,13 @@ def run_cli(main: Callable[[], object]) -> None:
     try:
         main()
     except (HydraException, OmegaConfBaseException) as err:
-        from sgmod_study.config_schema import hydra_error_line
+        from sgmod_study.config.schema import hydra_error_line
 
         exit_with("error", hydra_error_line(err) + _quoting_hint(err), EXIT_CONFIG)
     except (ValueError, TypeError) as err:
         if not _raised_inside_hydra(err):
             raise
-        from sgmod_study.config_schema import hydra_error_line
+        from sgmod_study.config.schema import hydra_error_line
 
         # e.g. `hparams_search=null`: Hydra's defaults list raises a plain ValueError for it
         hint = " (a config group cannot be set to null: leave the override out)" if "NoneType" in str(err) else ""

@@ -21,12 +21,12 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.utils import make_grid, save_image
 
-from sgmod_study.checkpoints import read_checkpoint, rebuild_task
 from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError, TrainingDiverged, check_choice, check_positive
-from sgmod_study.feature_net import FrozenFeatures, load_feature_net
-from sgmod_study.models import Discriminator, Generator
-from sgmod_study.optim import build_optimizer
+from sgmod_study.nn.feature_net import FrozenFeatures, load_feature_net
+from sgmod_study.nn.models import Discriminator, Generator
+from sgmod_study.tasks.checkpoints import read_checkpoint, rebuild_task
+from sgmod_study.tasks.optim import build_optimizer
 
 LOSSES = ("bce", "hinge", "wgan_gp")
 

@@ -13,11 +13,11 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from sgmod_study.checkpoints import read_checkpoint, rebuild_task
 from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError, TrainingDiverged
-from sgmod_study.models import build_model
-from sgmod_study.optim import build_optimizer, build_scheduler
+from sgmod_study.nn.models import build_model
+from sgmod_study.tasks.checkpoints import read_checkpoint, rebuild_task
+from sgmod_study.tasks.optim import build_optimizer, build_scheduler
 
 
 class Classifier(L.LightningModule):

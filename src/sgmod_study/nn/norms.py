@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from sgmod_study.activations import build_activation
 from sgmod_study.errors import ConfigError, check_choice
+from sgmod_study.nn.activations import build_activation
 
 NORMS = ("batch", "layer", "group", "none")
 PLACEMENTS = ("before", "after")

@@ -1,7 +1,7 @@
 """Image classifiers whose hidden activation and norm come from the config groups.
 
 ``model`` config: ``name`` (cnn | mlp | resnet) plus that model's options. Every hidden
-layer gets ``norm_act`` from ``sgmod_study.norms``, so activation and norm placement are
+layer gets ``norm_act`` from ``sgmod_study.nn.norms``, so activation and norm placement are
 the same across models. Layer names (``stage1.act``, ``layer3.act`` ...) are what
 TensorBoard shows for the per-layer gamma/beta and gradient norms.
 
@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from sgmod_study.activations import build_activation
 from sgmod_study.errors import ConfigError, check_choice
-from sgmod_study.norms import conv_bias_needed, norm_act
+from sgmod_study.nn.activations import build_activation
+from sgmod_study.nn.norms import conv_bias_needed, norm_act
 
 
 def _check_int(key: str, value, minimum: int = 1) -> None:

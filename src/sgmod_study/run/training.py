@@ -16,19 +16,12 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
-from sgmod_study.checkpoints import (
-    AtomicCheckpointIO,
-    ResumableCheckpoint,
-    check_weights_fit,
-    read_checkpoint,
-    write_text_atomic,
-)
-from sgmod_study.classifier import build_classifier
-from sgmod_study.cli import shown_path
-from sgmod_study.config_schema import check_config
-from sgmod_study.console import quiet_libraries
+from sgmod_study.config.schema import check_config
 from sgmod_study.data import ImageDataModule, dataset_spec
-from sgmod_study.diagnostics import (
+from sgmod_study.errors import ConfigError, check_bool, check_choice
+from sgmod_study.run.cli import shown_path
+from sgmod_study.run.console import quiet_libraries
+from sgmod_study.run.diagnostics import (
     ActivationMonitor,
     FinalActivationRecord,
     GradNormMonitor,
@@ -37,11 +30,18 @@ from sgmod_study.diagnostics import (
     log_final_hparams,
     session_name,
 )
-from sgmod_study.errors import ConfigError, check_bool, check_choice
-from sgmod_study.gan import build_gan
-from sgmod_study.interrupts import Interrupted, StopOnSignal
-from sgmod_study.pruning import pruning_callback
-from sgmod_study.resume import NOT_HYPERPARAMETERS, CommandLine, resumed_config
+from sgmod_study.run.interrupts import Interrupted, StopOnSignal
+from sgmod_study.run.pruning import pruning_callback
+from sgmod_study.run.resume import NOT_HYPERPARAMETERS, CommandLine, resumed_config
+from sgmod_study.tasks.checkpoints import (
+    AtomicCheckpointIO,
+    ResumableCheckpoint,
+    check_weights_fit,
+    read_checkpoint,
+    write_text_atomic,
+)
+from sgmod_study.tasks.classifier import build_classifier
+from sgmod_study.tasks.gan import build_gan
 from sgmod_study.trial_contract import RESULT_FILE
 
 TASKS = {"classifier": build_classifier, "gan": build_gan}
@@ -118,12 +118,12 @@ def train(cfg: DictConfig, command_line: CommandLine | None = None) -> float:
 
     The value and the final metrics are also written to ``<output_dir>/result.json``, where
     the sweeper reads a trial's outcome. With ``ckpt_path`` the run resumes with the checkpoint's
-    configuration, changed only where ``command_line`` says (``sgmod_study.resume``; None, for a
+    configuration, changed only where ``command_line`` says (``sgmod_study.run.resume``; None, for a
     config composed in Python: every key of ``cfg`` counts as given). SIGTERM and SIGINT stop it
-    after the current step with last.ckpt written (``sgmod_study.interrupts.Interrupted``).
+    after the current step with last.ckpt written (``sgmod_study.run.interrupts.Interrupted``).
     """
     quiet_libraries()
-    # an interrupted run's last.ckpt is taken mid-epoch (sgmod_study.interrupts): its resume finishes
+    # an interrupted run's last.ckpt is taken mid-epoch (sgmod_study.run.interrupts): its resume finishes
     # that epoch with batches of a new shuffle, which is all this warning of Lightning's says
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     command_line = command_line or CommandLine()

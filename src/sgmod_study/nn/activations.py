@@ -18,7 +18,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from sgmod_study.errors import ConfigError, check_choice
-from sgmod_study.sgmod_op import sgmod, sgmod_reference
+from sgmod_study.nn.sgmod_op import sgmod, sgmod_reference
 
 Bounds = Sequence[float] | None
 
@@ -43,7 +43,7 @@ class Sgmod(nn.Module):
     plain analytic one; a reparametrisation (e.g. lo + (hi-lo)*sigmoid(raw)) would rescale it,
     and a clamp in the forward pass would zero it for good once a value crossed a bound.
 
-    ``impl="fused"`` runs the fused op of ``sgmod_study.sgmod_op`` (compiled, one tensor saved),
+    ``impl="fused"`` runs the fused op of ``sgmod_study.nn.sgmod_op`` (compiled, one tensor saved),
     ``impl="reference"`` the plain eager expression; both compute the same values.
 
     A bad argument raises ``ValueError`` naming it, e.g. ``gamma_init=50.0 is outside its allowed

@@ -122,7 +122,7 @@ class ResumableCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # SIGTERM or SIGINT (sgmod_study.interrupts): Lightning stopped at the end of a step, where
+        # SIGTERM or SIGINT (sgmod_study.run.interrupts): Lightning stopped at the end of a step, where
         # the loop state is whole; last.ckpt resumes from there
         if isinstance(exception, SIGTERMException) and self.fitting and not trainer.sanity_checking:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sgmod_study.checkpoints import saved_config
-from sgmod_study.cli import hydra_value, shown_path
-from sgmod_study.diagnostics import flatten_config
 from sgmod_study.errors import ConfigError
+from sgmod_study.run.cli import hydra_value, shown_path
+from sgmod_study.run.diagnostics import flatten_config
+from sgmod_study.tasks.checkpoints import saved_config
 
 # Where the data are on this machine: not in a checkpoint, so a resume command repeats them.
 WHERE_DATA_ARE = ("data.data_dir", "data.system_dir", "data.num_workers")

@@ -1,0 +1,2 @@
+"""The configuration's schema: every key's type, range and choices, checked before a run builds
+anything."""
