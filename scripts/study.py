@@ -15,8 +15,9 @@ import math
 from pathlib import Path
 
 from sgmod_study.errors import EXIT_CONFIG, EXIT_DISK, ConfigError, exit_with
-from sgmod_study.study.record import RECORD_ROOT, Record, RecordNotWritable, summary
-from sgmod_study.study.spec import CONF_DIR, Study, load_study, names, with_activation
+from sgmod_study.paths import CONF_DIR, STUDY_RECORDS
+from sgmod_study.study.record import Record, RecordNotWritable, summary
+from sgmod_study.study.spec import Study, load_study, names, with_activation
 
 
 def seconds(text: str) -> float:
@@ -51,7 +52,7 @@ def parser() -> OneLineParser:
     report = commands.add_parser("report", help="write the studies' reports from their records (no training)")
     report.add_argument("study", nargs="?")
     for each in (listing, run, report):
-        each.add_argument("--record", type=Path, metavar="DIR", help=f"the records' folder (default: {RECORD_ROOT})")
+        each.add_argument("--record", type=Path, metavar="DIR", help=f"the records' folder (default: {STUDY_RECORDS})")
         each.add_argument("--activation", metavar="NAME", help="your activation (conf/activation/NAME.yaml)")
     return top
 
@@ -89,7 +90,7 @@ def _study(name: str, activation: str | None) -> Study:
 
 def record_of(study: Study, folder: Path | None) -> Record:
     """The study's records: study/<study>/, or DIR/<study>/ reading the baselines from study/."""
-    repository = RECORD_ROOT / study.record
+    repository = STUDY_RECORDS / study.record
     return Record(repository) if folder is None else Record(folder / study.record, shared=repository)
 
 

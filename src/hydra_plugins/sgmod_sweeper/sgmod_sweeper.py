@@ -19,6 +19,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
+from sgmod_study.paths import OPTUNA_DIR
+
 
 @dataclass
 class SgmodOptunaSweeperConf:
@@ -118,7 +120,7 @@ class SgmodOptunaSweeper(Sweeper):
             settings.fixed_setup = fixed_setup(config, list(space))
             settings.gpus_per_trial = trial_gpus(config["trainer"])
             if self.settings["workers"] > 1:  # before the jobs are submitted; a worker opens it itself
-                open_storage(settings.storage, settings.study_name, DEFAULT_STORAGE_DIR)
+                open_storage(settings.storage, settings.study_name, OPTUNA_DIR)
             study = self._run(settings, space, fixed, sweep_dir)
         except ConfigError as err:
             exit_with("error", err, EXIT_CONFIG)
@@ -227,9 +229,6 @@ class SgmodOptunaSweeper(Sweeper):
             heartbeat_grace=s["heartbeat_grace"],
             metric_names=None if metrics is None else list(metrics) if isinstance(metrics, list) else [metrics],
         )
-
-
-DEFAULT_STORAGE_DIR = Path("outputs") / "optuna"
 
 
 def _build(key: str, cfg: Dict[str, Any]) -> Any:

@@ -1,10 +1,11 @@
-"""Which configuration of a sweep a confirm part retrains: its best trial, or a recommended
+"""Which trial of a sweep is best, in the one place that knows whether the sweep maximises or
+minimises; and which configuration a confirm part retrains: the best trial, or a recommended
 default (rounded medians of its top quarter, less tied to one lucky seed)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import optuna
 
@@ -17,15 +18,33 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
 
-def best_trial(trials: Sequence[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
-    """The finished trial with the highest first objective (the studies here maximize)."""
-    return max(trials, key=lambda t: t.values[0])
+def ranked(items: Sequence, maximize: bool = True, value: Callable = lambda t: t.values[0]) -> list:
+    """``items`` (finished trials, or runs.jsonl rows with ``value=row_value``), best first by their
+    first objective: the highest when the sweep maximises, the lowest when it minimises."""
+    return sorted(items, key=value, reverse=maximize)
 
 
-def top_trials(trials: Sequence[optuna.trial.FrozenTrial], share: float = TOP_SHARE) -> list:
+def row_value(row: Mapping) -> float:
+    return row["values"][0]
+
+
+def best_trial(trials: Sequence[optuna.trial.FrozenTrial], maximize: bool = True) -> optuna.trial.FrozenTrial:
+    return ranked(trials, maximize)[0]
+
+
+def best_row(rows: Sequence[Mapping], maximize: bool = True) -> Mapping | None:
+    """The best finished row of a runs.jsonl, or None."""
+    finished = [r for r in rows if r["state"] == "COMPLETE" and r.get("values")]
+    return ranked(finished, maximize, row_value)[0] if finished else None
+
+
+def maximizes(study: optuna.Study) -> bool:
+    return study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+def top_trials(trials: Sequence[optuna.trial.FrozenTrial], share: float = TOP_SHARE, maximize: bool = True) -> list:
     """The best ``share`` of ``trials`` (finished ones), at least 3, best first."""
-    ranked = sorted(trials, key=lambda t: t.values[0], reverse=True)
-    return ranked[: max(3, round(share * len(ranked)))]
+    return ranked(trials, maximize)[: max(3, round(share * len(trials)))]
 
 
 def is_log(trial: optuna.trial.FrozenTrial, key: str) -> bool:
@@ -53,6 +72,6 @@ def chosen_overrides(study: optuna.Study, pick: str) -> list[str]:
     if not trials:
         raise ConfigError(f"part={study.study_name} has no finished trial yet; run it first")
     if pick == "best":
-        return [f"{key}={value}" for key, value in sorted(best_trial(trials).params.items())]
-    top = top_trials(trials)
+        return [f"{key}={value}" for key, value in sorted(best_trial(trials, maximizes(study)).params.items())]
+    top = top_trials(trials, maximize=maximizes(study))
     return [f"{key}={rounded(typical(top, key), is_log(top[0], key)):g}" for key in sorted(top[0].params)]

@@ -11,7 +11,8 @@ from pathlib import Path
 import optuna
 import yaml
 
-from sgmod_study.study.record import MACHINE_FILE, RUNS_FILE, RUNS_ROOT, Record, read_rows
+from sgmod_study.paths import STUDY_RUNS
+from sgmod_study.study.record import MACHINE_FILE, RUNS_FILE, Record, read_rows
 from sgmod_study.trial_contract import RESULT_FILE, SGMOD_FINAL_FILE
 
 # Config entries a run's row keeps (the rest is in the run folder's .hydra/config.yaml).
@@ -48,7 +49,7 @@ def run_folder(stored: str, root: Path = Path(".")) -> Path | None:
         return root / folder
     parts = folder.parts
     for start in range(len(parts) - 1):
-        if parts[start : start + 2] == RUNS_ROOT.parts:
+        if parts[start : start + 2] == STUDY_RUNS.parts:
             return root.joinpath(*parts[start:])
     return folder
 

@@ -23,8 +23,6 @@ import optuna
 from sgmod_study.errors import ConfigError
 from sgmod_study.sweeper.storage import open_journal_read_only, open_storage
 
-RECORD_ROOT = Path("study")  # the repository's records: study/<study>/<part>/
-RUNS_ROOT = Path("outputs") / "study"
 JOURNAL = "study.journal"
 RUNS_FILE = "runs.jsonl"
 MACHINE_FILE = "machine.json"
@@ -105,12 +103,6 @@ def _row(line: bytes, path: Path, number: int) -> dict:
 def complete(rows: Sequence[Mapping]) -> list[Mapping]:
     """The rows of finished runs that have their metrics."""
     return [r for r in rows if r["state"] == "COMPLETE" and r.get("metrics")]
-
-
-def best_row(rows: Sequence[Mapping]) -> Mapping | None:
-    """The finished row with the highest objective (every study here maximizes its first value)."""
-    finished = [r for r in rows if r["state"] == "COMPLETE" and r.get("values")]
-    return max(finished, key=lambda r: r["values"][0]) if finished else None
 
 
 def summary(rows: Sequence[Mapping]) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sgmod_study.errors import ConfigError
+from sgmod_study.paths import CONF_DIR
 from sgmod_study.study.record import Record
-from sgmod_study.study.spec import CONF_DIR, Part, Study
+from sgmod_study.study.spec import Part, Study
 
 SETUP_ATTR = "fixed_setup"  # the sweeper's study user attribute (sgmod_study.sweeper.fixed_setup)
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgmod_study.errors import ConfigError, check_choice
+from sgmod_study.paths import STUDY_RUNS, TRAIN_SCRIPT
 from sgmod_study.study.choose import chosen_overrides
 from sgmod_study.study.export import export
-from sgmod_study.study.record import JOURNAL, MACHINE_FILE, RUNS_ROOT, Record, summary
+from sgmod_study.study.record import JOURNAL, MACHINE_FILE, Record, summary
 from sgmod_study.study.spec import Part, Study
 
 ALL = "all"  # `run STUDY all`: every unfinished part
@@ -38,7 +39,7 @@ def sweep_command(study: Study, part: Part, record: Record, overrides: Sequence[
     journal = _relative(record.folder / part.name / JOURNAL, root)
     return [
         sys.executable,
-        str(Path("src") / "train.py"),
+        str(TRAIN_SCRIPT),
         "-m",
         *study.setup_overrides(),
         *part.overrides,
@@ -46,7 +47,7 @@ def sweep_command(study: Study, part: Part, record: Record, overrides: Sequence[
         f"hydra.sweeper.n_trials={part.trials}",
         f"hydra.sweeper.study_name={part.name}",
         f"hydra.sweeper.storage={journal}",
-        f"hydra.sweep.dir={RUNS_ROOT / study.record / part.name}",
+        f"hydra.sweep.dir={STUDY_RUNS / study.record / part.name}",
         "trainer.enable_progress_bar=false",
         *overrides,
     ]
@@ -190,7 +191,7 @@ def _start(study, record, part, jobs, overrides, deadline, root) -> Launch:
     from sgmod_study.study.record import machine
     from sgmod_study.tasks.checkpoints import write_atomic
 
-    sweep_dir = root / RUNS_ROOT / study.record / part.name
+    sweep_dir = root / STUDY_RUNS / study.record / part.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(machine()).encode()
     write_atomic(sweep_dir / MACHINE_FILE, lambda f: f.write(text))

@@ -11,12 +11,11 @@ from pathlib import Path
 import yaml
 
 from sgmod_study.errors import ConfigError, check_choice
+from sgmod_study.paths import STUDY_CONF_DIR
 
-# Relative, like every path of a study: its commands run in the repository (the sweeps run src/train.py).
-CONF_DIR = Path("conf")
-STUDY_DIR = CONF_DIR / "study"
 KINDS = ("grid", "sweep", "confirm")
 PICKS = ("best", "recommended")
+DIRECTIONS = ("maximize", "minimize")
 SECTIONS = ("controls", "travel", "sweeps", "importance", "confirm")
 
 
@@ -57,6 +56,7 @@ class Study:
     description: str
     report: str  # the report's path, relative to the repository (or to --record's folder)
     metric: str
+    direction: str  # of every sweep's objective: maximize or minimize (which trial is best)
     setup: dict  # {key: value}: every part's runs share these
     parts: dict[str, Part]
     margin: float  # the equivalence margin of the contrasts
@@ -76,6 +76,10 @@ class Study:
         check_choice("part", name, self.parts)
         return self.parts[name]
 
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
     def setup_overrides(self) -> list[str]:
         return [
             f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
@@ -83,12 +87,12 @@ class Study:
         ]
 
 
-def names(conf_dir: Path = STUDY_DIR) -> list[str]:
+def names(conf_dir: Path = STUDY_CONF_DIR) -> list[str]:
     """The declared studies: one per ``conf/study/<name>.yaml``."""
     return sorted(p.stem for p in conf_dir.glob("*.yaml"))
 
 
-def load_study(name: str, conf_dir: Path = STUDY_DIR) -> Study:
+def load_study(name: str, conf_dir: Path = STUDY_CONF_DIR) -> Study:
     """Study ``name`` from ``conf/study/<name>.yaml``; a bad entry is one line naming it."""
     check_choice("study", name, names(conf_dir))
     path = conf_dir / f"{name}.yaml"
@@ -110,6 +114,7 @@ def _study(name: str, data: Mapping, path: Path) -> Study:
             "scope",
             "report",
             "metric",
+            "direction",
             "setup",
             "parts",
             "equivalence",
@@ -131,6 +136,7 @@ def _study(name: str, data: Mapping, path: Path) -> Study:
         scope=str(data.get("scope", "")),
         report=str(data.get("report", f"docs/report/{name}.md")),
         metric=str(data.get("metric", "test/acc")),
+        direction=_direction(path, data.get("direction", "maximize")),
         setup=dict(data.get("setup") or {}),
         parts=parts,
         margin=float(equivalence.get("margin", 0.005)),
@@ -140,6 +146,11 @@ def _study(name: str, data: Mapping, path: Path) -> Study:
         bring_your_own=dict(data.get("bring_your_own") or {}),
     )
     return replace(study, sections=_sections(path, data["sections"], study))
+
+
+def _direction(path: Path, value) -> str:
+    check_choice(f"{path}: direction", value, DIRECTIONS)
+    return value
 
 
 def _check_keys(path: Path, where: str, data: Mapping, allowed: Sequence[str], required: Sequence[str] = ()) -> None:

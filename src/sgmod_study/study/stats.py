@@ -153,10 +153,11 @@ def _quiet() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
-def _importances(trials: Sequence[FrozenTrial], evaluator) -> dict[str, float]:
-    """Normalized importances of a temporary maximizing study of ``trials``."""
+def _importances(trials: Sequence[FrozenTrial], evaluator, maximize: bool = True) -> dict[str, float]:
+    """Normalized importances of a temporary study of ``trials`` (fANOVA does not depend on the
+    direction; PED-ANOVA's top trials do)."""
     with _quiet():
-        study = optuna.create_study(direction="maximize")
+        study = optuna.create_study(direction="maximize" if maximize else "minimize")
         study.add_trials(trials)
         found = optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=True)
     return {name: float(value) for name, value in found.items()}
@@ -214,11 +215,12 @@ def fanova(
 
 
 def ped_anova(
-    trials: Sequence[FrozenTrial], target_quantile: float = 0.1, region_quantile: float = 1.0
+    trials: Sequence[FrozenTrial], target_quantile: float = 0.1, region_quantile: float = 1.0, maximize: bool = True
 ) -> dict[str, float]:
     """PED-ANOVA importance (Watanabe et al. 2023) of each parameter, normalized: how much the
-    top ``target_quantile`` of the COMPLETE trials (maximizing) concentrate in it compared with
-    the top ``region_quantile`` (1.0: every trial, the region the sweep searched). Deterministic.
+    top ``target_quantile`` of the COMPLETE trials (the highest; the lowest without ``maximize``)
+    concentrate in it compared with the top ``region_quantile`` (1.0: every trial, the region the
+    sweep searched). Deterministic.
     Empty below 8 finished trials; equal shares when every value is alike (optuna's convention)."""
     done = finished(trials)
     if len(done) < 8:
@@ -226,7 +228,7 @@ def ped_anova(
     evaluator = optuna.importance.PedAnovaImportanceEvaluator(
         target_quantile=target_quantile, region_quantile=region_quantile
     )
-    return _importances(done, evaluator)
+    return _importances(done, evaluator, maximize)
 
 
 def with_coordinate(

@@ -33,6 +33,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from sgmod_study.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_PRUNED, EXIT_SIGINT, EXIT_SIGTERM
+from sgmod_study.paths import OPTUNA_DIR
 from sgmod_study.run.cli import hydra_value, shown_path
 from sgmod_study.sweeper.devices import assign_gpus, sweep_gpus, trial_threads
 from sgmod_study.sweeper.fixed_setup import check_fixed_setup, check_search_space
@@ -100,9 +101,7 @@ class Sweep:
         # every slot's devices, or a refusal before anything is written
         self.slot_gpus = assign_gpus(sweep_gpus(), settings.n_jobs, settings.gpus_per_trial, settings.trials_per_gpu)
         heartbeat = (settings.heartbeat_interval, settings.heartbeat_grace)
-        self.storage, self.storage_name = open_storage(
-            settings.storage, settings.study_name, Path("outputs") / "optuna", heartbeat
-        )
+        self.storage, self.storage_name = open_storage(settings.storage, settings.study_name, OPTUNA_DIR, heartbeat)
         self.study = open_study(
             self.storage, settings.study_name, settings.sampler, settings.direction, settings.metric_names
         )

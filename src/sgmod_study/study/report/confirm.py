@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sgmod_study.study import stats
-from sgmod_study.study.record import Record, best_row, complete, is_gpu, machine_name
+from sgmod_study.study.choose import best_row
+from sgmod_study.study.record import Record, complete, is_gpu, machine_name
 from sgmod_study.study.report import figures, paired, travel
 from sgmod_study.study.report.controls import resolve
 from sgmod_study.study.report.rows import (
@@ -141,7 +142,7 @@ def curse(study: Study, record: Record, name: str, rows: Sequence[Mapping]) -> C
     """The best trial of the sweep a "best" confirm part retrains, against its fresh-seed mean of
     the sweep's objective (else of the objective the confirm rows give as their value)."""
     part = study.parts[name]
-    best = best_row(record.rows(part.of)) if part.pick == "best" and part.of else None
+    best = best_row(record.rows(part.of), study.maximize) if part.pick == "best" and part.of else None
     if best is None or not rows:
         return None
     values = [r["metrics"][OBJECTIVE] for r in rows if OBJECTIVE in r["metrics"]]

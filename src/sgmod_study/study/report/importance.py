@@ -83,11 +83,11 @@ def no_effect(importances: Mapping[str, tuple[float, float, float]]) -> list[tup
     return [(name, high) for name, (_, low, high) in importances.items() if low < NO_EFFECT]
 
 
-def good_values(trials: Sequence) -> tuple[tuple[int, float, float], list[dict]]:
+def good_values(trials: Sequence, maximize: bool = True) -> tuple[tuple[int, float, float], list[dict]]:
     """Each searched parameter over the top quarter of the finished ``trials`` (median, geometric
     on a log scale, and range) against the searched range, the best trial's value and the rounded
     median (the recommended default)."""
-    top = top_trials(trials)
+    top = top_trials(trials, maximize=maximize)
     table = []
     for key in sorted(top[0].params):
         dist, values, log = top[0].distributions[key], [t.params[key] for t in top], is_log(top[0], key)
@@ -130,12 +130,12 @@ def compute(study: Study, record: Record, seeds: int = 10, rounds: int = 200) ->
     if not record.has_journal(part):
         return None
     everything = record.load(part).get_trials(deepcopy=False)
-    data = of_trials(part, everything, seeds, rounds)
+    data = of_trials(part, everything, seeds, rounds, study.maximize)
     data.confirms = [p.name for p in study.parts.values() if p.of == part and p.pick == "recommended"]
     return data
 
 
-def of_trials(part: str, trials: Sequence, seeds: int = 10, rounds: int = 200) -> Importance:
+def of_trials(part: str, trials: Sequence, seeds: int = 10, rounds: int = 200, maximize: bool = True) -> Importance:
     """The section's numbers from a sweep's trials (all of them, finished or not)."""
     done = stats.finished(trials)
     data = Importance(part, len(done), seeds, rounds, trials=done)
@@ -146,10 +146,10 @@ def of_trials(part: str, trials: Sequence, seeds: int = 10, rounds: int = 200) -
     if added:
         data.with_ratio = stats.fanova(added, seeds=seeds, rounds=rounds)
         data.ratio_left_out = len(done) - len(added)
-    data.ped = stats.ped_anova(added or done, target_quantile=PED_QUANTILE)
+    data.ped = stats.ped_anova(added or done, target_quantile=PED_QUANTILE, maximize=maximize)
     data.failures = failures(done)
     data.no_effect = no_effect(data.searched)
-    data.top, data.values = good_values(done)
+    data.top, data.values = good_values(done, maximize)
     first = start(trials)
     if first is not None:
         data.moved = moved(first.params, data.values)

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sgmod_study.study import stats
-from sgmod_study.study.choose import finished_trials, is_log
-from sgmod_study.study.record import Record, best_row, complete
+from sgmod_study.study.choose import best_row, best_trial, finished_trials, is_log, maximizes
+from sgmod_study.study.record import Record, complete
 from sgmod_study.study.report import figures, travel
 from sgmod_study.study.report.paired import pct
 from sgmod_study.study.report.rows import (
@@ -78,11 +78,11 @@ class Sweeps:
     lost: dict[str, list[dict]] = field(default_factory=dict)  # {sweep: params of points never trained}
 
 
-def summary(name: str, planned: int, rows: Sequence[Mapping], metric: str) -> Sweep:
+def summary(name: str, planned: int, rows: Sequence[Mapping], metric: str, maximize: bool = True) -> Sweep:
     sweep = Sweep(name, planned)
     finished = complete(rows)
     if finished:
-        best = best_row(finished)
+        best = best_row(finished, maximize)
         sweep.n, sweep.best_val, sweep.best_test = len(finished), best["values"][0], best["metrics"].get(metric)
         sweep.best_params, sweep.values = best["params"], [r["values"][0] for r in finished]
         sweep.machines = machines(finished)
@@ -92,7 +92,7 @@ def summary(name: str, planned: int, rows: Sequence[Mapping], metric: str) -> Sw
 def compute(study: Study, record: Record) -> Sweeps:
     parts = study.sections["sweeps"]
     rows = {name: record.rows(name) for name in parts}
-    sweeps = [summary(name, study.parts[name].trials, rows[name], study.metric) for name in parts]
+    sweeps = [summary(name, study.parts[name].trials, rows[name], study.metric, study.maximize) for name in parts]
     data = Sweeps(study.metric, min((s.n for s in sweeps if s.n), default=0), sweeps)
     draws = _equal_budget(data)
     variants = list(dict.fromkeys(c.variant for c in study.contrasts.get("sweeps", ()) if isinstance(c.variant, str)))
@@ -173,9 +173,11 @@ def edges(record: Record, parts: Sequence[str]) -> list[str]:
     """Which sweeps' best trials sit at the edge of a searched range (read from their journals)."""
     found = []
     for name in parts:
-        trials = finished_trials(record.load(name)) if record.has_journal(name) else []
-        if trials:
-            found += [f"{name}'s {edge}" for edge in at_edge(max(trials, key=lambda t: t.values[0]))]
+        if not record.has_journal(name):
+            continue
+        study = record.load(name)
+        if trials := finished_trials(study):
+            found += [f"{name}'s {edge}" for edge in at_edge(best_trial(trials, maximizes(study)))]
     return found
 
 
