@@ -13,7 +13,9 @@ take free-form activation/norm nodes (``{name: leaky_relu, negative_slope: 0.2}`
 OmegaConf cannot type as a union of dataclasses. Dataclasses would also check only types:
 ranges, "init inside its bounds" and "a metric the task logs" would still need code, and
 their errors are multi-line OmegaConf messages. The sweeper needs a check of a plain dict
-anyway. So the rules live here, read top to bottom, and the YAML files stay plain.
+anyway. So the rules live here, read top to bottom, and the YAML files stay plain: the Rule type,
+its builders and the check of a group in ``rules.py``, the activation and norm groups in
+``activation_rules.py``, each task's settings, models and metrics in ``sgmod_study.tasks.registry``.
 
 The schema checks the configuration, not the machine: whether a GPU is there, a dataset is
 on disk or a checkpoint fits the model is found out where those things are used.
@@ -24,12 +26,7 @@ unparsable override, unresolvable interpolation) into the same kind of single li
 
 from __future__ import annotations
 
-import inspect
-import math
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 import lightning as L
 from hydra.errors import MissingConfigException, OverrideParseException
@@ -37,193 +34,33 @@ from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from sgmod_study.config.activation_rules import ACTIVATION, NETWORK_ACTIVATION, NETWORK_NORM, NORM
+from sgmod_study.config.rules import (
+    Rule,
+    batches,
+    betas,
+    boolean,
+    check_group,
+    choice,
+    devices,
+    fraction,
+    group,
+    int_list,
+    integer,
+    max_steps,
+    metric_names,
+    named,
+    non_negative,
+    nullable,
+    number,
+    optional,
+    positive,
+    text,
+)
 from sgmod_study.data import DATASETS, SCALINGS
-from sgmod_study.errors import ConfigError, check_choice
-from sgmod_study.nn.activation_configs import check_search
-from sgmod_study.nn.activations import IMPLEMENTATIONS, INIT_STRATEGIES, SEARCH_KEY, TARGET_KEY
-from sgmod_study.nn.norms import PLACEMENTS
-from sgmod_study.tasks.classifier import Classifier
-from sgmod_study.tasks.gan import GAN, LOSSES
+from sgmod_study.errors import ConfigError
 from sgmod_study.tasks.optim import OPTIMIZERS
-
-MISSING = "???"  # OmegaConf's mark of a mandatory value that was never set
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What one key may hold. ``allowed`` completes the sentence "it must be ..."."""
-
-    allowed: str
-    test: Callable[[Any], bool] = lambda value: True
-    choice: bool = False  # a bad value is "not a known choice; valid choices: <allowed>"
-    required: bool = True
-    # a group of settings (a mapping) checked by this function, called with (key, value)
-    group: Callable[[str, Any], None] | None = None
-
-
-# -- rule builders
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _range_text(lo, hi, lo_open: bool, hi_open: bool) -> str:
-    if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo}"
-    return f"{'<' if hi_open else '<='} {hi}" if hi is not None else ""
-
-
-def _in_range(value, lo, hi, lo_open: bool, hi_open: bool) -> bool:
-    above = lo is None or (value > lo if lo_open else value >= lo)
-    below = hi is None or (value < hi if hi_open else value <= hi)
-    return above and below
-
-
-def number(lo=None, hi=None, *, lo_open: bool = False, hi_open: bool = False) -> Rule:
-    text = _range_text(lo, hi, lo_open, hi_open)
-    return Rule(f"a number {text}".strip(), lambda v: _is_number(v) and _in_range(v, lo, hi, lo_open, hi_open))
-
-
-def integer(lo=None, hi=None) -> Rule:
-    text = _range_text(lo, hi, False, False)
-    return Rule(f"an integer {text}".strip(), lambda v: _is_int(v) and _in_range(v, lo, hi, False, False))
-
-
-def positive() -> Rule:
-    return number(0, lo_open=True)
-
-
-def non_negative() -> Rule:
-    return number(0)
-
-
-def fraction() -> Rule:
-    """A probability-like value in [0, 1): dropout, label smoothing."""
-    return number(0, 1, hi_open=True)
-
-
-def boolean() -> Rule:
-    return Rule("true or false", lambda v: isinstance(v, bool))
-
-
-def choice(*options: str) -> Rule:
-    # the wording and order of errors.check_choice, which the builders use
-    return Rule(", ".join(sorted(options)), lambda v: v in options, choice=True)
-
-
-def text() -> Rule:
-    return Rule("a non-empty string", lambda v: isinstance(v, str) and v != "")
-
-
-def nullable(rule: Rule) -> Rule:
-    return replace(rule, allowed=f"null or {rule.allowed}", test=lambda v: v is None or rule.test(v))
-
-
-def optional(rule: Rule) -> Rule:
-    return replace(rule, required=False)
-
-
-def int_list(lo: int) -> Rule:
-    return Rule(
-        f"a non-empty list of integers >= {lo}, e.g. [32, 64]",
-        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(x) and x >= lo for x in v),
-    )
-
-
-def bounds() -> Rule:
-    return Rule(
-        "null or a list [low, high] of two numbers with low < high",
-        lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_is_number, v)) and v[0] < v[1]),
-    )
-
-
-def betas() -> Rule:
-    return Rule(
-        "a list [beta1, beta2] of two numbers in [0, 1)",
-        lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(x) and 0 <= x < 1 for x in v),
-    )
-
-
-def batches() -> Rule:
-    """Lightning's limit_*_batches: a fraction of the batches or a number of them; 0 would train nothing."""
-    return Rule(
-        "a fraction in (0, 1] or a number of batches >= 1",
-        lambda v: (isinstance(v, float) and 0 < v <= 1) or (_is_int(v) and v >= 1),
-    )
-
-
-def devices() -> Rule:
-    return Rule(
-        "an integer >= 1, -1 (all), 'auto', a list of device indices or a string such as '0,1'",
-        lambda v: (
-            (_is_int(v) and (v >= 1 or v == -1))
-            or (isinstance(v, str) and v != "")
-            or (isinstance(v, list) and len(v) > 0 and all(_is_int(x) and x >= 0 for x in v))
-        ),
-    )
-
-
-def metric_names() -> Rule:
-    # which names the task logs is checked by _check_metrics once the task is known
-    return Rule(
-        "a metric name or a non-empty list of metric names",
-        lambda v: isinstance(v, str) or (isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) for x in v)),
-    )
-
-
-def group(rules: Mapping[str, Rule], takes_arguments_of: type | None = None) -> Rule:
-    """A mapping with these settings; ``takes_arguments_of``: the class it configures, whose other
-    constructor arguments are allowed too (unchecked here: the class checks them)."""
-    return Rule(
-        "a group of settings",
-        group=lambda key, value: _check_group(key, value, rules, key, takes_arguments_of),
-    )
-
-
-def named(
-    options: Mapping[str, Mapping[str, Rule]],
-    takes_arguments_of: Callable[[str], type] | None = None,
-    partial: bool = False,
-    check: Callable[[str, Mapping], None] | None = None,
-) -> Rule:
-    """A config group: ``name`` picks one of ``options``, whose own settings apply. ``partial``:
-    the settings may be left out (the builders' defaults apply); ``check``: a rule across keys."""
-
-    def check_named(key: str, value) -> None:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}={value!r} is not allowed: it must be a group of settings with a name")
-        name = value.get("name")
-        check_choice(f"{key}.name", name, tuple(options))
-        cls = takes_arguments_of(name) if takes_arguments_of else None
-        _check_group(key, value, {"name": text(), **options[name]}, f"{key}={name}", cls, partial)
-        if check is not None:
-            check(key, value)
-
-    return Rule("a group of settings with a name", group=check_named)
-
-
-# -- cross-key rules
-
-
-def _init_inside_bounds(key: str, act: Mapping) -> None:
-    """Sgmod's gamma_init/beta_init inside their bounds (where both are set)."""
-    for which in ("gamma", "beta"):
-        init, limits = act.get(f"{which}_init"), act.get(f"{which}_bounds")
-        if init is None or limits is None:
-            continue
-        lo, hi = (float(b) for b in limits)
-        if not lo <= init <= hi:
-            raise ConfigError(
-                f"{key}.{which}_init={init} is outside its allowed range [{lo}, {hi}] "
-                f"({key}.{which}_bounds sets the range)"
-            )
+from sgmod_study.tasks.registry import TASKS
 
 
 def _nesterov_needs_momentum(key: str, opt: Mapping) -> None:
@@ -235,107 +72,6 @@ def _nesterov_needs_momentum(key: str, opt: Mapping) -> None:
 
 
 # -- the table
-
-ACTIVATION_OPTIMIZER = {  # gamma/beta's (or PReLU's slopes') own optimizer parameter group
-    "lr": nullable(positive()),
-    "lr_mult": positive(),
-    "weight_decay": non_negative(),
-}
-ACTIVATIONS: dict[str, dict[str, Rule]] = {
-    "sgmod": {
-        "gamma_init": number(),
-        "beta_init": number(),
-        "init": choice(*INIT_STRATEGIES),
-        "init_std": non_negative(),
-        "per_channel": boolean(),
-        "learn_gamma": boolean(),
-        "learn_beta": boolean(),
-        "gamma_bounds": bounds(),
-        "beta_bounds": bounds(),
-        **ACTIVATION_OPTIMIZER,
-        "impl": choice(*IMPLEMENTATIONS),
-    },
-    "prelu": {"init": number(), "per_channel": boolean(), **ACTIVATION_OPTIMIZER},
-    "relu": {},
-    "leaky_relu": {"negative_slope": number()},
-    "elu": {"alpha": number()},
-    "selu": {},
-    "gelu": {"approximate": choice("none", "tanh")},
-    "silu": {},
-    "mish": {},
-    "sigmoid": {},
-    "tanh": {},
-}
-
-NORMS: dict[str, dict[str, Rule]] = {
-    "batch": {"placement": choice(*PLACEMENTS)},
-    "layer": {"placement": choice(*PLACEMENTS)},
-    "group": {"placement": choice(*PLACEMENTS), "groups": integer(1)},
-    "none": {"placement": choice(*PLACEMENTS)},
-}
-
-
-# An activation of your own: ``target: package.module:Factory`` (README, "Add your activation").
-# Its options are the factory's arguments, unknown here beyond being plain values: the factory
-# checks them when the activation is built. Whether the target imports is found out there too.
-_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-
-
-def _is_plain(value) -> bool:
-    if isinstance(value, list):
-        return all(map(_is_plain, value))
-    return value is None or isinstance(value, (bool, int, float, str))
-
-
-TARGET_ACTIVATION = {
-    "name": text(),
-    TARGET_KEY: Rule(
-        "'package.module:Factory', an importable module and a callable in it",
-        lambda v: isinstance(v, str) and _TARGET.fullmatch(v) is not None,
-    ),
-    **{key: optional(rule) for key, rule in ACTIVATION_OPTIMIZER.items()},
-}
-TARGET_OPTION = Rule("a plain value (a number, a string, true or false, null, or a list of those)", _is_plain)
-
-
-def activation(partial: bool = False) -> Rule:
-    """The activation group: a name of ``ACTIVATIONS`` with its settings, or (with ``target`` set)
-    an activation of your own; either may declare ``search`` (what a study of it searches)."""
-    built_in = named(ACTIVATIONS, partial=partial, check=_init_inside_bounds)
-
-    def check_activation(key: str, value) -> None:
-        if not isinstance(value, Mapping) or value.get(TARGET_KEY) is None:
-            built_in.group(key, _settings_of_built_in(value))
-        else:
-            _check_target_activation(key, value)
-        if isinstance(value, Mapping) and value.get(SEARCH_KEY) is not None:
-            options = [k for k in value if k not in ("name", TARGET_KEY, SEARCH_KEY)]
-            check_search(f"{key}.{SEARCH_KEY}", value[SEARCH_KEY], options)
-
-    return Rule("a group of settings with a name", group=check_activation)
-
-
-def _settings_of_built_in(value):
-    """A built-in activation's settings: without ``search`` and an unset ``target``."""
-    if not isinstance(value, Mapping):
-        return value
-    return {k: v for k, v in value.items() if k not in (SEARCH_KEY, TARGET_KEY)}
-
-
-def _check_target_activation(key: str, act: Mapping) -> None:
-    if "name" not in act:
-        raise ConfigError(f"{key}.name is missing: it must be {TARGET_ACTIVATION['name'].allowed}")
-    for option, value in act.items():
-        if option != SEARCH_KEY:
-            _check_value(_join(key, option), value, TARGET_ACTIVATION.get(option, TARGET_OPTION))
-
-
-ACTIVATION = activation()
-NORM = named(NORMS)
-# A DCGAN network's own activation and norm: the selected groups, or a partial node such as
-# {name: leaky_relu, negative_slope: 0.2} whose missing settings take the builders' defaults.
-NETWORK_ACTIVATION = activation(partial=True)
-NETWORK_NORM = named(NORMS, partial=True)
 
 MODELS: dict[str, dict[str, Rule]] = {
     "cnn": {"channels": int_list(1), "hidden": integer(1), "dropout": fraction()},
@@ -387,7 +123,7 @@ TRAINER = {
     "devices": devices(),
     # -1 (no limit) would train forever with scheduler=none; max_epochs=0 would train nothing
     "max_epochs": integer(1),
-    "max_steps": optional(Rule("an integer >= 1 or -1 (no limit)", lambda v: _is_int(v) and (v >= 1 or v == -1))),
+    "max_steps": optional(max_steps()),
     "precision": Rule(", ".join(PRECISIONS), lambda v: str(v) in PRECISIONS, choice=True),
     "gradient_clip_val": nullable(non_negative()),
     "deterministic": Rule("true, false or 'warn'", lambda v: isinstance(v, bool) or v == "warn"),
@@ -399,31 +135,24 @@ TRAINER = {
     "limit_test_batches": optional(batches()),
     "check_val_every_n_epoch": integer(1),
 }
-# Constructor arguments that are never settings: lightning.Trainer's that training.py sets itself.
-NOT_SETTINGS = ("self", "params", "logger", "callbacks", "plugins", "default_root_dir")
 
-TASKS: dict[str, dict[str, Rule]] = {
-    "classifier": {"label_smoothing": fraction()},
-    "gan": {
-        "loss": choice(*LOSSES),
-        "lr_g": nullable(positive()),
-        "lr_d": nullable(positive()),
-        "d_steps": integer(1),
-        "gp_weight": non_negative(),
-        "eval_samples": integer(1),
-        "kid_subset_size": integer(1),
-        "grid_size": integer(1),
-        "collapse_steps": integer(0),
-        "collapse_loss": non_negative(),
-    },
-}
-# Each task's LightningModule, the model names it can train and how to say so.
-TASK_MODULES = {"classifier": Classifier, "gan": GAN}
-TASK_MODELS = {"classifier": ("cnn", "mlp", "resnet"), "gan": ("dcgan",)}
-TASK_MODELS_TEXT = {"classifier": "model=cnn, mlp or resnet", "gan": "model=dcgan or model=dcgan_baseline"}
 
+class TaskSettings(Mapping):
+    """The ``task`` group's options: each registered task's ``task.*`` rules, read from the
+    registry when a config is checked (so a task added to ``TASKS`` is known here at once)."""
+
+    def __getitem__(self, name: str) -> Mapping[str, Rule]:
+        return TASKS[name].rules()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TASKS)
+
+    def __len__(self) -> int:
+        return len(TASKS)
+
+
+# speed.compile: torch.compile's modes ("reduce-overhead" adds CUDA graphs), which training.apply_speed passes on
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
 
 # Top-level keys in the order they are checked: the groups a user sets before those derived from them
 # (model.generator.activation copies activation), so the first error names what was typed.
@@ -436,7 +165,7 @@ CONFIG: dict[str, Rule] = {
     "scheduler": named(SCHEDULERS),
     "data": group(DATA),
     "trainer": group(TRAINER, L.Trainer),
-    "task": named(TASKS),
+    "task": named(TaskSettings()),
     "logger": named({"tensorboard": {}, "csv": {}}),
     "speed": group(
         {
@@ -461,66 +190,21 @@ CONFIG: dict[str, Rule] = {
 
 def check_config(c: Mapping) -> None:
     """Raise ConfigError naming the first key of the resolved config ``c`` that breaks the schema."""
-    _check_group("", c, CONFIG, "the config")
+    check_group("", c, CONFIG, "the config")
     _check_task_model(c["task"]["name"], c["model"]["name"])
     _check_metrics(c)
 
 
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
-
-
-def _check_group(
-    prefix: str, node, rules: Mapping[str, Rule], label: str, takes_arguments_of: type | None = None, partial=False
-) -> None:
-    if not isinstance(node, Mapping):
-        raise ConfigError(f"{prefix}={node!r} is not allowed: it must be a group of settings")
-    for key, rule in rules.items():
-        if key in node:
-            _check_value(_join(prefix, key), node[key], rule)
-        elif rule.required and not partial:
-            raise ConfigError(f"{_join(prefix, key)} is missing: it must be {_must_be(rule)}")
-    arguments = _arguments(takes_arguments_of)
-    for key, value in node.items():
-        if key not in rules and key not in arguments:
-            also = f" (or another argument of {takes_arguments_of.__name__})" if takes_arguments_of else ""
-            raise ConfigError(
-                f"{_join(prefix, key)}={value!r} is not a setting of {label}; its settings: "
-                f"{', '.join(sorted(rules))}{also}"
-            )
-
-
-def _arguments(cls: type | None) -> set[str]:
-    if cls is None:
-        return set()
-    return set(inspect.signature(cls.__init__).parameters) - set(NOT_SETTINGS)
-
-
-def _check_value(key: str, value, rule: Rule) -> None:
-    if value == MISSING:
-        raise ConfigError(f"{key} has no value (???): it must be {_must_be(rule)}")
-    if rule.group is not None:
-        rule.group(key, value)
-    elif rule.choice and not rule.test(value):
-        raise ConfigError(f"{key}={value!r} is not a known choice; valid choices: {rule.allowed}")
-    elif not rule.test(value):
-        raise ConfigError(f"{key}={value!r} is not allowed: it must be {rule.allowed}")
-
-
-def _must_be(rule: Rule) -> str:
-    return f"one of {rule.allowed}" if rule.choice else rule.allowed
-
-
 def _check_task_model(task: str, model: str) -> None:
-    if model not in TASK_MODELS[task]:
-        raise ConfigError(f"task={task} needs {TASK_MODELS_TEXT[task]}, got model={model}")
+    if model not in TASKS[task].models:
+        raise ConfigError(f"task={task} needs {TASKS[task].models_text}, got model={model}")
 
 
 def _check_metrics(c: Mapping) -> None:
     """optimized_metric and checkpoint.monitor must be metrics the task logs (else a whole run
     trains before the missing value is noticed)."""
     task = c["task"]["name"]
-    logged = TASK_MODULES[task].LOGGED_METRICS
+    logged = TASKS[task].metrics
     names = c["optimized_metric"]
     for name in names if isinstance(names, list) else [names]:
         if name not in logged:

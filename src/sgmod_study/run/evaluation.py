@@ -15,12 +15,12 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from sgmod_study.config.schema import MISSING
+from sgmod_study.config.rules import MISSING
 from sgmod_study.data import DatasetSpec, ImageDataModule, dataset_spec
 from sgmod_study.errors import ConfigError
 from sgmod_study.run.console import quiet_libraries
 from sgmod_study.run.interrupts import Interrupted, StopOnSignal
-from sgmod_study.run.training import TASKS, print_summary
+from sgmod_study.run.training import print_summary
 from sgmod_study.tasks.checkpoints import read_checkpoint, rebuild_task, saved_config
 
 
@@ -37,7 +37,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     checkpoint = read_checkpoint(ckpt_path)
     c = saved_config(checkpoint)
     check_data_fits(e["data"].get("name", c["data"]["name"]), c["data"]["name"], ckpt_path)
-    module = rebuild_task(checkpoint, ckpt_path, TASKS)
+    module = rebuild_task(checkpoint, ckpt_path)  # any registered task
     c["data"].update(e["data"])
     L.seed_everything(c["seed"], workers=True, verbose=False)  # the GAN's generated test images
     datamodule = ImageDataModule(**c["data"], seed=c["seed"])

@@ -1,2 +1,3 @@
-"""The trained tasks (LightningModules): the classifier and the GAN, their optimizer parameter
-groups, and their checkpoints."""
+"""The trained tasks (LightningModules) and their registry: the classifier, the GAN (its losses,
+FID/KID metrics and divergence check in modules of their own), their optimizer parameter groups,
+and their checkpoints."""

@@ -32,6 +32,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from sgmod_study.data import DatasetSpec, dataset_spec
 from sgmod_study.errors import ConfigError
+from sgmod_study.tasks.registry import TASKS
 
 # Hyperparameters that decide the networks' weights: a checkpoint fits only if they agree.
 MODEL_KEYS = ("model.", "activation.", "norm.", "data.name")
@@ -220,11 +221,13 @@ TaskBuilder = Callable[[Mapping, DatasetSpec], L.LightningModule]
 
 
 def rebuild_task(
-    checkpoint: dict, ckpt_path: str, builders: Mapping[str, TaskBuilder], strict: bool = True
+    checkpoint: dict, ckpt_path: str, builders: Mapping[str, TaskBuilder] | None = None, strict: bool = True
 ) -> L.LightningModule:
-    """The task module of a run, built by ``builders[<its task>]`` from the config saved in its
-    checkpoint (``read_checkpoint``), with the checkpoint's weights and hyperparameters, on the
-    device the weights were loaded to."""
+    """The task module of a run, built by ``builders[<its task>]`` (by default: every task of
+    ``sgmod_study.tasks.registry``) from the config saved in its checkpoint (``read_checkpoint``),
+    with the checkpoint's weights and hyperparameters, on the device the weights were loaded to."""
+    if builders is None:
+        builders = {name: task.build for name, task in TASKS.items()}
     saved = checkpoint["hyper_parameters"]
     task = saved["task.name"]
     if task not in builders:

@@ -28,17 +28,6 @@ class Classifier(L.LightningModule):
     """
 
     FINAL_METRICS = ("val/acc_best", "test/acc", "test/loss")
-    # Every metric it logs: what optimized_metric and checkpoint.monitor may name (config_schema.py).
-    LOGGED_METRICS = (
-        "train/loss",
-        "train/acc",
-        "train/loss_step",
-        "val/loss",
-        "val/acc",
-        "val/acc_best",
-        "test/loss",
-        "test/acc",
-    )
 
     def __init__(
         self,

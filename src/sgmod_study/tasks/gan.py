@@ -2,6 +2,8 @@
 
 ``task`` config (conf/task/gan.yaml): loss (bce | hinge | wgan_gp), per-network learning
 rates, discriminator steps per generator step, evaluation size, divergence thresholds.
+The losses are in gan_losses.py, FID/KID and the sample grid in gan_metrics.py, the
+divergence check in gan_divergence.py.
 """
 
 from __future__ import annotations
@@ -14,54 +16,36 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
 from torchmetrics import MinMetric
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
-from torchvision.utils import make_grid, save_image
 
 from sgmod_study.data import DatasetSpec
-from sgmod_study.errors import ConfigError, TrainingDiverged, check_choice, check_positive
+from sgmod_study.errors import ConfigError, check_choice, check_positive
 from sgmod_study.nn.feature_net import FrozenFeatures, load_feature_net
 from sgmod_study.nn.models import Discriminator, Generator
 from sgmod_study.tasks.checkpoints import read_checkpoint, rebuild_task
+from sgmod_study.tasks.gan_divergence import DivergenceCheck
+from sgmod_study.tasks.gan_losses import (
+    LOSSES,
+    discriminator_loss,
+    discriminator_score,
+    generator_loss,
+    gradient_penalty,
+)
+from sgmod_study.tasks.gan_metrics import (
+    PrecomputedFeatures,  # noqa: F401 (scripts/fid_sanity.py imports it from here)
+    build_fid,
+    build_kid,
+    chunks,
+    compute_quality,
+    publish_sample_grid,
+    sample_grid,
+    update_quality,
+)
 from sgmod_study.tasks.optim import build_optimizer
-
-LOSSES = ("bce", "hinge", "wgan_gp")
-
-
-def discriminator_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    if kind == "bce":  # BCE(D(x), 1) + BCE(D(G(z)), 0), on logits
-        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-    if kind == "hinge":
-        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    return fake_logits.mean() - real_logits.mean()  # wgan_gp critic (penalty added separately)
-
-
-def generator_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
-    if kind == "bce":  # non-saturating: maximise log D(G(z))
-        return F.softplus(-fake_logits).mean()
-    return -fake_logits.mean()
-
-
-def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)|| - 1)^2 on random interpolates.
-
-    Needs double backward through every layer of D, the activation included.
-    """
-    mix = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-    interpolates = (mix * real + (1 - mix) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(interpolates).sum(), interpolates, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-
-
-class PrecomputedFeatures(nn.Identity):
-    """torchmetrics' "feature extractor" for features we computed already (once, for FID and KID)."""
-
-    def __init__(self, num_features: int) -> None:
-        super().__init__()
-        self.num_features = num_features
 
 
 class GAN(L.LightningModule):
@@ -70,19 +54,6 @@ class GAN(L.LightningModule):
     fixed-noise sample grid at each evaluation."""
 
     FINAL_METRICS = ("val/fid_best", "val/kid", "test/fid", "test/kid")
-    # Every metric it logs: what optimized_metric and checkpoint.monitor may name (config_schema.py).
-    LOGGED_METRICS = (
-        "train/d_loss",
-        "train/g_loss",
-        "train/d_real",
-        "train/d_fake",
-        "val/d_real",
-        "val/fid",
-        "val/kid",
-        "val/fid_best",
-        "test/fid",
-        "test/kid",
-    )
     OPTIMIZER_NAMES = ("generator", "discriminator")  # configure_optimizers' order; names the lr-* curves
     DDP_FIND_UNUSED_PARAMETERS = True  # the discriminator step leaves the generator without gradients
 
@@ -103,33 +74,24 @@ class GAN(L.LightningModule):
         check_choice("task.loss", self.loss, LOSSES)
         self.lr_g = task["lr_g"] or optimizer["lr"]
         self.lr_d = task["lr_d"] or optimizer["lr"]
-        self.d_steps, self.gp_weight = task["d_steps"], task["gp_weight"]
-        self.eval_samples, self.collapse_steps, self.collapse_loss = (
-            task["eval_samples"],
-            task["collapse_steps"],
-            task["collapse_loss"],
-        )
+        self.d_steps, self.gp_weight, self.eval_samples = task["d_steps"], task["gp_weight"], task["eval_samples"]
+        self.check_divergence = DivergenceCheck(self.loss, task["collapse_steps"], task["collapse_loss"])
         for key in ("d_steps", "eval_samples", "grid_size", "kid_subset_size"):
             check_positive(f"task.{key}", task[key])
         self.latent_dim = generator.project.in_features
         fixed = torch.randn(task["grid_size"], self.latent_dim, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_noise", fixed, persistent=False)
-        kid_subset = min(task["kid_subset_size"], self.eval_samples)
-        self.val_fid, self.test_fid = (self._fid(reset_real) for reset_real in (False, True))
-        self.val_kid, self.test_kid = (self._kid(kid_subset, reset_real) for reset_real in (False, True))
-        self.val_fid_best = MinMetric()
-        self.val_fid_best.persistent(True)
+        self._add_quality_metrics(min(task["kid_subset_size"], self.eval_samples))
         self._real_cached = False  # validation real features are computed once per run
-        self._collapsed_for = 0
         self._rank_noise: torch.Generator | None = None
 
-    def _fid(self, reset_real: bool) -> FrechetInceptionDistance:
-        features = PrecomputedFeatures(self.features.num_features)
-        return FrechetInceptionDistance(feature=features, reset_real_features=reset_real)
-
-    def _kid(self, subset_size: int, reset_real: bool) -> KernelInceptionDistance:
-        features = PrecomputedFeatures(self.features.num_features)
-        return KernelInceptionDistance(feature=features, subset_size=subset_size, reset_real_features=reset_real)
+    def _add_quality_metrics(self, kid_subset: int) -> None:
+        """val_fid, test_fid, val_kid, test_kid, val_fid_best: their names are state_dict keys."""
+        n = self.features.num_features
+        self.val_fid, self.test_fid = (build_fid(n, reset_real) for reset_real in (False, True))
+        self.val_kid, self.test_kid = (build_kid(n, kid_subset, reset_real) for reset_real in (False, True))
+        self.val_fid_best = MinMetric()
+        self.val_fid_best.persistent(True)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = "cpu", strict: bool = True) -> GAN:
@@ -153,57 +115,44 @@ class GAN(L.LightningModule):
             self._rank_noise.manual_seed(torch.initial_seed() + self.global_rank)
         return torch.randn(n, self.latent_dim, device=self.device, generator=self._rank_noise)
 
-    def _score(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits).mean() if self.loss == "bce" else logits.mean()
+    # -- training: a discriminator step every batch, a generator step every d_steps batches
 
     def training_step(self, batch, batch_idx: int) -> None:
         real, _ = batch
         opt_g, opt_d = self.optimizers()
         fake = self.generator(self._noise(real.shape[0]))
-
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
-        d_loss = discriminator_loss(self.loss, real_logits, fake_logits)
-        if self.loss == "wgan_gp":
-            d_loss = d_loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake.detach())
-        opt_d.zero_grad()
-        self.manual_backward(d_loss)
-        opt_d.step()
-        logs = {
-            "train/d_loss": d_loss,
-            "train/d_real": self._score(real_logits),
-            "train/d_fake": self._score(fake_logits),
-        }
-
+        logs = self._discriminator_step(opt_d, real, fake.detach())
         g_loss = None
         if (batch_idx + 1) % self.d_steps == 0:
-            # D's weights frozen meanwhile: their gradients here were never used (opt_d clears them
-            # first), and under DDP a step that reached every parameter made each rank warn that
-            # find_unused_parameters was not needed
-            with self.toggled_optimizer(opt_g):
-                g_loss = generator_loss(self.loss, self.discriminator(fake))
-                opt_g.zero_grad()
-                self.manual_backward(g_loss)
-                opt_g.step()
-            logs["train/g_loss"] = g_loss
+            g_loss = logs["train/g_loss"] = self._generator_step(opt_g, fake)
         self.log_dict(logs, prog_bar=True)
-        self._check_divergence(d_loss, g_loss)
+        self.check_divergence(logs["train/d_loss"], g_loss, self.trainer)
 
-    def _check_divergence(self, d_loss: torch.Tensor, g_loss: torch.Tensor | None) -> None:
-        losses = [d_loss] if g_loss is None else [d_loss, g_loss]
-        non_finite = not all(torch.isfinite(loss).item() for loss in losses)
-        collapsing = self.loss != "wgan_gp" and d_loss.item() < self.collapse_loss
-        self._collapsed_for = self._collapsed_for + 1 if collapsing else 0
-        collapsed = bool(self.collapse_steps) and self._collapsed_for >= self.collapse_steps
-        # every rank must stop together, or the others wait for it forever
-        if self.trainer.strategy.reduce_boolean_decision(non_finite or collapsed, all=False):
-            step = self.trainer.global_step
-            if non_finite:
-                g = "skipped" if g_loss is None else f"{g_loss.item():.4g}"
-                raise TrainingDiverged(f"non-finite loss at step {step}: d_loss={d_loss.item():.4g} g_loss={g}")
-            raise TrainingDiverged(
-                f"discriminator collapsed at step {step}: d_loss < {self.collapse_loss} for "
-                f"{self._collapsed_for} consecutive steps (task.collapse_steps={self.collapse_steps})"
-            )
+    def _discriminator_step(self, opt_d: LightningOptimizer, real: torch.Tensor, fake: torch.Tensor) -> dict:
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        d_loss = discriminator_loss(self.loss, real_logits, fake_logits)
+        if self.loss == "wgan_gp":
+            d_loss = d_loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake)
+        self._step(opt_d, d_loss)
+        return {
+            "train/d_loss": d_loss,
+            "train/d_real": discriminator_score(self.loss, real_logits),
+            "train/d_fake": discriminator_score(self.loss, fake_logits),
+        }
+
+    def _generator_step(self, opt_g: LightningOptimizer, fake: torch.Tensor) -> torch.Tensor:
+        # D's weights frozen meanwhile: their gradients here were never used (opt_d clears them
+        # first), and under DDP a step that reached every parameter made each rank warn that
+        # find_unused_parameters was not needed
+        with self.toggled_optimizer(opt_g):
+            g_loss = generator_loss(self.loss, self.discriminator(fake))
+            self._step(opt_g, g_loss)
+        return g_loss
+
+    def _step(self, optimizer: LightningOptimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
 
     # -- evaluation: FID/KID of eval_samples generated images against real images' features
 
@@ -211,7 +160,7 @@ class GAN(L.LightningModule):
         real, _ = batch
         if not self.trainer.sanity_checking and not self._real_cached:
             self._update(self.val_fid, self.val_kid, real, real=True)
-        self.log("val/d_real", self._score(self.discriminator(real)), sync_dist=True)
+        self.log("val/d_real", discriminator_score(self.loss, self.discriminator(real)), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -230,38 +179,22 @@ class GAN(L.LightningModule):
         self.log_dict({"test/fid": fid, "test/kid": kid})
 
     def _update(self, fid: FrechetInceptionDistance, kid: KernelInceptionDistance, images, real: bool) -> None:
-        features = self.features(images)
-        fid.update(features, real=real)
-        kid.update(features, real=real)
+        update_quality(fid, kid, self.features(images), real)
 
     @torch.no_grad()
     def _generated_quality(self, fid: FrechetInceptionDistance, kid: KernelInceptionDistance):
         per_rank = math.ceil(self.eval_samples / self.trainer.world_size)
-        for n in _chunks(per_rank, 1000):
+        for n in chunks(per_rank):
             self._update(fid, kid, self.generator(self._noise(n)), real=False)
-        real_count = int(fid.real_features_num_samples) * self.trainer.world_size
-        if real_count < kid.subset_size:
-            raise ConfigError(
-                f"task.kid_subset_size={kid.subset_size} is larger than the {real_count} real images "
-                "evaluated; lower it"
-            )
-        fid_value, (kid_value, _) = fid.compute(), kid.compute()
-        fid.reset()
-        kid.reset()
-        return fid_value, kid_value
+        return compute_quality(fid, kid, self.trainer.world_size)
 
     @torch.no_grad()
     def _log_samples(self) -> None:
         if not self.trainer.is_global_zero:
             return
-        square = math.ceil(math.sqrt(len(self.fixed_noise)))
-        grid = make_grid((self.generator(self.fixed_noise) + 1) / 2, nrow=square).clamp(0, 1)
-        for logger in self.loggers:
-            if hasattr(logger.experiment, "add_image"):
-                logger.experiment.add_image("samples", grid, global_step=self.global_step)
+        grid = sample_grid(self.generator(self.fixed_noise))
         folder = Path(self.trainer.default_root_dir) / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        save_image(grid, folder / f"epoch{self.current_epoch:03d}.png")
+        publish_sample_grid(grid, self.loggers, self.global_step, folder, self.current_epoch)
 
     def configure_optimizers(self):
         optimizers = []
@@ -271,12 +204,6 @@ class GAN(L.LightningModule):
         ):
             optimizers.append(build_optimizer(net, {**self.optimizer_cfg, "lr": lr}, act_cfg))
         return optimizers
-
-
-def _chunks(total: int, size: int):
-    while total > 0:
-        yield min(size, total)
-        total -= size
 
 
 def build_gan(c: Mapping, spec: DatasetSpec) -> GAN:
