@@ -1,7 +1,9 @@
 # `make run`  : set everything up, then train the default Sgmod classifier.
-# `make test` : set everything up, then run the test suite.
+# `make test` : set everything up, then run the whole test suite (CI runs this; under 25 min on 2 cores).
+# `make test-fast` : the tests that train nothing, start no server and spawn no src/train.py (under
+#                    3 min on 2 cores): run it after each change. `make test` runs them too.
 # `make offline-bundle` : wheels + Fashion-MNIST for a GPU node without internet (README, "Offline GPU node").
-# Both are idempotent: a second call only re-installs when pyproject.toml changed.
+# They are idempotent: a second call only re-installs when pyproject.toml changed.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,13 +12,16 @@ ARGS   ?= activation=sgmod
 
 BUNDLE ?= offline-bundle
 
-.PHONY: run test lint setup data services clean offline-bundle
+.PHONY: run test test-fast lint setup data services clean offline-bundle
 
 run: setup data
 	$(PY) src/train.py $(ARGS)
 
 test: setup services
 	$(PY) -m pytest tests
+
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts

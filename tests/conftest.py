@@ -1,36 +1,33 @@
-"""Shared helpers: compose the real Hydra config, run src/train.py as a user would."""
+"""Fixtures, the test tiers and their check. Shared helpers (the tiny preset, composing the config,
+running src/train.py, sweeps, records, mounts) are in tests/helpers/, which test modules import.
+
+Tiers: ``make test-fast`` (``pytest -m "not slow"``, under 3 minutes on 2 cores) runs every test that
+trains nothing, starts no server (PostgreSQL, TensorBoard) and spawns no ``src/train.py`` or other
+training process; ``make test`` runs them all. A test that needs any of those is marked ``slow``
+(pytest.mark.slow, or ``pytestmark`` for a whole module), and so is one that needs a trained run
+(``tiny_run``, a module fixture that trains). The one other kind marked slow: two sweep workers of
+real 6-second stub trials, one killed (test_sweeper_liveness.py, about 25 s each).
+A test not marked slow that trains (``Trainer.fit``), starts ``src/train.py`` or asks for a server
+fixture fails and says so (``_fast_tier_guard``).
+"""
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import socket
-import struct
 import subprocess
-import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
-from sgmod_study.data import FASHION_MNIST_FILES
+from helpers.data import write_fashion_sample
+from helpers.runs import TINY, compose_config
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-
-# A run that takes seconds on 2 CPU cores: scikit-learn's digits, small model, few steps.
-TINY = [
-    "data=digits",
-    "trainer=cpu",
-    "trainer.max_epochs=2",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.log_every_n_steps=5",
-    "diagnostics.every_n_steps=5",
-]
+SLOW = "slow"
+SERVER_FIXTURES = {"postgres_url"}  # fixtures that start a server
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,22 +42,66 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def compose_config(overrides: list[str], output_dir: Path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=[*overrides, f"output_dir={output_dir}"])
+# -- the fast tier trains nothing and starts no src/train.py
 
 
-def run_train(args: list[str], run_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """python src/train.py <args> in a subprocess, output in run_dir."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), *args, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+class _FastTierViolation(Exception):
+    pass
+
+
+def _starts_training_script(args) -> bool:
+    if isinstance(args, (str, bytes, os.PathLike)):
+        args = [args]
+    for arg in args:
+        path = Path(os.fsdecode(arg)) if isinstance(arg, (str, bytes, os.PathLike)) else None
+        if path is not None and path.name == "train.py" and path.parent.name == "src":
+            return True
+    return False
+
+
+@contextmanager
+def _fast_tier_guard(item):
+    """For a test not marked slow: Trainer.fit and a ``src/train.py`` subprocess fail it."""
+    if SLOW in item.keywords:
+        yield
+        return
+    servers = sorted(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if servers:
+        raise _FastTierViolation(f"{item.nodeid} starts a server ({', '.join(servers)}): mark it @pytest.mark.slow")
+    import lightning.pytorch as lp
+
+    name = item.nodeid
+    fit, popen = lp.Trainer.fit, subprocess.Popen
+
+    def no_fit(*args, **kwargs):
+        raise _FastTierViolation(f"{name} trains (Trainer.fit): mark it @pytest.mark.slow")
+
+    class NoTrainingPopen(popen):
+        def __new__(cls, args, *rest, **kwargs):  # refused before an object exists (no Popen.__del__)
+            if _starts_training_script(args):
+                raise _FastTierViolation(f"{name} starts src/train.py: mark it @pytest.mark.slow")
+            return super().__new__(cls)
+
+    lp.Trainer.fit, subprocess.Popen = no_fit, NoTrainingPopen
+    try:
+        yield
+    finally:
+        lp.Trainer.fit, subprocess.Popen = fit, popen
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _fast_tier_guard(item):  # fixtures too: a module fixture that trains makes its tests slow
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _fast_tier_guard(item):
+        return (yield)
+
+
+# -- fixtures
 
 
 @pytest.fixture
@@ -68,70 +109,23 @@ def tiny_overrides() -> list[str]:
     return list(TINY)
 
 
-def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    opener = gzip.open if gz else open
-    with opener(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One finished tiny run, shared by every test that only reads a run folder: its TensorBoard
+    events, checkpoints, result.json and sgmod_final.json, or resume from its last.ckpt into a folder
+    of their own. TINY as it is (debug=tiny plus trainer.enable_checkpointing=true: 2 epochs of 20
+    steps on digits). Read it, never write into it: copy it first (shutil.copytree) to change anything."""
+    from sgmod_study.run.training import train
 
-
-def make_fake_fashion_mnist(folder: Path, n_train: int = 40, n_test: int = 10, fill: int = 0, gz: bool = True) -> Path:
-    """The four IDX files with images all equal to ``fill`` (which copy was read is visible)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    arrays = [
-        np.full((n_train, 28, 28), fill),
-        rng.integers(0, 10, n_train),
-        np.full((n_test, 28, 28), fill),
-        rng.integers(0, 10, n_test),
-    ]
-    for name, array in zip(FASHION_MNIST_FILES, arrays, strict=True):
-        write_idx(folder / (f"{name}.gz" if gz else name), array, gz)
-    return folder
-
-
-FASHION_SAMPLE = ROOT / "tests" / "data" / "fashion_mnist_test_sample.npz"
-
-
-def load_fashion_sample() -> tuple[np.ndarray, np.ndarray]:
-    """256 real Fashion-MNIST test images (uint8, 28x28) and labels, shipped with the tests."""
-    with np.load(FASHION_SAMPLE) as sample:
-        return sample["images"], sample["labels"]
+    run_dir = tmp_path_factory.mktemp("session") / "tiny_run"
+    train(compose_config(TINY, run_dir))
+    return run_dir
 
 
 @pytest.fixture(scope="session")
 def fashion_sample_dir(tmp_path_factory) -> Path:
     """The shipped real sample as a Fashion-MNIST folder (the same images as train and test set)."""
-    folder = tmp_path_factory.mktemp("fashion_sample")
-    images, labels = load_fashion_sample()
-    for name, array in zip(FASHION_MNIST_FILES, (images, labels, images, labels), strict=True):
-        write_idx(folder / f"{name}.gz", array, gz=True)
-    return folder
-
-
-def gan_overrides(data_dir: Path) -> list[str]:
-    """A GAN run of a few seconds on the shipped sample."""
-    return [
-        "task=gan",
-        f"data.data_dir={data_dir}",
-        "data.system_dir=/nonexistent",
-        "data.download=false",
-        "data.batch_size=32",
-        "data.val_size=64",
-        "model.width=8",
-        "model.latent_dim=16",
-        "task.eval_samples=64",
-        "task.kid_subset_size=32",
-        "task.grid_size=16",
-        "trainer=cpu",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=3",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "trainer.log_every_n_steps=1",
-        "diagnostics.every_n_steps=1",
-        "activation.impl=reference",  # no compile of the fused op in every process (test_sgmod_op.py tests it)
-    ]
+    return write_fashion_sample(tmp_path_factory.mktemp("fashion_sample"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import CONF, ROOT, TINY, compose_config, run_train
+from helpers.runs import CONF, ROOT, TINY, compose_config, run_train
 from sgmod_study.config.schema import check_config
 from sgmod_study.errors import ConfigError
 from sgmod_study.nn.activation_configs import declared_search
@@ -227,6 +227,7 @@ def test_without_a_channel_count_gamma_beta_are_scalars_for_any_shape():
         act(torch.tensor(1.0))
 
 
+@pytest.mark.slow
 def test_the_toolkits_training_keeps_gamma_beta_in_bounds(tmp_path):
     """The toolkit trains with no projection of its own: the optimizer steps do it."""
     overrides = [*TINY, "activation.impl=reference", "activation.lr=100", "trainer.max_epochs=1"]
@@ -375,6 +376,7 @@ def test_the_schema_accepts_a_target_activation_and_still_refuses_a_misspelled_b
     )
 
 
+@pytest.mark.slow
 def test_a_run_trains_the_worked_example_activation(tmp_path, monkeypatch, examples_importable):
     """`PYTHONPATH=$PWD python src/train.py activation=softcap` as the README has it, one short epoch."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from benchmarks import step
-from conftest import CONF, ROOT
+from helpers.runs import CONF, ROOT
 from sgmod_study.nn.sgmod_op import FUSED_MIN_ELEMENTS
 
 
@@ -53,6 +53,7 @@ def test_op_benchmark_refuses_a_size_it_does_not_have(tmp_path):
     assert "--size models is not a size of the step benchmark; its sizes: ci, full" in done.stderr
 
 
+@pytest.mark.slow
 def test_step_benchmark_times_both_loops_on_the_same_config():
     result = step.run(size="ci", device="cpu", config_dir=CONF)
     assert result["config"] == {

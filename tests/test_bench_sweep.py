@@ -31,6 +31,7 @@ def result(bench) -> dict:
     return bench[0]
 
 
+@pytest.mark.slow
 def test_result_names_the_benchmark_the_machine_and_the_variants(result):
     assert (result["benchmark"], result["size"], result["device"], result["k"]) == ("sweep", "ci", "cpu", 2)
     assert result["machine"]["cpu_count"] == os.cpu_count()
@@ -43,6 +44,7 @@ def test_result_names_the_benchmark_the_machine_and_the_variants(result):
     ]
 
 
+@pytest.mark.slow
 def test_every_variant_finishes_its_trials_and_reports_its_throughput(result):
     for v in result["results"]:
         assert v["n_trials"] == CI.n_trials
@@ -52,6 +54,7 @@ def test_every_variant_finishes_its_trials_and_reports_its_throughput(result):
         assert v["trials_per_hour"] == pytest.approx(v["n_trials"] / v["wall_s"] * 3600)
 
 
+@pytest.mark.slow
 def test_all_variants_train_the_same_configurations(result):
     params = [[t["params"] for t in v["trials"]] for v in result["results"]]
     assert params[0] == params[1] == params[2]
@@ -59,6 +62,7 @@ def test_all_variants_train_the_same_configurations(result):
     assert len({json.dumps(p, sort_keys=True) for p in params[0]}) == CI.n_trials  # the sampler drew new ones
 
 
+@pytest.mark.slow
 def test_epochs_spent_are_the_epochs_each_trial_trained(result):
     single, parallel, pruned = result["results"]
     assert result["epochs"] == CI.epochs
@@ -73,6 +77,7 @@ def test_epochs_spent_are_the_epochs_each_trial_trained(result):
     assert pruned["epochs_spent"] == sum(t["epochs"] for t in pruned["trials"]) < single["epochs_spent"]
 
 
+@pytest.mark.slow
 def test_best_value_is_that_of_the_best_complete_trial(result):
     for v in result["results"]:
         complete = [t["value"] for t in v["trials"] if t["state"] == "COMPLETE"]
@@ -84,6 +89,7 @@ def test_best_value_is_that_of_the_best_complete_trial(result):
     assert parallel["best_value"] == pytest.approx(single["best_value"], abs=0.05)
 
 
+@pytest.mark.slow
 def test_ratios_and_targets_follow_from_the_results(result):
     single, parallel, pruned = result["results"]
     r = result["ratios"]
@@ -97,6 +103,7 @@ def test_ratios_and_targets_follow_from_the_results(result):
     assert targets["pruning"]["met"] == (r["pruned_epochs_vs_unpruned"] <= 0.5 and r["best_value_diff_points"] >= -0.5)
 
 
+@pytest.mark.slow
 def test_result_is_written_as_json_and_printed_as_a_table(bench):
     result, out_dir = bench
     assert json.loads((out_dir / "sweep.json").read_text()) == result

@@ -5,7 +5,7 @@ folders) still loads with Classifier.load_from_checkpoint and computes what it c
 import pytest
 import torch
 
-from conftest import ROOT
+from helpers.runs import ROOT
 from sgmod_study import Classifier
 
 FIXTURE = ROOT / "tests" / "data" / "classifier_before_the_move.ckpt"

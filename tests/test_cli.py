@@ -1,11 +1,15 @@
 """src/train.py as a user runs it: bad overrides, and single-run multi-process training."""
 
+import json
 import os
 import subprocess
 import sys
 
-from conftest import ROOT, TINY, run_train
-from test_training import read_events
+import pytest
+
+from helpers.runs import DEBUG_TINY, ROOT, TINY, read_events, run_train
+
+pytestmark = pytest.mark.slow  # every test starts src/train.py
 
 
 def _error_line(result) -> str:
@@ -73,11 +77,16 @@ def test_help_and_tab_completion_do_not_import_the_training_libraries():
 
 
 def test_a_run_prints_no_library_noise_and_train_log_holds_its_console_output(tmp_path):
+    """`python src/train.py debug=tiny` as the README shows it, cut to one epoch."""
     run = tmp_path / "run"
     # 20 batches an epoch, fewer than Lightning's default logging interval: it warns about that
-    args = [*TINY, "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=50"]
+    args = [*DEBUG_TINY, "trainer.max_epochs=1", "trainer.log_every_n_steps=50"]
     result = run_train(args, run)  # the fused op
     assert result.returncode == 0, result.stderr[-3000:]
+    summary = [line for line in result.stdout.splitlines() if line.startswith("== ")]
+    assert len(summary) == 3 and "data=digits" in summary[0] and "epochs=1" in summary[1], result.stdout
+    assert not (run / "checkpoints").exists()  # the preset writes no checkpoint: it tests its last weights
+    assert json.loads((run / "result.json").read_text())["checkpoint"] is None
     printed = result.stdout + result.stderr
     noises = ("💡 Tip", "is deprecated", "CUDA_HOME", "100% of the batches", "[HYDRA]", "INFO:", "logging interval")
     for noise in noises:

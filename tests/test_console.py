@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose_config, gan_overrides, run_train
+from helpers.runs import ROOT, compose_config, gan_overrides, run_train
 from sgmod_study.run.console import CHATTER, is_chatter
 from sgmod_study.run.training import print_summary
 
@@ -102,6 +102,7 @@ def ddp_gan(tmp_path_factory, fashion_sample_dir):
     return run_train(args, run), run
 
 
+@pytest.mark.slow
 def test_ddp_gan_prints_no_library_chatter_and_logs_it(ddp_gan):
     result, run = ddp_gan
     assert result.returncode == 0, result.stderr[-3000:]
@@ -117,6 +118,7 @@ def test_ddp_gan_prints_no_library_chatter_and_logs_it(ddp_gan):
     assert "[rank: 1] Seed set to 42" in rank1 and "GLOBAL_RANK: 1" in rank1
 
 
+@pytest.mark.slow
 def test_gan_summary_names_each_networks_activation_and_norm(ddp_gan):
     result, run = ddp_gan
     assert result.returncode == 0, result.stderr[-3000:]

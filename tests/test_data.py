@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_fake_fashion_mnist, write_idx
+from helpers.data import make_fake_fashion_mnist, write_idx
 from sgmod_study.data import ImageDataModule, load_fashion_mnist, random_shift_flip, read_idx
 from sgmod_study.errors import ConfigError
 

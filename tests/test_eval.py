@@ -1,4 +1,6 @@
-"""A trained checkpoint, loaded for evaluation: load_from_checkpoint and python src/eval.py."""
+"""A trained checkpoint, loaded for evaluation: load_from_checkpoint and python src/eval.py.
+
+The classifier checkpoint is the session's tiny run (tests/conftest.py: tiny_run), 2 epochs on digits."""
 
 import json
 import re
@@ -11,7 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT, TINY, compose_config, gan_overrides
+from helpers.runs import CONF, ROOT, TINY, compose_config, gan_overrides
 from sgmod_study.errors import ConfigError
 from sgmod_study.run.diagnostics import flatten_config
 from sgmod_study.run.evaluation import evaluate
@@ -21,19 +23,12 @@ from sgmod_study.tasks.classifier import Classifier
 from sgmod_study.tasks.gan import GAN
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """A trained 2-epoch digits classifier: its run folder."""
-    run_dir = tmp_path_factory.mktemp("tiny_run")
-    train(compose_config([*TINY, "activation.impl=reference"], run_dir))
-    return run_dir
-
-
 def _best(run_dir: Path) -> Path:
     (best,) = (run_dir / "checkpoints").glob("best-epoch*.ckpt")
     return best
 
 
+@pytest.mark.slow
 def test_classifier_loads_from_its_checkpoint(tiny_run):
     best = _best(tiny_run)
     module = Classifier.load_from_checkpoint(best)
@@ -46,6 +41,7 @@ def test_classifier_loads_from_its_checkpoint(tiny_run):
     assert module.model.features.stage1.act.gamma.shape == (32,)
 
 
+@pytest.mark.slow
 def test_loading_a_checkpoint_of_another_task_is_one_line(tiny_run, tmp_path):
     checkpoint = torch.load(_best(tiny_run), weights_only=True)
     checkpoint["hyper_parameters"]["task.name"] = "gan"
@@ -55,6 +51,7 @@ def test_loading_a_checkpoint_of_another_task_is_one_line(tiny_run, tmp_path):
         Classifier.load_from_checkpoint(other)
 
 
+@pytest.mark.slow
 def test_eval_entry_point_tests_a_checkpoint_and_prints_the_runs_summary(tiny_run, tmp_path):
     """python src/eval.py ckpt_path=... reproduces the run's test metrics, in the lines train.py ends with."""
     result = json.loads((tiny_run / "result.json").read_text())
@@ -101,6 +98,7 @@ def test_saved_hyperparameters_give_back_the_runs_config(tmp_path, overrides):
     assert saved_config({"hyper_parameters": flat}) == expected
 
 
+@pytest.mark.slow
 def test_gan_loads_from_its_checkpoint(tmp_path, fashion_sample_dir):
     train(compose_config(gan_overrides(fashion_sample_dir), tmp_path))
     module = GAN.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")

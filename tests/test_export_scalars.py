@@ -9,6 +9,8 @@ import math
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
+from helpers.runs import CONF
+from helpers.sweeps import load, sweep
 from sgmod_study.study.export import curves, read_scalars
 
 GRID_EXPERIMENTS = [
@@ -78,7 +80,6 @@ def test_experiment_grids_are_complete(experiment):
     """Each experiment's n_trials is its whole grid, and every grid value composes into a config."""
     from hydra import compose, initialize_config_dir
 
-    from conftest import CONF
     from sgmod_study.sweeper.space import search_space
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -92,12 +93,11 @@ def test_experiment_grids_are_complete(experiment):
                 compose("train", overrides=[f"experiment={experiment}", f"{key}={value}"])
 
 
+@pytest.mark.slow
 def test_an_experiment_grid_runs_as_a_plain_sweep_with_its_results_in_trials_csv(tmp_path):
     """experiment=compare_activations cut down to 2 activations x 2 seeds (relu and tanh: no fused
     Sgmod to compile in every trial process): every cell once, listed in trials.csv, each trial
     folder with its result.json and TensorBoard logs."""
-    from test_sweeper import load, sweep
-
     code, output = sweep(
         tmp_path,
         "hydra.sweeper.params.activation='choice(relu,tanh)'",

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY, compose_config, make_fake_fashion_mnist, run_train, write_idx
+from helpers.data import make_fake_fashion_mnist, write_idx
+from helpers.runs import TINY, compose_config, run_train
 from sgmod_study.data import ImageDataModule, load_fashion_mnist, read_idx
 from sgmod_study.errors import ConfigError
 from sgmod_study.run.training import train
@@ -107,9 +108,11 @@ def test_data_module_says_which_copy_it_read(tmp_path, capsys):
     assert dm.state_dict() == {"source": str(folder.resolve())}
 
 
+@pytest.mark.slow
 def test_run_records_its_data_source(tmp_path, fashion_sample_dir):
     overrides = [
-        *(o for o in TINY if o != "data=digits"),
+        *TINY,
+        "data=fashion_mnist",  # the preset's digits replaced
         f"data.data_dir={fashion_sample_dir}",
         "data.system_dir=/nonexistent",
         "data.download=false",
@@ -125,12 +128,14 @@ def test_run_records_its_data_source(tmp_path, fashion_sample_dir):
     assert str(fashion_sample_dir) not in hparams  # where the data are is no hyperparameter
 
 
+@pytest.mark.slow
 def test_truncated_data_exits_2_with_one_line(tmp_path):
     folder = make_fake_fashion_mnist(tmp_path / "fm", n_train=40, gz=False)
     images = folder / TRAIN_IMAGES
     images.write_bytes(images.read_bytes()[:5000])
     args = [
-        *(o for o in TINY if o != "data=digits"),
+        *TINY,
+        "data=fashion_mnist",  # the preset's digits replaced
         f"data.data_dir={folder}",
         "data.system_dir=/nonexistent",
         "data.download=false",

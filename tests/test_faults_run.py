@@ -15,22 +15,20 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TINY
+from helpers.mounts import IS_ROOT, needs_root, tmpfs
+from helpers.runs import ROOT, TINY
 from sgmod_study.tasks.checkpoints import AtomicCheckpointIO
 
 SCRIPT = ROOT / "src" / "train.py"
 GUARD = ROOT / "src" / "sgmod_study" / "sweeper" / "guard.py"
 # a run that a signal or a full disk stops long before its end; MLP and ReLU: quick, nothing to compile
 LONG = [*TINY, "model=mlp", "activation=relu", "trainer.max_epochs=50"]
-IS_ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="mounts a tmpfs: runs as root or in test_in_a_mount_namespace")
 
 
 def _start(args: list[str], folder: Path, cwd: Path = ROOT) -> subprocess.Popen:
@@ -95,6 +93,7 @@ def terminated(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_run_with_last_ckpt_and_one_line(terminated):
     assert (terminated / "rc").read_text() == "143"
     line = _one_line(terminated, "interrupted")
@@ -106,6 +105,7 @@ def test_sigterm_stops_the_run_with_last_ckpt_and_one_line(terminated):
     assert "Received SIGTERM" not in (terminated / "out").read_text()
 
 
+@pytest.mark.slow
 def test_resume_alone_continues_with_the_checkpoints_configuration(terminated):
     last = torch.load(terminated / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     epochs = last["epoch"] + 1  # finish the interrupted epoch, nothing more
@@ -128,6 +128,7 @@ def test_resume_alone_continues_with_the_checkpoints_configuration(terminated):
     )
 
 
+@pytest.mark.slow
 def test_sigint_stops_the_run_like_sigterm_with_exit_130(tmp_path):
     run = tmp_path / "run"
     proc = _start([*LONG, f"hydra.run.dir={run}"], tmp_path)
@@ -141,6 +142,7 @@ def test_sigint_stops_the_run_like_sigterm_with_exit_130(tmp_path):
     assert not (run / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_trial_stopped_by_its_guard_exits_143_within_the_grace(tmp_path):
     """The guard sends SIGTERM to the trial's process group and SIGKILL 5 s later; here on SLURM,
     whose `--signal=TERM@120` sends the same SIGTERM (Lightning then adds handlers of its own)."""
@@ -174,16 +176,6 @@ def test_a_sweep_trial_stopped_by_its_guard_exits_143_within_the_grace(tmp_path)
 # -- 2. a full disk and an output folder that cannot be written: one line, exit 5, nothing lost
 
 
-@contextmanager
-def _tmpfs(folder: Path, options: str):
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
-
-
 def _fill(folder: Path) -> None:
     """Write zeros into ``folder`` until its file system is full."""
     with (folder / "filler").open("wb") as f:
@@ -202,9 +194,10 @@ def _full_disk_line(run: Path, then: str) -> str:
     )
 
 
+@pytest.mark.slow
 @needs_root
 def test_disk_filling_up_mid_run_is_one_line_and_keeps_every_checkpoint(tmp_path):
-    with _tmpfs(tmp_path / "disk", "size=8m") as disk:
+    with tmpfs(tmp_path / "disk", "size=8m") as disk:
         run = disk / "run"
         proc = _start([*LONG, f"hydra.run.dir={run}"], tmp_path)
         _wait_for(run / "checkpoints" / "last.ckpt", proc, tmp_path)
@@ -222,9 +215,10 @@ def test_disk_filling_up_mid_run_is_one_line_and_keeps_every_checkpoint(tmp_path
         assert not (run / "result.json").exists()
 
 
+@pytest.mark.slow
 @needs_root
 def test_a_full_disk_before_the_run_starts_is_one_line(tmp_path):
-    with _tmpfs(tmp_path / "disk", "size=64k") as disk:
+    with tmpfs(tmp_path / "disk", "size=64k") as disk:
         _fill(disk)  # Hydra's .hydra/config.yaml is the first file that does not fit
         proc = _start([*TINY, f"hydra.run.dir={disk / 'run'}"], tmp_path)
         assert _finish(proc) == 5
@@ -234,7 +228,7 @@ def test_a_full_disk_before_the_run_starts_is_one_line(tmp_path):
 @needs_root
 def test_a_real_full_disk_reaches_the_checkpoint_writer_as_an_oserror(tmp_path):
     """torch.save's own zip writer would turn ENOSPC into RuntimeError('... unexpected pos ...')."""
-    with _tmpfs(tmp_path / "disk", "size=1m") as disk:
+    with tmpfs(tmp_path / "disk", "size=1m") as disk:
         io, path = AtomicCheckpointIO(), disk / "last.ckpt"
         io.save_checkpoint({"epoch": 0, "w": torch.ones(10)}, path)
         with pytest.raises(OSError) as err:
@@ -243,9 +237,10 @@ def test_a_real_full_disk_reaches_the_checkpoint_writer_as_an_oserror(tmp_path):
         assert torch.load(path, weights_only=True)["epoch"] == 0 and os.listdir(disk) == ["last.ckpt"]
 
 
+@pytest.mark.slow
 @needs_root
 def test_a_read_only_output_folder_is_one_line(tmp_path):
-    with _tmpfs(tmp_path / "disk", "ro,size=64k") as disk:
+    with tmpfs(tmp_path / "disk", "ro,size=64k") as disk:
         proc = _start([*TINY, f"hydra.run.dir={disk / 'run'}"], tmp_path)
         assert _finish(proc) == 5
         assert _one_line(tmp_path, "error:") == (
@@ -254,6 +249,7 @@ def test_a_read_only_output_folder_is_one_line(tmp_path):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(IS_ROOT, reason="as root the tmpfs tests run directly")
 def test_in_a_mount_namespace():
     """Not root: the tmpfs tests, run as root of a user and mount namespace of their own."""

@@ -11,13 +11,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY, compose_config, gan_overrides, run_train
+from helpers.runs import TINY, compose_config, gan_overrides, run_train
 from sgmod_study.data import ImageDataModule, dataset_spec
 from sgmod_study.errors import ConfigError, TrainingDiverged
 from sgmod_study.nn.models import Generator
-from sgmod_study.run.training import TASKS, train
+from sgmod_study.run.training import train
 from sgmod_study.tasks.checkpoints import AtomicCheckpointIO, ResumableCheckpoint, write_atomic
 from sgmod_study.tasks.classifier import Classifier, build_classifier
+from sgmod_study.tasks.registry import TASKS
 
 HUGE_LR = ["optimizer=sgd", "optimizer.lr=1e6", "trainer.max_epochs=1"]
 DIVERGED = (
@@ -26,12 +27,11 @@ DIVERGED = (
 )
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A finished 2-epoch digits run: its checkpoints are resumed and misused below."""
-    folder = tmp_path_factory.mktemp("finished")
-    train(compose_config([*TINY, "logger=csv"], folder))
-    return folder
+@pytest.fixture
+def finished_run(tiny_run) -> Path:
+    """A finished 2-epoch digits run, the session's (conftest.py): its checkpoints are resumed (into
+    folders of their own) and misused (copies) below."""
+    return tiny_run
 
 
 def _result(folder: Path) -> dict:
@@ -41,6 +41,7 @@ def _result(folder: Path) -> dict:
 # -- 1. a diverged classifier is a divergence, not a result
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_the_run_without_a_result(tmp_path):
     with pytest.raises(TrainingDiverged) as err:
         train(compose_config([*TINY, *HUGE_LR], tmp_path))
@@ -57,6 +58,7 @@ def test_non_finite_validation_loss_is_named():
     classifier._check_finite(classifier.train_loss, "train/loss")  # no update yet: nothing to judge
 
 
+@pytest.mark.slow
 def test_diverged_run_exits_3_with_one_line(tmp_path):
     proc = run_train([*TINY, *HUGE_LR, "activation.impl=reference"], tmp_path / "run")
     assert proc.returncode == 3, proc.stderr[-2000:]
@@ -78,6 +80,7 @@ def _test_accuracy(cfg, ckpt: Path) -> float:
     return trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"]
 
 
+@pytest.mark.slow
 def test_resumed_run_tests_the_best_epoch_from_before_the_interruption(finished_run, tmp_path, monkeypatch):
     first = _result(finished_run)
     first_best = Path(first["checkpoint"])
@@ -106,6 +109,7 @@ def test_resumed_run_tests_the_best_epoch_from_before_the_interruption(finished_
     assert result["metrics"]["test/acc"] > 0.5  # not the ruined last epoch (chance is 0.1)
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_tests_it_again(finished_run, tmp_path):
     """The resume command a run prints when stopped in its final test: nothing left to train."""
     train(compose_config([*TINY, "logger=csv", f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}"], tmp_path))
@@ -187,6 +191,7 @@ def test_interrupted_text_write_keeps_the_previous_file(tmp_path):
     assert path.read_text() == '{"value": 0.9}' and os.listdir(tmp_path) == ["result.json"]
 
 
+@pytest.mark.slow
 def test_full_disk_during_training_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
     real_save = torch.save
 
@@ -229,6 +234,7 @@ def test_files_that_are_no_checkpoint_are_refused(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_task_is_refused(finished_run, tmp_path, fashion_sample_dir):
     last = finished_run / "checkpoints" / "last.ckpt"
     assert _refusal(last, gan_overrides(fashion_sample_dir), tmp_path) == (
@@ -250,6 +256,7 @@ def test_checkpoint_of_another_task_is_refused(finished_run, tmp_path, fashion_s
     )
 
 
+@pytest.mark.slow
 def test_a_resume_refuses_only_the_options_that_differ_from_its_checkpoint(finished_run, tmp_path):
     """A config composed in Python gives every key; trainer.* may change, model.hidden and the optimizer not."""
     last = finished_run / "checkpoints" / "last.ckpt"
@@ -266,6 +273,7 @@ def test_a_resume_refuses_only_the_options_that_differ_from_its_checkpoint(finis
     )  # one entry for another model, not one for each of its keys
 
 
+@pytest.mark.slow
 def test_checkpoint_whose_weights_do_not_fit_is_refused(finished_run, tmp_path):
     last = finished_run / "checkpoints" / "last.ckpt"
     changed = tmp_path / "changed.ckpt"
@@ -278,6 +286,7 @@ def test_checkpoint_whose_weights_do_not_fit_is_refused(finished_run, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_finished_run_records_its_checkpoint_and_data(finished_run):
     result = _result(finished_run)
     assert Path(result["checkpoint"]).parent == finished_run / "checkpoints"
@@ -291,7 +300,7 @@ def test_finished_run_records_its_checkpoint_and_data(finished_run):
 
 def _build(overrides: list[str], tmp_path: Path):
     c = OmegaConf.to_container(compose_config(["data=digits", *overrides], tmp_path), resolve=True)
-    return TASKS[c["task"]["name"]](c, dataset_spec(c["data"]["name"]))
+    return TASKS[c["task"]["name"]].build(c, dataset_spec(c["data"]["name"]))
 
 
 LIST_RULE = "is not allowed: it must be a non-empty list of integers >= 1, e.g. [32, 64]"

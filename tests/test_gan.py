@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 import sgmod_study.tasks.gan as gan_module
-from conftest import CONF, compose_config, gan_overrides, load_fashion_sample, run_train
+from helpers.data import load_fashion_sample
+from helpers.runs import CONF, compose_config, gan_overrides, read_events, run_train
 from sgmod_study.data import dataset_spec
 from sgmod_study.errors import ConfigError, TrainingDiverged
 from sgmod_study.nn.activations import ACTIVATIONS, Sgmod
@@ -19,8 +20,9 @@ from sgmod_study.nn.feature_net import WEIGHTS, FrozenFeatures, load_feature_net
 from sgmod_study.nn.models import Discriminator, Generator
 from sgmod_study.nn.norms import NORMS, PLACEMENTS
 from sgmod_study.run.training import train
-from sgmod_study.tasks.gan import PrecomputedFeatures, build_gan, gradient_penalty
-from test_training import read_events
+from sgmod_study.tasks.gan import build_gan
+from sgmod_study.tasks.gan_losses import gradient_penalty
+from sgmod_study.tasks.gan_metrics import PrecomputedFeatures
 
 
 def _sample_as_tanh_range() -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,6 +95,7 @@ def test_fid_of_identical_sets_is_zero_and_of_shifted_sets_large():
     assert brighter > 5 * other_half > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss, d_norm", [("bce", "batch"), ("hinge", "batch"), ("wgan_gp", "layer")])
 def test_one_training_epoch_with_each_loss(tmp_path, fashion_sample_dir, loss, d_norm):
     overrides = [*gan_overrides(fashion_sample_dir), f"task.loss={loss}", f"model.discriminator.norm={{name:{d_norm}}}"]
@@ -120,6 +123,7 @@ def test_one_training_epoch_with_each_loss(tmp_path, fashion_sample_dir, loss, d
     assert (tmp_path / "samples" / "epoch000.png").is_file()
 
 
+@pytest.mark.slow
 def test_fixed_noise_grid_reaches_tensorboard(tmp_path, fashion_sample_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -134,12 +138,14 @@ def test_fixed_noise_grid_reaches_tensorboard(tmp_path, fashion_sample_dir):
     assert images[0].width == images[0].height > 28  # a grid of 16 images, 4 x 4
 
 
+@pytest.mark.slow
 def test_forced_nan_stops_the_run_with_the_divergence_message(tmp_path, fashion_sample_dir, monkeypatch):
     monkeypatch.setattr(gan_module, "discriminator_loss", lambda *args: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(TrainingDiverged, match=r"non-finite loss at step \d+: d_loss=nan"):
         train(compose_config(gan_overrides(fashion_sample_dir), tmp_path))
 
 
+@pytest.mark.slow
 def test_collapsed_discriminator_stops_the_run(tmp_path, fashion_sample_dir):
     overrides = [*gan_overrides(fashion_sample_dir), "task.collapse_loss=1e9", "task.collapse_steps=2"]
     with pytest.raises(
@@ -148,6 +154,7 @@ def test_collapsed_discriminator_stops_the_run(tmp_path, fashion_sample_dir):
         train(compose_config(overrides, tmp_path))
 
 
+@pytest.mark.slow
 def test_divergence_exit_code_from_the_command_line(tmp_path, fashion_sample_dir):
     result = run_train(
         [*gan_overrides(fashion_sample_dir), "task.collapse_loss=1e9", "task.collapse_steps=1"], tmp_path / "run"
@@ -188,6 +195,7 @@ def test_bad_gan_settings_are_clear_errors(tmp_path, fashion_sample_dir, overrid
         train(compose_config([*base, override], tmp_path))
 
 
+@pytest.mark.slow
 def test_gan_with_ddp_cpu(tmp_path, fashion_sample_dir):
     runs = tmp_path / "runs"
     result = run_train([*gan_overrides(fashion_sample_dir), "trainer=ddp_cpu"], runs / "run")
@@ -243,6 +251,7 @@ with initialize_config_dir(config_dir=conf, version_base="1.3"):
 """
 
 
+@pytest.mark.slow
 def test_ddp_ranks_make_different_fake_batches_so_fid_counts_distinct_images(tmp_path, fashion_sample_dir):
     script = tmp_path / "record_fakes.py"
     script.write_text(RECORD_FAKES)

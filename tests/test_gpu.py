@@ -7,7 +7,7 @@ and by ``python scripts/gpu_check.py``.
 import pytest
 import torch
 
-from conftest import TINY, run_train
+from helpers.runs import TINY, run_train
 from sgmod_study.nn import sgmod_op
 from sgmod_study.nn.sgmod_op import FUSED_MIN_ELEMENTS, kernels, sgmod, sgmod_fused, sgmod_reference
 from sgmod_study.trial_contract import read_metrics
@@ -65,17 +65,19 @@ def test_double_backward_on_cuda():
 
 
 def _tiny_gpu_run(tmp_path, *overrides):
-    args = [a for a in TINY if a != "trainer=cpu"] + ["trainer=gpu", *overrides]
+    args = [*TINY, "trainer=gpu", *overrides]  # the preset's trainer=cpu replaced
     done = run_train(args, tmp_path / "run", timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return read_metrics(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_run_on_the_gpu_with_data_on_the_device_bf16_and_channels_last_learns(tmp_path):
     metrics = _tiny_gpu_run(tmp_path, "data.on_device=true", "trainer.precision=bf16-mixed", "speed.channels_last=true")
     assert metrics["test/acc"] > 0.5  # digits, 2 epochs: chance is 0.1
 
 
+@pytest.mark.slow
 def test_a_compiled_model_trains_on_the_gpu(tmp_path):
     metrics = _tiny_gpu_run(tmp_path, "speed.compile=default", "data.on_device=true")
     assert metrics["test/acc"] > 0.5

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import gpu_check
-from conftest import ROOT
+from helpers.runs import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,7 @@ def dry_run(tmp_path_factory):
     return done, out
 
 
+@pytest.mark.slow
 def test_the_dry_run_runs_every_step_and_writes_json_and_markdown(dry_run):
     done, out = dry_run
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

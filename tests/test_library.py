@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sgmod_study
-from conftest import ROOT
+from helpers.runs import ROOT
 
 SWEEP_ONLY = ("optuna-dashboard", "psycopg2-binary", "hydra-submitit-launcher")
 

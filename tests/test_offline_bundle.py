@@ -7,7 +7,7 @@ from importlib import metadata
 
 from packaging.requirements import Requirement
 
-from conftest import ROOT
+from helpers.runs import ROOT
 
 LISTS = ROOT / "scripts" / "offline_bundle"
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import compose_config, gan_overrides, run_train
+from helpers.runs import compose_config, gan_overrides, run_train
 from sgmod_study.data import DeviceBatches, ImageDataModule, dataset_spec
 from sgmod_study.errors import ConfigError
 from sgmod_study.run.training import apply_speed, compile_mode, train
@@ -124,6 +124,7 @@ class RecordLabels(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
+@pytest.mark.slow
 def test_lightning_reshuffles_device_batches_per_epoch_resumes_and_honours_limit_train_batches(tmp_path):
     def fit(limit: int | float = 1.0, epochs: int = 2, ckpt_path: Path | None = None) -> RecordLabels:
         dm = ImageDataModule("digits", val_size=200, batch_size=64, on_device=True, seed=5)
@@ -160,6 +161,7 @@ def test_lightning_reshuffles_device_batches_per_epoch_resumes_and_honours_limit
     assert limited.seen[0] == module.seen[0][: 3 * 64]
 
 
+@pytest.mark.slow
 def test_on_device_run_reaches_the_accuracy_of_the_dataloader_path(tmp_path, tiny_overrides):
     overrides = [*tiny_overrides, "trainer.max_epochs=3"]
     on_device = train(compose_config([*overrides, "data.on_device=true"], tmp_path / "on_device"))
@@ -168,6 +170,7 @@ def test_on_device_run_reaches_the_accuracy_of_the_dataloader_path(tmp_path, tin
     assert abs(on_device - loader) < 0.15
 
 
+@pytest.mark.slow
 def test_on_device_under_ddp_gives_each_rank_half_the_training_batches(tmp_path, tiny_overrides):
     overrides = [*tiny_overrides, "trainer=ddp_cpu", "data.on_device=true", "logger=csv"]
     result = run_train(overrides, tmp_path / "run")
@@ -216,6 +219,7 @@ def test_apply_speed_works_in_place_and_keeps_state_dict_keys(tmp_path, tiny_ove
     assert module.model._compiled_call_impl is not None
 
 
+@pytest.mark.slow
 def test_channels_last_run_trains_channels_last_networks(tmp_path, tiny_overrides):
     overrides = [*tiny_overrides, "speed.channels_last=true", "trainer.max_epochs=3", "data.on_device=true"]
     assert train(compose_config(overrides, tmp_path)) > 0.6
@@ -223,6 +227,7 @@ def test_channels_last_run_trains_channels_last_networks(tmp_path, tiny_override
     assert weights["model.features.stage2.conv.weight"].is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_compiled_sgmod_run_is_finite_and_saves_plain_state_dict_keys(tmp_path, tiny_overrides):
     overrides = [*tiny_overrides, "activation=sgmod", "speed.compile=default", "trainer.max_epochs=1"]
     overrides += ["trainer.limit_train_batches=4", "logger=csv"]

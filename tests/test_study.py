@@ -21,12 +21,12 @@ from hydra import compose, initialize_config_dir
 from optuna.distributions import FloatDistribution
 from torch import nn
 
-from conftest import CONF, compose_config
+from helpers.records import CLASSIFIER, fake_study, record_dir, record_of, sgmod_sweep, sweep_record
+from helpers.runs import CONF, compose_config, read_events
 from sgmod_study.data import dataset_spec
 from sgmod_study.errors import ConfigError
 from sgmod_study.nn.activations import Sgmod
 from sgmod_study.run.diagnostics import activation_record
-from sgmod_study.run.training import train
 from sgmod_study.study import runner
 from sgmod_study.study.choose import chosen_overrides
 from sgmod_study.study.export import export, read_rows
@@ -34,16 +34,6 @@ from sgmod_study.study.record import Record, machine, machine_name
 from sgmod_study.study.spec import load_study
 from sgmod_study.tasks.classifier import build_classifier
 from sgmod_study.trial_contract import SGMOD_FINAL_FILE
-
-CLASSIFIER = load_study("classifier", CONF / "study")
-
-
-def record_dir(name: str, root: Path) -> Path:
-    return root / "study" / "classifier" / name
-
-
-def record_of(root: Path) -> Record:
-    return Record(root / "study" / "classifier")
 
 
 def test_the_sgmod_search_covers_the_briefs_table_and_the_run_uses_gamma_betas_own_settings(tmp_path):
@@ -87,38 +77,22 @@ def test_activation_record_reads_gamma_beta_and_what_can_absorb_them():
     assert record["next_weight_norm"] == pytest.approx([math.sqrt(12), 2 * math.sqrt(12)])
 
 
-def test_a_run_records_final_gamma_beta_and_how_far_they_could_travel(tmp_path, tiny_overrides):
-    cfg = compose_config([*tiny_overrides, "activation.lr=0.004", "scheduler=none"], tmp_path)
-    train(cfg)
-    record = json.loads((tmp_path / SGMOD_FINAL_FILE).read_text())
+@pytest.mark.slow
+def test_a_run_records_final_gamma_beta_and_how_far_they_could_travel(tiny_run):
+    """The session's tiny run (conftest.py): 2 epochs, gamma/beta's learning rate on the cosine schedule."""
+    record = json.loads((tiny_run / SGMOD_FINAL_FILE).read_text())
     assert set(record["layers"]) == {"features.stage1.act", "features.stage2.act", "head.act"}
-    steps = 2 * 20  # 2 epochs of the digits training split (1,797 - 360 test - 200 val) in batches of 64
-    assert record["steps"] == steps
-    assert record["activation_lr_sum"] == pytest.approx(steps * 0.004)
+    per_epoch = 20  # steps of an epoch: the digits training split (1,797 - 360 test - 200 val) in batches of 64
+    rates = [lr for _, lr in read_events(tiny_run / "tensorboard")["scalars"]["lr-AdamW/activation"]]
+    assert len(rates) == 2 and rates[1] < rates[0]  # one per epoch (at its start), decaying
+    assert record["steps"] == per_epoch * len(rates)
+    assert record["activation_lr_sum"] == pytest.approx(per_epoch * sum(rates))
     moved = max(abs(g - 1.0) for g in record["layers"]["head.act"]["gamma"])
     assert 0 < moved <= record["activation_lr_sum"] * 1.1  # Adam moves about lr per step at most
 
 
-def _fake_study(root, name, n, stored=None):
-    """Part ``name`` with ``n`` finished trials whose run folders are here; ``stored``: the folders
-    as their trials recorded them (by default their absolute paths)."""
-    journal = record_dir(name, root) / "study.journal"
-    journal.parent.mkdir(parents=True)
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
-    for i in range(n):
-        trial = study.ask({"x": FloatDistribution(0, 1)})
-        folder = root / "outputs" / "study" / "classifier" / name / f"trial_{i:04d}"
-        (folder / ".hydra").mkdir(parents=True)
-        (folder / ".hydra" / "config.yaml").write_text(f"seed: {i}\nactivation:\n  name: sgmod\n")
-        (folder / "result.json").write_text(json.dumps({"value": i / 10, "metrics": {"test/acc": i / 10}}))
-        trial.set_user_attr("folder", stored[i] if stored else str(folder))
-        study.tell(trial, i / 10)
-    return study
-
-
 def test_export_keeps_rows_whose_run_folders_are_on_another_machine(tmp_path):
-    study = _fake_study(tmp_path, "controls", 2)
+    study = fake_study(tmp_path, "controls", 2)
     rows = export(record_of(tmp_path), "controls", tmp_path)
     assert [r["metrics"]["test/acc"] for r in rows] == [0.0, 0.1]
     assert rows[1]["config"]["seed"] == 1 and rows[1]["config"]["activation"] == {"name": "sgmod"}
@@ -153,38 +127,12 @@ def test_every_part_runs_the_declared_setup_and_trial_count_into_its_own_record(
         assert not any(str(tmp_path) in arg for arg in command)
 
 
-def _sweep(root, name, trials, space=None):
-    """A finished sweep part: ``trials`` is [(params, value), ...]."""
-    journal = record_dir(name, root) / "study.journal"
-    journal.parent.mkdir(parents=True)
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
-    space = space or {key: FloatDistribution(1e-5, 1.0, log=True) for key in trials[0][0]}
-    rows = []
-    for number, (params, value) in enumerate(trials):
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
-        rows.append({"number": number, "state": "COMPLETE", "values": [value], "params": params})
-    (journal.parent / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return study
-
-
-def _sgmod_sweep(root, values):
-    """A finished sweep_sgmod record: trial i has gamma_init, beta_init and lr from ``values[i]``."""
-    space = {
-        "activation.gamma_init": FloatDistribution(0.1, 10.0, log=True),
-        "activation.beta_init": FloatDistribution(-5.0, 5.0),
-        "activation.lr": FloatDistribution(1e-4, 1e-2, log=True),
-    }
-    keys = list(space)
-    return _sweep(root, "sweep_sgmod", [(dict(zip(keys, v[:3], strict=True)), v[3]) for v in values], space)
-
-
 def test_a_confirm_part_retrains_the_best_configuration_of_its_sweep_on_its_fresh_seeds(tmp_path):
     part = CLASSIFIER.parts["confirm_relu"]
     with pytest.raises(ConfigError, match="part=sweep_relu has no record yet"):
         runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), [], tmp_path)
     lr, wd = "optimizer.lr", "optimizer.weight_decay"
-    _sweep(tmp_path, "sweep_relu", [({lr: 0.001, wd: 1e-4}, 0.91), ({lr: 0.003, wd: 1e-05}, 0.93)])
+    sweep_record(tmp_path, "sweep_relu", [({lr: 0.001, wd: 1e-4}, 0.91), ({lr: 0.003, wd: 1e-05}, 0.93)])
     command = runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), [], tmp_path)
     chosen = command[3 : command.index("hydra.sweeper.n_trials=10")]
     assert "optimizer.lr=0.003" in chosen and "optimizer.weight_decay=1e-05" in chosen  # trial 1, the best
@@ -202,7 +150,7 @@ def test_the_recommended_default_is_the_rounded_median_of_the_top_quarter(tmp_pa
     # beta -1.2, -0.9, 3 (median -0.9 -> -1), lr 1e-3, 3e-3, 9e-3 (median 3e-3)
     top = [(2.0, -1.2, 1e-3, 0.93), (2.2, -0.9, 3e-3, 0.92), (8.0, 3.0, 9e-3, 0.91)]
     rest = [(0.1 + i / 10, 4.0, 1e-4, 0.5 + i / 100) for i in range(9)]
-    study = _sgmod_sweep(tmp_path, top + rest)
+    study = sgmod_sweep(tmp_path, top + rest)
     assert chosen_overrides(study, "recommended") == [
         "activation.beta_init=-1",
         "activation.gamma_init=2",
@@ -211,7 +159,7 @@ def test_the_recommended_default_is_the_rounded_median_of_the_top_quarter(tmp_pa
 
 
 def test_a_confirm_part_waits_for_its_whole_sweep(tmp_path):
-    _sgmod_sweep(tmp_path, [(1.0, 0.0, 1e-3, 0.9)] * 5)
+    sgmod_sweep(tmp_path, [(1.0, 0.0, 1e-3, 0.9)] * 5)
     with pytest.raises(ConfigError, match="sweep_sgmod, which has 5 of its 64 trials: finish it first"):
         runner.run(CLASSIFIER, record_of(tmp_path), "confirm_sgmod_default", root=tmp_path)
     with pytest.raises(ConfigError, match="part='sweep_nope' is not a known choice; valid choices: all, confirm_relu"):

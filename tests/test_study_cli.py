@@ -4,7 +4,6 @@ and the paths a record holds from another machine point into this repository."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,50 +13,19 @@ import tempfile
 import warnings
 from functools import cache
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from conftest import ROOT
-from sgmod_study.study import runner
+from helpers.records import CLASSIFIER, FIXED, LEARNED, fake_study, no_sweep, record_dir, record_of, row, sgmod_sweep
+from helpers.records import study_cli as cli
+from helpers.runs import ROOT
 from sgmod_study.study.export import export, run_folder
-from test_study import CLASSIFIER, _fake_study, _sgmod_sweep, record_dir, record_of
-from test_study_report import FIXED, LEARNED, _row
-
-
-@cache
-def _script():
-    spec = importlib.util.spec_from_file_location("study_script", ROOT / "scripts" / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def cli(args, repo, monkeypatch, capsys) -> tuple[int, str, str]:
-    """``python scripts/study.py <args>`` in the folder ``repo``, in-process: (exit code, stdout, stderr)."""
-    if not (repo / "conf").exists():  # the studies' declarations, read from the working folder
-        (repo / "conf").symlink_to(ROOT / "conf")
-    monkeypatch.chdir(repo)
-    monkeypatch.setattr(sys, "argv", ["study.py", *args])
-    try:
-        code = _script().main()
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _no_sweep(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a sweep was started")
-
-    monkeypatch.setattr(runner, "subprocess", SimpleNamespace(Popen=refuse, PIPE=-1, STDOUT=-2))
 
 
 def _controls(repo, n_rows=None):
     """An unfinished controls record: 16 runs of two variants (no journal: nothing ran here)."""
-    rows = [_row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
-    rows += [_row("sgmod_fixed", s, a) for s, a in enumerate(FIXED)]
+    rows = [row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
+    rows += [row("sgmod_fixed", s, a) for s, a in enumerate(FIXED)]
     folder = record_dir("controls", repo)
     folder.mkdir(parents=True)
     (folder / "runs.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows[:n_rows]))
@@ -67,7 +35,7 @@ def _record(repo):
     """A small study record: the controls above and a 12-trial sweep_sgmod (enough for its figures)."""
     _controls(repo)
     top = [(2.0, -1.2, 1e-3, 0.93), (2.2, -0.9, 3e-3, 0.92), (8.0, 3.0, 9e-3, 0.91)]
-    _sgmod_sweep(repo, top + [(0.1 + i / 10, 4.0, 1e-4, 0.5 + i / 100) for i in range(9)])
+    sgmod_sweep(repo, top + [(0.1 + i / 10, 4.0, 1e-4, 0.5 + i / 100) for i in range(9)])
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -119,7 +87,7 @@ def test_a_finished_part_runs_nothing_and_changes_nothing(tmp_path, monkeypatch,
         (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (folder / "study.journal").write_text('{"op_code": 0, "study_name": "%s"}\n' % name)
     before = _files(tmp_path)
-    _no_sweep(monkeypatch)
+    no_sweep(monkeypatch)
     assert cli(["run", "classifier", "controls"], tmp_path, monkeypatch, capsys) == (
         0,
         "[study] controls is complete (72 of 72 trials): nothing to run\n",
@@ -151,14 +119,14 @@ def test_export_reads_run_folders_stored_relative_or_under_another_machines_path
         "/home/x/project/outputs/study/classifier/controls/trial_0000",
         "outputs/study/classifier/controls/trial_0001",
     ]
-    _fake_study(tmp_path, "controls", 2, stored)
+    fake_study(tmp_path, "controls", 2, stored)
     monkeypatch.chdir(tmp_path.parent)  # a relative folder is the repository's, not the working directory's
     rows = export(record_of(tmp_path), "controls", tmp_path)
     assert [r["metrics"]["test/acc"] for r in rows] == [0.0, 0.1]
 
 
 def test_export_leaves_an_unchanged_record_unwritten(tmp_path):
-    _fake_study(tmp_path, "controls", 2)
+    fake_study(tmp_path, "controls", 2)
     path = record_dir("controls", tmp_path) / "runs.jsonl"
     export(record_of(tmp_path), "controls", tmp_path)
     written = path.stat().st_mtime_ns, path.read_bytes()
@@ -216,7 +184,7 @@ def test_list_and_report_only_read_the_record(read_only_record, monkeypatch, cap
 
 
 def test_run_and_export_on_a_read_only_record_stop_with_one_line(read_only_record, monkeypatch, capsys):
-    _no_sweep(monkeypatch)
+    no_sweep(monkeypatch)
     for name in ("controls", "all"):
         assert cli(["run", "classifier", name], read_only_record, monkeypatch, capsys) == (
             5,
@@ -258,10 +226,10 @@ def test_a_read_only_record_in_a_user_namespace(tmp_path):
 def test_a_part_recorded_under_another_fixed_setup_is_refused_before_its_sweep_starts(tmp_path, monkeypatch, capsys):
     import optuna
 
-    study = _fake_study(tmp_path, "sweep_relu", 1)
+    study = fake_study(tmp_path, "sweep_relu", 1)
     setup = {"data.name": "fashion_mnist", "trainer.max_epochs": 3, "activation.name": "relu"}
     study.set_user_attr("fixed_setup", setup)
-    _no_sweep(monkeypatch)
+    no_sweep(monkeypatch)
     code, out, err = cli(["run", "classifier", "sweep_relu"], tmp_path, monkeypatch, capsys)
     assert (code, out) == (2, "")
     assert err == (
@@ -276,10 +244,10 @@ def test_records_kept_elsewhere_are_listed_and_reported_there_and_read_the_basel
     tmp_path, monkeypatch, capsys
 ):
     repo, mine = tmp_path / "repo", tmp_path / "mine"
-    rows = [_row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
+    rows = [row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
     (mine / "classifier" / "controls").mkdir(parents=True)
     (mine / "classifier" / "controls" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    _sgmod_sweep(repo, [(1.0, 0.0, 1e-3, 0.9)] * 5)  # the repository's record of sweep_sgmod
+    sgmod_sweep(repo, [(1.0, 0.0, 1e-3, 0.9)] * 5)  # the repository's record of sweep_sgmod
     code, out, err = cli(["list", "classifier", "--record", str(mine)], repo, monkeypatch, capsys)
     assert (code, err) == (0, "")
     listed = {line.split()[0]: line.split()[2] for line in out.splitlines()[1:]}

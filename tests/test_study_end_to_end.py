@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers.runs import ROOT
+
+pytestmark = pytest.mark.slow  # scripts/study.py runs real sweeps: src/train.py trains every trial
 
 TINY_STUDY = """
 question: relu against tanh, tuned, on a tiny budget

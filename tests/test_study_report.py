@@ -16,6 +16,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from scipy import stats as scipy_stats
 
+from helpers.records import FIXED, LEARNED  # the learnable Sgmod better on every seed
+from helpers.records import row as _row
 from sgmod_study.study import stats
 from sgmod_study.study.record import Record
 from sgmod_study.study.report import confirm, controls, document, figures, importance, paired, sweeps, travel
@@ -23,28 +25,7 @@ from sgmod_study.study.report.document import write_report
 from sgmod_study.study.spec import Study, load_study, with_activation
 
 EPYC = {"cpu": "AMD EPYC", "cpu_count": 2, "cpu_capability": "AVX512"}
-FIXED = [0.910, 0.912, 0.915, 0.911, 0.913, 0.914, 0.916, 0.912]
-LEARNED = [0.915, 0.916, 0.921, 0.914, 0.919, 0.918, 0.922, 0.917]  # better on every seed
 MARGINS = (0.005, 0.002)  # the classifier study's margin and the one also reported
-
-
-def _row(variant, seed, acc, gamma=None, could=1.0, learn=None):
-    """A finished run of ``variant`` on a GPU; ``gamma``: its head layer's final gamma per channel
-    (beta ends at -0.5). Learnable gamma/beta unless the variant is a fixed one."""
-    learn = variant in ("sgmod", "sgmod_tanh_init") if learn is None else learn
-    row = {
-        "number": seed,
-        "state": "COMPLETE",
-        "values": [acc],
-        "params": {"activation": variant, "seed": seed},
-        "metrics": {"test/acc": acc},
-        "config": {"activation": {"gamma_init": 1.0, "beta_init": 0.0, "learn_gamma": learn, "learn_beta": learn}},
-        "machine": {"gpu": "Test GPU"},
-    }
-    if gamma is not None:
-        layer = {"gamma": gamma, "beta": [-0.5] * len(gamma), "next_weight_norm": [2.0] * len(gamma)}
-        row["sgmod"] = {"activation_lr_sum": could, "layers": {"head.act": layer}}
-    return row
 
 
 def _on(machine, rows):

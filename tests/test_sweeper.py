@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import optuna
@@ -14,28 +12,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT
+from helpers.sweeps import load, sweep
 from sgmod_study.sweeper.devices import trial_threads
 from sgmod_study.sweeper.liveness import OWNER_ATTR
 from sgmod_study.sweeper.results import write_results
 from sgmod_study.sweeper.space import distribution, search_space
-
-# one trial: a 1-epoch CNN on scikit-learn digits, ~5 s of which most is process start-up
-TRIAL = [
-    "data=digits",
-    "trainer=cpu",
-    "trainer.max_epochs=1",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "diagnostics.every_n_steps=null",
-    "model.channels=[8]",
-    "model.hidden=16",
-]
-
-
-# Sgmod's eager expression in trial processes: compiling the fused op took a tiny trial from 5.5 s
-# to 9.8 s on 2 CPU cores, and these tests are about the sweeper (test_sgmod_op.py tests the op)
-EAGER_SGMOD = "activation.impl=reference"
 
 
 def _dist(line: str):
@@ -61,41 +42,11 @@ def test_search_space_splits_sweeps_from_fixed_overrides():
     assert fixed == ["data=digits"]
 
 
-def sweep(tmp_path, *args, n_trials=6, n_jobs=1, storage=None, wait=True, search="hparams_search=sgmod_classifier"):
-    """python src/train.py -m <search> on digits; the study in tmp_path."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        str(ROOT / "src" / "train.py"),
-        "-m",
-        search,
-        *TRIAL,
-        f"hydra.sweeper.n_trials={n_trials}",
-        f"hydra.sweeper.n_jobs={n_jobs}",
-        f"hydra.sweeper.storage={storage or tmp_path / 'study.journal'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        "hydra.sweeper.sampler.seed=0",
-        *([] if any("activation=" in a for a in args) else [EAGER_SGMOD]),  # not when the activation changes
-        *args,
-    ]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if not wait:
-        return process
-    output, _ = process.communicate(timeout=600)
-    return process.returncode, output
-
-
-def load(tmp_path, name="sgmod_classifier") -> optuna.Study:
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal"))
-    )
-    return optuna.load_study(study_name=name, storage=storage)
-
-
 def states(study) -> list[str]:
     return [t.state.name for t in study.trials]
 
 
+@pytest.mark.slow
 def test_four_trial_sweep_runs_baseline_first_and_writes_results(tmp_path):
     code, output = sweep(tmp_path, n_trials=4)
     assert code == 0, output[-3000:]
@@ -159,6 +110,7 @@ def _csv_complete(tmp_path) -> int:
     return sum(",COMPLETE," in row for row in csv.read_text().splitlines()) if csv.exists() else 0
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     process = sweep(tmp_path, n_trials=4, wait=False)
     deadline = time.time() + 300
@@ -185,6 +137,7 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     assert len(orphans) == 1 and "killed" in orphans[0].user_attrs["fail_reason"]
 
 
+@pytest.mark.slow
 def test_failing_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     # trial 0 has a bad config (exit 2); trial 1 trains with lr 1e12: its loss goes NaN, it exits 3
     # (a NaN objective in result.json: tests/test_sweeper_faults.py)
@@ -205,6 +158,7 @@ def test_failing_and_nan_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert study.trials[1].user_attrs["fail_reason"].startswith("training diverged: diverged: non-finite loss")
 
 
+@pytest.mark.slow
 def test_too_many_failures_stop_the_sweep_with_the_list(tmp_path):
     # enqueued values are not checked before the sweep starts (searched ones are): trial 0 fails
     code, output = sweep(tmp_path, "hydra.sweeper.enqueue_trials=[{activation.gamma_init:50.0}]", n_trials=3)
@@ -214,6 +168,7 @@ def test_too_many_failures_stop_the_sweep_with_the_list(tmp_path):
     assert "to go on: fix the cause and run the same command again" in output
 
 
+@pytest.mark.slow
 def test_two_jobs_run_concurrently_on_distinct_slots(tmp_path):
     code, output = sweep(tmp_path, n_trials=4, n_jobs=2)
     assert code == 0, output[-3000:]
@@ -224,6 +179,7 @@ def test_two_jobs_run_concurrently_on_distinct_slots(tmp_path):
     assert second.datetime_start < first.datetime_complete  # they overlapped
 
 
+@pytest.mark.slow
 def test_median_pruner_prunes_a_clearly_bad_trial(tmp_path):
     good = "{optimizer.lr:0.003,activation.gamma_init:1.0,activation.beta_init:0.0,optimizer.weight_decay:0.0001}"
     bad = "{optimizer.lr:1.0e-07,activation.gamma_init:1.0,activation.beta_init:0.0,optimizer.weight_decay:0.0001}"
@@ -244,6 +200,7 @@ def test_median_pruner_prunes_a_clearly_bad_trial(tmp_path):
     assert len(pruned.intermediate_values) < 4  # stopped before its last epoch
 
 
+@pytest.mark.slow
 def test_custom_search_space_adds_conditional_parameters(tmp_path):
     # the baselines' search (network lr and wd) plus gamma/beta's multiplier, only when the activation is Sgmod
     code, output = sweep(
@@ -261,6 +218,7 @@ def test_custom_search_space_adds_conditional_parameters(tmp_path):
     assert "activation.lr_mult=" in saved  # the trial process really got it
 
 
+@pytest.mark.slow
 def test_multi_objective_sweep_writes_the_pareto_front(tmp_path):
     code, output = sweep(
         tmp_path,
@@ -277,6 +235,7 @@ def test_multi_objective_sweep_writes_the_pareto_front(tmp_path):
     assert {b["number"] for b in front} == {t.number for t in study.best_trials}
 
 
+@pytest.mark.slow
 def test_ddp_trials_run_as_single_runs_without_a_second_sweep(tmp_path):
     code, output = sweep(tmp_path, "trainer=ddp_cpu", n_trials=2)
     assert code == 0, output[-3000:]
@@ -294,6 +253,7 @@ def test_ddp_trials_run_as_single_runs_without_a_second_sweep(tmp_path):
         assert not list((sweep_dir / trial).glob("*/trial_*"))  # no nested sweep
 
 
+@pytest.mark.slow
 def test_baseline_search_names_its_study_after_the_activation(tmp_path):
     code, output = sweep(tmp_path, "activation=relu", n_trials=1, search="hparams_search=baseline_classifier")
     assert code == 0, output[-3000:]
@@ -301,6 +261,7 @@ def test_baseline_search_names_its_study_after_the_activation(tmp_path):
     assert study.trials[0].params == {"optimizer.lr": 0.001, "optimizer.weight_decay": 0.0001}
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
     workers = [sweep(tmp_path / f"worker{i}", storage=postgres_url, n_trials=5, wait=False) for i in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
@@ -326,6 +287,7 @@ def test_concurrent_trials_share_the_cores_out():
         assert trial_threads(2) == cores // 2
 
 
+@pytest.mark.slow
 def test_trial_timeout_kills_the_trial_and_records_why(tmp_path):
     code, output = sweep(tmp_path, "hydra.sweeper.trial_timeout=1", n_trials=2)
     assert code != 0  # max_failure_rate=0: the first timeout stops the sweep
@@ -333,6 +295,7 @@ def test_trial_timeout_kills_the_trial_and_records_why(tmp_path):
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "timed out after 1 s"
 
 
+@pytest.mark.slow
 def test_the_sweeps_time_limit_stops_its_trial_as_interrupted(tmp_path):
     code, output = sweep(tmp_path, "hydra.sweeper.time_limit=1", n_trials=3)
     assert code == 0, output  # not a failure: the same command resumes
@@ -342,6 +305,7 @@ def test_the_sweeps_time_limit_stops_its_trial_as_interrupted(tmp_path):
     assert again.state == TrialState.WAITING and again.system_attrs["fixed_params"] == trial.params  # runs next
 
 
+@pytest.mark.slow
 def test_workers_through_the_submitit_launcher_share_the_study(tmp_path):
     """The SLURM path, run with hydra-submitit-launcher's local executor: two worker jobs."""
     code, output = sweep(
@@ -360,6 +324,7 @@ def test_workers_through_the_submitit_launcher_share_the_study(tmp_path):
     assert (tmp_path / "sweep" / ".submitit").is_dir()
 
 
+@pytest.mark.slow
 def test_grid_sampler_needs_choices(tmp_path):
     code, output = sweep(tmp_path, "hydra/sweeper/sampler=grid", n_trials=1)
     assert code == 2
@@ -369,6 +334,7 @@ def test_grid_sampler_needs_choices(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_grid_sampler_walks_the_choices(tmp_path):
     code, output = sweep(
         tmp_path,

@@ -8,11 +8,11 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
+from helpers.sweeps import train_multirun
 from sgmod_study.errors import ConfigError
 from sgmod_study.sweeper.devices import assign_gpus, sweep_gpus, trial_gpus
 from sgmod_study.sweeper.scheduler import Sweep
 from sgmod_study.sweeper.settings import ALL_GPUS, SweepSettings
-from test_sweeper_faults import train_multirun
 
 EIGHT = [str(i) for i in range(8)]
 FOUR = ["4", "5", "6", "7"]  # CUDA_VISIBLE_DEVICES=4,5,6,7
@@ -177,6 +177,7 @@ def test_an_impossible_sweep_is_refused_before_its_study_exists(tmp_path, monkey
     assert not (tmp_path / "study.journal").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_that_cannot_fit_its_gpus_exits_2_with_one_line_before_any_trial(tmp_path, monkeypatch):
     """The command a user runs, on fake GPUs: 5 one-GPU trials at once on 4 GPUs, 1 trial per GPU."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # train_multirun's process inherits it

@@ -7,9 +7,6 @@ trial); a few run `python src/train.py -m` to see the exit code and the one line
 import json
 import os
 import shlex
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -18,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from conftest import ROOT
+from helpers.sweeps import SPACE, dead_owner, journal_study, plain_load, run_sweep, stub_script, train_multirun
 from sgmod_study.errors import ConfigError
 from sgmod_study.sweeper.fixed_setup import fixed_setup
 from sgmod_study.sweeper.liveness import OWNER_ATTR
@@ -27,50 +24,7 @@ from sgmod_study.sweeper.settings import SweepSettings, check_directions, check_
 from sgmod_study.sweeper.space import distribution, probe_overrides, search_space
 from sgmod_study.sweeper.storage import hide_password, open_storage
 
-# A trial process in a few milliseconds: value `value=` or x (or 0), exit code `exit=` (default 0).
-STUB = """
-import json, sys, pathlib
-args = dict(a.split("=", 1) for a in sys.argv[1:])
-folder = pathlib.Path(args["hydra.run.dir"])
-folder.mkdir(parents=True, exist_ok=True)
-value = float(args.get("value", args.get("x", 0)))
-(folder / "result.json").write_text(json.dumps({"value": value, "metrics": {"test/acc": value / 2}}))
-code = int(args.get("exit", 0))
-if code:
-    print(f"error: stub trial exits with {code}")
-sys.exit(code)
-"""
-SPACE = {"x": FloatDistribution(0.0, 1.0)}
 BASELINE = {"x": 0.25}
-
-
-def journal_study(path: Path, name: str = "s") -> optuna.Study:
-    storage, _ = open_storage(str(path), name, path.parent)
-    return optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
-
-
-def plain_load(path: Path, name: str = "s") -> optuna.Study:
-    """The study as Optuna alone reads it (no repair)."""
-    backend = optuna.storages.journal.JournalFileBackend(str(path))
-    return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(backend))
-
-
-def _stub(tmp_path: Path) -> Path:
-    stub = tmp_path / "stub.py"
-    stub.write_text(STUB)
-    return stub
-
-
-def run_sweep(tmp_path: Path, fixed=(), **settings) -> optuna.Study:
-    settings = {"study_name": "s", "storage": str(tmp_path / "study.journal"), "n_trials": 2, **settings}
-    settings.setdefault("sampler", optuna.samplers.RandomSampler(seed=0))
-    return Sweep(SweepSettings(**settings), SPACE, list(fixed), tmp_path / "sweep", _stub(tmp_path)).run()
-
-
-def dead_owner() -> str:
-    process = subprocess.Popen([sys.executable, "-c", ""])
-    process.wait()
-    return f"{socket.gethostname()}:{process.pid}"
 
 
 # -- 1. a torn journal tail ----------------------------------------------------------------------
@@ -524,7 +478,7 @@ def test_trials_carry_their_metrics_and_relative_folder_and_the_study_names_its_
         SPACE,
         [],
         Path("sweep"),  # relative, as Hydra gives it
-        _stub(tmp_path),
+        stub_script(tmp_path),
     ).run()
     assert study.metric_names == ["val/x"]  # optuna-dashboard shows this, not "Objective 0"
     for trial in study.trials:
@@ -541,26 +495,7 @@ def test_trials_carry_their_metrics_and_relative_folder_and_the_study_names_its_
 # -- end to end: what a user sees ----------------------------------------------------------------
 
 
-def train_multirun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """`python src/train.py -m hparams_search=sgmod_classifier ...` that is refused before any trial."""
-    return subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "src" / "train.py"),
-            "-m",
-            "hparams_search=sgmod_classifier",
-            "data=digits",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-            f"hydra.sweeper.storage={tmp_path / 'study.journal'}",
-            *args,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "start", "end"),
     [
@@ -631,6 +566,7 @@ def test_a_sweep_under_another_fixed_setup_is_refused_and_the_study_keeps_its_tr
     assert len(plain_load(tmp_path / "study.journal").trials) == 3  # nothing was added
 
 
+@pytest.mark.slow
 def test_a_real_sweep_records_its_setup_and_refuses_another_epoch_count(tmp_path):
     tiny = [
         "trainer=cpu",

@@ -16,11 +16,11 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from helpers.processes import running
 from sgmod_study.sweeper.liveness import OWNER_ATTR
 from sgmod_study.sweeper.scheduler import Sweep
 from sgmod_study.sweeper.settings import SweepSettings
 from sgmod_study.sweeper.storage import open_storage
-from test_sweeper_processes import running
 
 INTERVAL, GRACE = 1, 3  # heartbeat timing of these tests (defaults: 10 s and 60 s)
 # A trial of a few seconds: sleeps `sleep=` seconds, its value is x.
@@ -107,6 +107,7 @@ def test_a_silent_worker_on_another_host_loses_its_trial_after_the_grace_period_
     assert not (Path(f"{journal(tmp_path)}.heartbeats") / "elsewhere:1").exists()  # a gone worker's file goes
 
 
+@pytest.mark.slow
 def test_a_silent_worker_on_another_host_loses_its_trial_after_the_grace_period_postgresql(tmp_path, postgres_url):
     last_beat = []
 
@@ -154,6 +155,7 @@ def owners(storage: str, name: str) -> dict[str, list[optuna.trial.FrozenTrial]]
     return running
 
 
+@pytest.mark.slow  # two sweep worker processes of 6-s trials, one killed: about 25 s each (and a PostgreSQL server)
 @pytest.mark.parametrize(
     ("backend", "host"),
     [("journal", "-"), ("journal", "node-a"), ("postgresql", "node-a")],

@@ -13,6 +13,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from helpers.processes import running
 from sgmod_study.sweeper.scheduler import Sweep, starts_in_time
 from sgmod_study.sweeper.settings import SweepSettings
 
@@ -30,15 +31,6 @@ if folder.name == "trial_0000" or args.get("hang"):
     time.sleep(600)
 (folder / "result.json").write_text(json.dumps({"value": 0.5}))
 """
-
-
-def running(pid: int) -> bool:
-    """The process exists and is not a zombie (a zombie holds no memory)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def wait_for(condition, timeout: float, every: float = 0.1) -> float:

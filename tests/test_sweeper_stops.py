@@ -20,15 +20,14 @@ from hydra.utils import instantiate
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from conftest import ROOT
+from helpers.runs import ROOT
+from helpers.sweeps import SPACE, dead_owner, journal_study, load, plain_load, run_sweep, stub_script, sweep
 from hydra_plugins.sgmod_sweeper.sgmod_sweeper import SAMPLERS
 from sgmod_study.errors import ConfigError
 from sgmod_study.sweeper.liveness import OWNER_ATTR, REQUEUED_ATTR
 from sgmod_study.sweeper.samplers import CompleteGridSampler
 from sgmod_study.sweeper.scheduler import Sweep
 from sgmod_study.sweeper.settings import SweepSettings
-from test_sweeper import load, sweep
-from test_sweeper_faults import SPACE, _stub, dead_owner, journal_study, plain_load, run_sweep
 
 # A trial that runs until it is stopped: SIGTERM makes it exit 143, as a real run does.
 SLEEPING_STUB = """
@@ -83,7 +82,7 @@ def test_a_changed_search_space_is_refused_before_any_trial_is_asked_for(tmp_pat
             {"x": FloatDistribution(0.01, 1.0, log=True)},
             [],
             tmp_path / "sweep",
-            _stub(tmp_path),
+            stub_script(tmp_path),
         ).run()
     assert str(refused.value) == (
         "hydra.sweeper.study_name=s searched another space (x: float [0.0, 1.0] there, float [0.01, 1.0], log "
@@ -174,6 +173,7 @@ def test_a_signal_stops_every_trial_queues_it_again_and_removes_the_heartbeat(tm
         assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow
 def test_a_real_sweep_stopped_by_sigterm_exits_143_with_one_resume_line(tmp_path):
     command = [
         sys.executable,
@@ -255,6 +255,7 @@ def first_points(distributions, baseline: dict, n: int) -> list[dict]:
     return [t.params for t in study.trials]
 
 
+@pytest.mark.slow
 def test_a_sobol_sweep_killed_mid_trial_trains_the_killed_point_at_its_next_run(tmp_path):
     # the baseline (trial 0), then Sobol point 0 (trial 1), killed while it runs
     args = ("hydra/sweeper/sampler=qmc", "activation=relu")

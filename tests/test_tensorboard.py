@@ -2,6 +2,7 @@
 sweep, asked through the HTTP API its pages use."""
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, compose_config, gan_overrides
+from helpers.runs import ROOT, compose_config, gan_overrides
+from helpers.sweeps import EAGER_SGMOD, TRIAL
 from sgmod_study.run.training import train
-from test_sweeper import EAGER_SGMOD, TRIAL
+
+pytestmark = pytest.mark.slow  # trains, and starts a TensorBoard server
 
 CLASSIFIER_METRICS = {"val/acc_best", "test/acc", "test/loss"}
 GAN_METRICS = {"val/fid_best", "val/kid", "test/fid", "test/kid"}
@@ -22,12 +25,11 @@ STARTUP_TIMEOUT_S = 90
 
 
 @pytest.fixture(scope="module")
-def logdir(tmp_path_factory, fashion_sample_dir) -> Path:
-    """outputs/-like folder: runs/classifier, runs/gan and multirun/sweep with trials 0 and 1."""
+def logdir(tmp_path_factory, fashion_sample_dir, tiny_run) -> Path:
+    """outputs/-like folder: runs/classifier (a copy of the session's tiny run, conftest.py), runs/gan and
+    multirun/sweep with trials 0 and 1."""
     root = tmp_path_factory.mktemp("outputs")
-    train(
-        compose_config([*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=8"], root / "runs" / "classifier")
-    )
+    shutil.copytree(tiny_run, root / "runs" / "classifier", ignore=shutil.ignore_patterns("*.ckpt"))
     train(compose_config(gan_overrides(fashion_sample_dir), root / "runs" / "gan"))
     trial = [o for o in TRIAL if not o.startswith("diagnostics.")]
     command = [
@@ -134,7 +136,7 @@ def test_gamma_beta_curves_and_histograms(tensorboard):
     assert not [tag for tags in scalar_tags.values() for tag in tags if tag.startswith("final/")]
 
 
-def test_hparams_table_shows_every_run_hyperparameter_and_metric(tensorboard):
+def test_hparams_table_shows_every_run_hyperparameter_and_metric(tensorboard, tiny_run):
     experiment = _post(tensorboard, "/data/plugin/hparams/experiment", {"experimentName": ""})
     hparams = {info["name"]: info for info in experiment.get("hparamInfos", [])}
     for name in ("activation.gamma_init", "activation.beta_init", "activation.lr", "optimizer.lr", "task.name"):
@@ -152,8 +154,9 @@ def test_hparams_table_shows_every_run_hyperparameter_and_metric(tensorboard):
         "sliceSize": 100,
     }
     groups = {g["name"]: g for g in _post(tensorboard, "/data/plugin/hparams/session_groups", request)["sessionGroups"]}
-    assert set(groups) == {"classifier", "gan", "#0 sgmod_classifier", "#1 sgmod_classifier"}
-    for name, expected in (("classifier", CLASSIFIER_METRICS), ("gan", GAN_METRICS)):
+    classifier = tiny_run.name  # the copy keeps the session name it was trained with: its folder's
+    assert set(groups) == {classifier, "gan", "#0 sgmod_classifier", "#1 sgmod_classifier"}
+    for name, expected in ((classifier, CLASSIFIER_METRICS), ("gan", GAN_METRICS)):
         values = {m["name"]["tag"]: m["value"] for m in groups[name]["metricValues"]}
         assert set(values) == expected, name
     trial = groups["#0 sgmod_classifier"]

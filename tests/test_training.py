@@ -1,41 +1,25 @@
 """Real (tiny) training runs in-process: accuracy, TensorBoard contents, resume."""
 
 import csv
+import json
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+import pytest
+from tensorboard.plugins.hparams import api_pb2
 
-from conftest import compose_config
+from helpers.runs import compose_config, read_events
 from sgmod_study.run.diagnostics import session_name
 from sgmod_study.run.training import train
-from sgmod_study.trial_contract import ENV_STUDY, ENV_TRIAL_NUMBER
+from sgmod_study.trial_contract import ENV_STUDY, ENV_TRIAL_NUMBER, RESULT_FILE
 
 
-def read_events(log_dir: Path) -> dict:
-    """Scalars {tag: [(step, value)]}, histogram tags and HParams entries of every event file in log_dir."""
-    scalars, histograms, hparams = {}, set(), []
-    for path in sorted(log_dir.glob("events.out.tfevents.*")):
-        events = EventAccumulator(str(path), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
-        events.Reload()
-        for tag in events.Tags()["scalars"]:
-            scalars.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(tag))
-        histograms.update(events.Tags()["histograms"])
-        try:
-            hparams_content = events.PluginTagToContent("hparams")
-        except KeyError:  # this event file holds no HParams entry
-            continue
-        for tag, content in hparams_content.items():
-            hparams.append((tag, plugin_data_pb2.HParamsPluginData.FromString(content)))
-    return {"scalars": scalars, "histograms": histograms, "hparams": hparams}
-
-
-def test_short_run_beats_chance_and_logs_everything(tmp_path, tiny_overrides):
-    cfg = compose_config([*tiny_overrides, "trainer.max_epochs=3"], tmp_path)
-    best_val = train(cfg)
+@pytest.mark.slow
+def test_short_run_beats_chance_and_logs_everything(tiny_run):
+    """The session's tiny run (conftest.py): 2 epochs of the debug=tiny preset, with checkpoints."""
+    best_val = json.loads((tiny_run / RESULT_FILE).read_text())["value"]
     assert best_val > 0.6  # 10 classes: chance is 0.1
 
-    logs = read_events(tmp_path / "tensorboard")
+    logs = read_events(tiny_run / "tensorboard")
     scalars = logs["scalars"]
     for tag in (
         "train/loss",
@@ -48,14 +32,14 @@ def test_short_run_beats_chance_and_logs_everything(tmp_path, tiny_overrides):
         "test/acc",
     ):
         assert tag in scalars, tag
-    assert len(scalars["val/acc"]) == len(scalars["train/loss"]) == 3  # one per epoch, no sanity-check value
+    assert len(scalars["val/acc"]) == len(scalars["train/loss"]) == 2  # one per epoch, no sanity-check value
     assert scalars["val/acc_best"][-1][1] == max(v for _, v in scalars["val/acc"])
     assert scalars["test/acc"][0][1] > 0.6
     assert "hp_metric" not in scalars
 
     # gamma/beta of every Sgmod layer: scalars and histograms, from the init values to the end
     layers = ("features.stage1.act", "features.stage2.act", "head.act")
-    session = read_events(tmp_path / "tensorboard" / "hparams")
+    session = read_events(tiny_run / "tensorboard" / "hparams")
     last_step = session["scalars"]["test/acc"][0][0]  # the final metrics are logged at the last step
     for layer in layers:
         for name in ("gamma", "beta"):
@@ -74,7 +58,7 @@ def test_short_run_beats_chance_and_logs_everything(tmp_path, tiny_overrides):
     # HParams: the run's real hyperparameters with its final metrics under their own tags
     start = [data.session_start_info for tag, data in session["hparams"] if tag == "_hparams_/session_start_info"]
     assert len(start) == 1
-    assert start[0].group_name == tmp_path.name  # a plain run is named by its folder
+    assert start[0].group_name == tiny_run.name  # a plain run is named by its folder
     hp = start[0].hparams
     assert hp["activation.name"].string_value == "sgmod"
     assert hp["optimizer.lr"].number_value == 0.001
@@ -86,14 +70,14 @@ def test_short_run_beats_chance_and_logs_everything(tmp_path, tiny_overrides):
     assert set(session["scalars"]) == {"val/acc_best", "test/acc", "test/loss"}  # the metric columns
     assert session["scalars"]["test/acc"][0][1] == scalars["test/acc"][0][1]
 
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    assert len(list((tmp_path / "checkpoints").glob("best-epoch*.ckpt"))) == 1
+    assert (tiny_run / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((tiny_run / "checkpoints").glob("best-epoch*.ckpt"))) == 1
 
 
-def test_resume_from_last_checkpoint_continues_the_epoch_count(tmp_path, tiny_overrides):
-    first = tmp_path / "first"
-    best_first = train(compose_config([*tiny_overrides, "trainer.max_epochs=2"], first))
-    last = first / "checkpoints" / "last.ckpt"
+@pytest.mark.slow
+def test_resume_from_last_checkpoint_continues_the_epoch_count(tiny_run, tmp_path, tiny_overrides):
+    best_first = json.loads((tiny_run / RESULT_FILE).read_text())["value"]  # 2 epochs of the preset
+    last = tiny_run / "checkpoints" / "last.ckpt"
 
     second = tmp_path / "second"
     overrides = [*tiny_overrides, "trainer.max_epochs=3", f"ckpt_path={last}", "logger=csv"]
@@ -106,6 +90,7 @@ def test_resume_from_last_checkpoint_continues_the_epoch_count(tmp_path, tiny_ov
     assert best_second >= best_first  # val/acc_best was restored, not restarted
 
 
+@pytest.mark.slow
 def test_csv_logger_option(tmp_path, tiny_overrides):
     train(compose_config([*tiny_overrides, "logger=csv", "trainer.max_epochs=1"], tmp_path))
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -113,6 +98,7 @@ def test_csv_logger_option(tmp_path, tiny_overrides):
     assert not (tmp_path / "tensorboard").exists()
 
 
+@pytest.mark.slow
 def test_study_strategies_are_plain_options(tmp_path, tiny_overrides):
     """Dropout, weight decay, clipping, label smoothing, mixed precision, augmentation, schedules."""
     strategies = [
@@ -135,6 +121,7 @@ def test_study_strategies_are_plain_options(tmp_path, tiny_overrides):
         assert line in saved
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(tmp_path, tiny_overrides):
     overrides = [*tiny_overrides, "trainer.max_epochs=1", "trainer.deterministic=true"]
     first = train(compose_config(overrides, tmp_path / "a"))

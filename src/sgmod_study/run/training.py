@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
-from sgmod_study.config.schema import check_config
+from sgmod_study.config.schema import COMPILE_MODES, check_config
 from sgmod_study.data import ImageDataModule, dataset_spec
 from sgmod_study.errors import ConfigError, check_bool, check_choice
 from sgmod_study.run.cli import shown_path
@@ -40,16 +40,10 @@ from sgmod_study.tasks.checkpoints import (
     read_checkpoint,
     write_text_atomic,
 )
-from sgmod_study.tasks.classifier import build_classifier
-from sgmod_study.tasks.gan import build_gan
+from sgmod_study.tasks.registry import TASKS, registered
 from sgmod_study.trial_contract import RESULT_FILE
 
-TASKS = {"classifier": build_classifier, "gan": build_gan}
 LOGGERS = ("tensorboard", "csv")
-# speed.compile: torch.compile's modes; "reduce-overhead" adds CUDA graphs.
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# The networks of each task's LightningModule (attribute names) that the speed options apply to.
-NETWORKS = {"classifier": ("model",), "gan": ("generator", "discriminator")}
 
 
 def build_loggers(logger_cfg: Mapping, output_dir: Path) -> list[Logger]:
@@ -60,17 +54,21 @@ def build_loggers(logger_cfg: Mapping, output_dir: Path) -> list[Logger]:
     return [CSVLogger(save_dir=output_dir, name="csv", version="")]
 
 
-def build_callbacks(cfg: Mapping, output_dir: Path) -> tuple[ModelCheckpoint, list[L.Callback]]:
-    checkpoint = ResumableCheckpoint(
-        resumed_from=cfg["ckpt_path"],
-        dirpath=output_dir / "checkpoints",
-        monitor=cfg["checkpoint"]["monitor"],
-        mode=cfg["checkpoint"]["mode"],
-        filename="best-epoch{epoch:03d}",
-        auto_insert_metric_name=False,
-        save_last=True,
-    )
-    callbacks: list[L.Callback] = [checkpoint, LearningRateLog(), FinalActivationRecord()]
+def build_callbacks(cfg: Mapping, output_dir: Path) -> tuple[ModelCheckpoint | None, list[L.Callback]]:
+    """The run's callbacks; the checkpoint callback (best and last.ckpt) is None where
+    ``trainer.enable_checkpointing=false`` (debug=tiny): the run then tests its last weights."""
+    checkpoint = None
+    if cfg["trainer"].get("enable_checkpointing", True):
+        checkpoint = ResumableCheckpoint(
+            resumed_from=cfg["ckpt_path"],
+            dirpath=output_dir / "checkpoints",
+            monitor=cfg["checkpoint"]["monitor"],
+            mode=cfg["checkpoint"]["mode"],
+            filename="best-epoch{epoch:03d}",
+            auto_insert_metric_name=False,
+            save_last=True,
+        )
+    callbacks: list[L.Callback] = [c for c in (checkpoint, LearningRateLog(), FinalActivationRecord()) if c]
     every = cfg["diagnostics"]["every_n_steps"]
     if every:
         callbacks += [ActivationMonitor(every), GradNormMonitor(every)]
@@ -95,7 +93,7 @@ def compile_mode(value: str | bool | None) -> str | None:
 
 
 def apply_speed(module: L.LightningModule, task: Mapping, speed: Mapping) -> None:
-    """``speed.channels_last`` and ``speed.compile`` on the task's networks, in place."""
+    """``speed.channels_last`` and ``speed.compile`` on the networks the task's registry entry names, in place."""
     mode = compile_mode(speed["compile"])
     if mode is not None and task.get("loss") == "wgan_gp":
         raise ConfigError(
@@ -103,7 +101,7 @@ def apply_speed(module: L.LightningModule, task: Mapping, speed: Mapping) -> Non
             "support the double backward of the gradient penalty; leave speed.compile null"
         )
     check_bool("speed.channels_last", speed["channels_last"])
-    for name in NETWORKS[task["name"]]:
+    for name in TASKS[task["name"]].networks:
         net = getattr(module, name)
         if speed["channels_last"]:
             net.to(memory_format=torch.channels_last)
@@ -146,8 +144,7 @@ def _train(c: dict, checkpoint: dict | None, stop: StopOnSignal, command_line: C
         L.seed_everything(c["seed"], workers=True)
         spec = dataset_spec(c["data"]["name"])
         datamodule = ImageDataModule(**c["data"], seed=c["seed"], channels_last=c["speed"]["channels_last"])
-        check_choice("task", c["task"]["name"], TASKS)
-        module = TASKS[c["task"]["name"]](c, spec)
+        module = registered(c["task"]["name"]).build(c, spec)
         apply_speed(module, c["task"], c["speed"])
         hparams = {k: v for k, v in flatten_config(c).items() if not k.startswith(NOT_HYPERPARAMETERS)}
         module.save_hyperparameters(hparams)  # into every checkpoint and the loggers' hparams.yaml
@@ -175,7 +172,7 @@ def _record_resumed_config(c: dict) -> None:
         write_text_atomic(recorded, OmegaConf.to_yaml(OmegaConf.create(c)))
 
 
-def _fit_and_test(trainer, module, datamodule, checkpoint: ModelCheckpoint, c: dict, hparams, stop) -> float:
+def _fit_and_test(trainer, module, datamodule, checkpoint: ModelCheckpoint | None, c: dict, hparams, stop) -> float:
     output_dir = Path(c["output_dir"])
     started = time.monotonic()
     stop.run(trainer.fit, module, datamodule=datamodule, ckpt_path=c["ckpt_path"])
@@ -183,7 +180,9 @@ def _fit_and_test(trainer, module, datamodule, checkpoint: ModelCheckpoint, c: d
         # a resumed run that had trained all its epochs (stopped in its final test) trains nothing more
         stop.run(trainer.validate, module, datamodule=datamodule, verbose=False)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    best = "best" if checkpoint.best_model_path else None  # no best checkpoint after e.g. fast_dev_run
+    # the best checkpoint; the last weights where there is none (trainer.enable_checkpointing=false, fast_dev_run)
+    best_path = checkpoint.best_model_path if checkpoint is not None else ""
+    best = "best" if best_path else None
     for results in stop.run(trainer.test, module, datamodule=datamodule, ckpt_path=best, verbose=False):
         metrics.update(results)
 
@@ -195,7 +194,7 @@ def _fit_and_test(trainer, module, datamodule, checkpoint: ModelCheckpoint, c: d
         result = {
             "value": value,
             "metrics": final,
-            "checkpoint": checkpoint.best_model_path or None,  # the tested one
+            "checkpoint": best_path or None,  # the tested one; null: the last weights were tested
             "data_source": datamodule.source,
         }
         write_text_atomic(output_dir / RESULT_FILE, json.dumps(result, indent=2))  # the sweeper may read it any time
