@@ -36,6 +36,12 @@ from sgmod_study.tasks.classifier import build_classifier
 from sgmod_study.trial_contract import SGMOD_FINAL_FILE
 
 
+@pytest.fixture(autouse=True)
+def in_a_repository(tmp_path, monkeypatch):
+    """Each test's folder stands for the repository: a study's commands run in it."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_the_sgmod_search_covers_the_briefs_table_and_the_run_uses_gamma_betas_own_settings(tmp_path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["hparams_search=sgmod_classifier"], return_hydra_config=True)
@@ -93,14 +99,14 @@ def test_a_run_records_final_gamma_beta_and_how_far_they_could_travel(tiny_run):
 
 def test_export_keeps_rows_whose_run_folders_are_on_another_machine(tmp_path):
     study = fake_study(tmp_path, "controls", 2)
-    rows = export(record_of(tmp_path), "controls", tmp_path)
+    rows = export(record_of(tmp_path), "controls")
     assert [r["metrics"]["test/acc"] for r in rows] == [0.0, 0.1]
     assert rows[1]["config"]["seed"] == 1 and rows[1]["config"]["activation"] == {"name": "sgmod"}
     # the study moves to a machine without these folders and gains a trial there
     for folder in (tmp_path / "outputs").glob("study/classifier/controls/trial_*"):
         (folder / ".hydra" / "config.yaml").unlink()
     study.tell(study.ask({"x": FloatDistribution(0, 1)}), 0.5)
-    rows = export(record_of(tmp_path), "controls", tmp_path)
+    rows = export(record_of(tmp_path), "controls")
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3
     assert [r.get("metrics", {}).get("test/acc") for r in rows] == [0.0, 0.1, None]  # read earlier, kept
     assert read_rows(record_dir("controls", tmp_path) / "runs.jsonl") == rows
@@ -117,7 +123,7 @@ def test_every_part_runs_the_declared_setup_and_trial_count_into_its_own_record(
     for name, part in CLASSIFIER.parts.items():
         if part.kind == "confirm":  # needs its sweep's record: test_a_confirm_part_retrains_...
             continue
-        command = runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), ["hydra.sweeper.n_jobs=2"], tmp_path)
+        command = runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), ["hydra.sweeper.n_jobs=2"])
         assert command[1:3] == ["src/train.py", "-m"]
         assert f"hydra.sweeper.storage=study/classifier/{name}/study.journal" in command  # relative to the repository
         assert f"hydra.sweep.dir=outputs/study/classifier/{name}" in command
@@ -130,10 +136,10 @@ def test_every_part_runs_the_declared_setup_and_trial_count_into_its_own_record(
 def test_a_confirm_part_retrains_the_best_configuration_of_its_sweep_on_its_fresh_seeds(tmp_path):
     part = CLASSIFIER.parts["confirm_relu"]
     with pytest.raises(ConfigError, match="part=sweep_relu has no record yet"):
-        runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), [], tmp_path)
+        runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), [])
     lr, wd = "optimizer.lr", "optimizer.weight_decay"
     sweep_record(tmp_path, "sweep_relu", [({lr: 0.001, wd: 1e-4}, 0.91), ({lr: 0.003, wd: 1e-05}, 0.93)])
-    command = runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), [], tmp_path)
+    command = runner.sweep_command(CLASSIFIER, part, record_of(tmp_path), [])
     chosen = command[3 : command.index("hydra.sweeper.n_trials=10")]
     assert "optimizer.lr=0.003" in chosen and "optimizer.weight_decay=1e-05" in chosen  # trial 1, the best
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -161,9 +167,9 @@ def test_the_recommended_default_is_the_rounded_median_of_the_top_quarter(tmp_pa
 def test_a_confirm_part_waits_for_its_whole_sweep(tmp_path):
     sgmod_sweep(tmp_path, [(1.0, 0.0, 1e-3, 0.9)] * 5)
     with pytest.raises(ConfigError, match="sweep_sgmod, which has 5 of its 64 trials: finish it first"):
-        runner.run(CLASSIFIER, record_of(tmp_path), "confirm_sgmod_default", root=tmp_path)
+        runner.run(CLASSIFIER, record_of(tmp_path), "confirm_sgmod_default")
     with pytest.raises(ConfigError, match="part='sweep_nope' is not a known choice; valid choices: all, confirm_relu"):
-        runner.run(CLASSIFIER, record_of(tmp_path), "sweep_nope", root=tmp_path)
+        runner.run(CLASSIFIER, record_of(tmp_path), "sweep_nope")
 
 
 # -- parts side by side, with stub sweeps
@@ -178,7 +184,7 @@ class StubSweep:
     log: list = []
     deaf = False
 
-    def __init__(self, command, cwd, **kwargs):
+    def __init__(self, command, cwd=".", **kwargs):
         options = dict(a.split("=", 1) for a in command if a.startswith("hydra."))
         self.name, self.jobs = options["hydra.sweeper.study_name"], int(options["hydra.sweeper.n_jobs"])
         self.journal = Path(cwd) / options["hydra.sweeper.storage"]
@@ -245,7 +251,7 @@ def stub_parts(tmp_path, monkeypatch):
 
 def test_independent_parts_fill_the_free_slots_and_a_confirm_starts_when_its_sweep_is_complete(tmp_path, stub_parts):
     study, record = stub_parts
-    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=4"], root=tmp_path) == 0
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=4"]) == 0
     (a, a_jobs, a_start), (b, b_jobs, b_start), (c, c_jobs, c_start) = StubSweep.log
     # sweep_a has 4 trials left and gets every slot; sweep_b waits for free slots, confirm_a for sweep_a
     assert (a, a_jobs, b, c, c_jobs) == ("sweep_a", 4, "sweep_b", "confirm_a", 2)
@@ -256,7 +262,7 @@ def test_independent_parts_fill_the_free_slots_and_a_confirm_starts_when_its_swe
 
 def test_slots_left_over_by_one_part_go_to_an_independent_one(tmp_path, stub_parts):
     study, record = stub_parts
-    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=5"], root=tmp_path) == 0
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=5"]) == 0
     (a, a_jobs, a_start), (b, b_jobs, b_start), (c, c_jobs, _) = StubSweep.log
     assert (a, a_jobs, b, b_jobs, c, c_jobs) == ("sweep_a", 4, "sweep_b", 1, "confirm_a", 2)
     assert b_start - a_start < 0.1  # at once: sweep_a has 4 trials left, the fifth slot goes to sweep_b
@@ -265,18 +271,18 @@ def test_slots_left_over_by_one_part_go_to_an_independent_one(tmp_path, stub_par
 def test_every_part_stops_at_the_deadline_and_resumes_next_time(tmp_path, stub_parts, capsys):
     study, record = stub_parts
     # 2 slots all go to sweep_a (4 trials left); by 1 s (the sweep gets whole seconds) one round has finished
-    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=1.0, root=tmp_path) == 0
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=1.0) == 0
     assert [(n, j) for n, j, _ in StubSweep.log] == [("sweep_a", 2)]
     assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 2, "sweep_b": 0, "confirm_a": 0}
     assert "not started (time limit reached): sweep_b, confirm_a; they run next time" in capsys.readouterr().out
-    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], root=tmp_path) == 0
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"]) == 0
     assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 4, "sweep_b": 2, "confirm_a": 2}
 
 
 def test_sweeps_that_outlive_the_deadline_are_all_terminated(tmp_path, stub_parts, monkeypatch):
     study, record = stub_parts
     monkeypatch.setattr(StubSweep, "deaf", True)
-    runner.run(study, record, "all", ["hydra.sweeper.n_jobs=6"], time_limit=0.2, root=tmp_path)
+    runner.run(study, record, "all", ["hydra.sweeper.n_jobs=6"], time_limit=0.2)
     terminated = {name for name, what, _ in StubSweep.log if what == "terminated"}
     assert terminated == {"sweep_a", "sweep_b"}  # both ran side by side; confirm_a never started
 
@@ -300,5 +306,5 @@ def test_a_signal_to_the_study_goes_to_its_sweep_and_the_exit_code_comes_back(tm
         os.kill(os.getpid(), signum)
 
     threading.Thread(target=signal_once_ready, daemon=True).start()
-    assert runner.run(CLASSIFIER, record_of(tmp_path), "sweep_relu", root=tmp_path) == 128 + signum
+    assert runner.run(CLASSIFIER, record_of(tmp_path), "sweep_relu") == 128 + signum
     assert signal.getsignal(signum) is default  # the forwarding handler is gone again

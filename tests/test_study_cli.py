@@ -104,14 +104,14 @@ def test_a_finished_part_runs_nothing_and_changes_nothing(tmp_path, monkeypatch,
 # -- paths from another machine
 
 
-def test_a_stored_folder_is_found_in_this_repository(tmp_path):
+def test_a_stored_folder_is_found_in_this_repository():
     trial = "outputs/study/classifier/controls/trial_0003"
-    assert run_folder(trial, tmp_path) == tmp_path / trial
-    assert run_folder(f"/home/x/project/{trial}", tmp_path) == tmp_path / trial  # another machine's checkout
+    assert run_folder(trial) == Path(trial)  # relative to the repository, where the commands run
+    assert run_folder(f"/home/x/project/{trial}") == Path(trial)  # another machine's checkout
     old = "outputs/study/controls/trial_0003"  # recorded before studies had folders of their own
-    assert run_folder(f"/home/x/project/{old}", tmp_path) == tmp_path / old
-    assert run_folder("/data/elsewhere/run", tmp_path) == Path("/data/elsewhere/run")
-    assert run_folder("", tmp_path) is None
+    assert run_folder(f"/home/x/project/{old}") == Path(old)
+    assert run_folder("/data/elsewhere/run") == Path("/data/elsewhere/run")
+    assert run_folder("") is None
 
 
 def test_export_reads_run_folders_stored_relative_or_under_another_machines_path(tmp_path, monkeypatch):
@@ -120,17 +120,18 @@ def test_export_reads_run_folders_stored_relative_or_under_another_machines_path
         "outputs/study/classifier/controls/trial_0001",
     ]
     fake_study(tmp_path, "controls", 2, stored)
-    monkeypatch.chdir(tmp_path.parent)  # a relative folder is the repository's, not the working directory's
-    rows = export(record_of(tmp_path), "controls", tmp_path)
+    monkeypatch.chdir(tmp_path)  # the repository: the study's commands run there
+    rows = export(record_of(tmp_path), "controls")
     assert [r["metrics"]["test/acc"] for r in rows] == [0.0, 0.1]
 
 
-def test_export_leaves_an_unchanged_record_unwritten(tmp_path):
+def test_export_leaves_an_unchanged_record_unwritten(tmp_path, monkeypatch):
     fake_study(tmp_path, "controls", 2)
+    monkeypatch.chdir(tmp_path)
     path = record_dir("controls", tmp_path) / "runs.jsonl"
-    export(record_of(tmp_path), "controls", tmp_path)
+    export(record_of(tmp_path), "controls")
     written = path.stat().st_mtime_ns, path.read_bytes()
-    export(record_of(tmp_path), "controls", tmp_path)
+    export(record_of(tmp_path), "controls")
     assert (path.stat().st_mtime_ns, path.read_bytes()) == written
 
 

@@ -147,11 +147,12 @@ def test_travel_compares_what_gamma_could_and_did_move_per_layer():
     assert m["centred"] == pytest.approx(-0.5 + 1.3 / 2) and m["gamma_w"] == pytest.approx(2 * 1.3)
 
 
-def test_the_report_is_written_from_the_records_alone(tmp_path):
+def test_the_report_is_written_from_the_records_alone(tmp_path, monkeypatch):
     rows = [_row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
     rows += [_row("sgmod_fixed", s, a) for s, a in enumerate(FIXED)]
-    record = _record(tmp_path / "study" / "classifier", {"controls": rows})
-    text = write_report(_study(), record, tmp_path)
+    record, study = _record(tmp_path / "study" / "classifier", {"controls": rows}), _study()
+    monkeypatch.chdir(tmp_path)  # the repository: the report's paths are relative to it
+    text = write_report(study, record)
     assert (tmp_path / "docs" / "report" / "study.md").read_text() == text
     assert "| sgmod | 8 | 0.917" in text and "16 of 72 runs finished" in text  # mean 0.91775
     assert text.startswith("# The Sgmod study: status and results so far\n")  # most parts not run
@@ -612,7 +613,7 @@ def test_the_report_is_titled_results_once_every_part_is_complete(tmp_path):
     assert not document.is_complete(study, _record(tmp_path / "b", parts))
 
 
-def test_a_users_activation_gets_its_sweep_and_confirm_sections_against_the_baselines(tmp_path):
+def test_a_users_activation_gets_its_sweep_and_confirm_sections_against_the_baselines(tmp_path, monkeypatch):
     study = with_activation(_study(), "myact", {})
     mine = [_trial(i, 0.92 + i / 1000, BASELINE_PARAMS) for i in range(4)]
     relu = [_trial(i, 0.91 + i / 1000, BASELINE_PARAMS) for i in range(3)]
@@ -622,7 +623,8 @@ def test_a_users_activation_gets_its_sweep_and_confirm_sections_against_the_base
         tmp_path / "study" / "classifier",
         {"sweep_myact": mine, "sweep_relu": relu, "confirm_myact": fresh, "confirm_relu": base},
     )
-    text = write_report(study, record, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    text = write_report(study, record)
     assert (tmp_path / "docs" / "report" / "classifier_myact.md").is_file()
     assert (tmp_path / "docs" / "report" / "classifier_myact_figures" / "expected_best.png").is_file()
     assert text.startswith("# The myact study: status and results so far\n")
@@ -645,7 +647,7 @@ from sgmod_study.study.record import Record
 from sgmod_study.study.spec import load_study
 from sgmod_study.study.report.document import write_report
 folder = Path(sys.argv[1])
-write_report(load_study("classifier"), Record(folder / "study" / "classifier"), folder)
+write_report(load_study("classifier"), Record(folder / "study" / "classifier"), folder / "docs/report/study.md")
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "lightning", "pytorch_lightning")))
 """
 

@@ -21,7 +21,7 @@ ROW_KEYS = ("activation", "optimizer", "norm", "seed", "trainer.max_epochs", "mo
 CURVES = ("val/acc", "val/loss", "train/loss", "train/acc", "sgmod/", "grad_norm/")
 
 
-def export(record: Record, part: str, root: Path = Path(".")) -> list[dict]:
+def export(record: Record, part: str) -> list[dict]:
     """Refresh ``<record>/<part>/runs.jsonl`` from the part's study and the run folders here."""
     from sgmod_study.tasks.checkpoints import write_atomic
 
@@ -30,7 +30,7 @@ def export(record: Record, part: str, root: Path = Path(".")) -> list[dict]:
     path = record.folder / part / RUNS_FILE
     rows = {row["number"]: row for row in read_rows(path)}
     for trial in study.get_trials(deepcopy=False):
-        rows[trial.number] = {**rows.get(trial.number, {}), **trial_row(trial, root)}
+        rows[trial.number] = {**rows.get(trial.number, {}), **trial_row(trial)}
     ordered = [rows[n] for n in sorted(rows)]
     text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in ordered).encode()
     if not path.is_file() or path.read_bytes() != text:  # an unchanged record keeps its file as it is
@@ -38,7 +38,7 @@ def export(record: Record, part: str, root: Path = Path(".")) -> list[dict]:
     return ordered
 
 
-def run_folder(stored: str, root: Path = Path(".")) -> Path | None:
+def run_folder(stored: str) -> Path | None:
     """Where a trial's run folder is on this machine. A relative folder is under the repository; an
     absolute one from another machine, .../outputs/study/.../trial_NNNN, is this repository's
     outputs/study/.../trial_NNNN (the record moved, the run folders may have been copied along)."""
@@ -46,15 +46,15 @@ def run_folder(stored: str, root: Path = Path(".")) -> Path | None:
         return None
     folder = Path(stored)
     if not folder.is_absolute():
-        return root / folder
+        return folder
     parts = folder.parts
     for start in range(len(parts) - 1):
         if parts[start : start + 2] == STUDY_RUNS.parts:
-            return root.joinpath(*parts[start:])
+            return Path(*parts[start:])
     return folder
 
 
-def trial_row(trial: optuna.trial.FrozenTrial, root: Path = Path(".")) -> dict:
+def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
     """One trial as a row: Optuna's view, plus what its run folder holds when it is here."""
     row = {
         "number": trial.number,
@@ -66,7 +66,7 @@ def trial_row(trial: optuna.trial.FrozenTrial, root: Path = Path(".")) -> dict:
         "interrupted": bool(trial.user_attrs.get("interrupted")),  # killed with its sweep: runs again
         "device": trial.user_attrs.get("device"),
     }
-    folder = run_folder(trial.user_attrs.get("folder", ""), root)
+    folder = run_folder(trial.user_attrs.get("folder", ""))
     if folder is None or not (folder / ".hydra" / "config.yaml").is_file():
         return row  # the folder is on another machine: the earlier row keeps what it read there
     row["config"] = _config_subset(folder / ".hydra" / "config.yaml")

@@ -33,10 +33,11 @@ POLL_S = 1.0
 N_JOBS = "hydra.sweeper.n_jobs="
 
 
-def sweep_command(study: Study, part: Part, record: Record, overrides: Sequence[str], root: Path) -> list[str]:
-    """The ``python src/train.py -m ...`` that runs (or resumes) ``part`` in the folder ``root``:
-    its paths are relative to it where they can be, so the record holds no machine's path."""
-    journal = _relative(record.folder / part.name / JOURNAL, root)
+def sweep_command(study: Study, part: Part, record: Record, overrides: Sequence[str]) -> list[str]:
+    """The ``python src/train.py -m ...`` that runs (or resumes) ``part`` in the repository (the
+    working folder): its paths are relative to it where they can be, so the record holds no
+    machine's path."""
+    journal = _relative(record.folder / part.name / JOURNAL)
     return [
         sys.executable,
         str(TRAIN_SCRIPT),
@@ -58,9 +59,9 @@ def _confirm_overrides(part: Part, record: Record) -> list[str]:
     return [*chosen_overrides(record.load(part.of), part.pick), f"hydra.sweeper.params.seed='choice({seeds})'"]
 
 
-def _relative(path: Path, root: Path) -> Path:
+def _relative(path: Path) -> Path:
     try:
-        return path.resolve().relative_to(root.resolve())
+        return path.resolve().relative_to(Path.cwd())
     except ValueError:  # a record outside the repository (--record DIR): its absolute path
         return path.resolve()
 
@@ -99,7 +100,6 @@ def run(
     name: str,
     overrides: Sequence[str] = (),
     time_limit: float | None = None,
-    root: Path = Path("."),
 ) -> int:
     """Run part ``name`` of ``study`` (or every unfinished part, for ``all``) until it is complete
     or ``time_limit`` seconds have passed; returns the first non-zero exit code of a sweep."""
@@ -111,12 +111,12 @@ def run(
             print(f"[study] {name} is complete ({record.finished(name)} of {part.trials} trials): nothing to run")
             return 0
         check_ready(study, part, record)
-        return run_parts(study, record, [part], overrides, time_limit, root)
+        return run_parts(study, record, [part], overrides, time_limit)
     todo = [p for p in own_parts(study).values() if record.finished(p.name) < p.trials]
     if not todo:
         print(f"[study] {study.name}: every part is complete; the report: scripts/study.py report {study.record}")
         return 0
-    return run_parts(study, record, todo, overrides, time_limit, root)
+    return run_parts(study, record, todo, overrides, time_limit)
 
 
 def own_parts(study: Study) -> dict[str, Part]:
@@ -142,7 +142,6 @@ def run_parts(
     parts: Sequence[Part],
     overrides: Sequence[str],
     time_limit: float | None,
-    root: Path,
 ) -> int:
     """Start each part whose sweep it depends on is complete while trial slots are free, giving it
     as many slots as it has trials left; when one ends, refresh its record and fill the slots
@@ -159,12 +158,12 @@ def run_parts(
     with forwarding_signals(running):
         while waiting or running:
             if code == 0 and not _past(deadline):
-                running += _start_ready(study, record, waiting, running, total, kept, deadline, root)
+                running += _start_ready(study, record, waiting, running, total, kept, deadline)
             if not running:
                 break
             ended = _wait_for_one(running, deadline)
             running.remove(ended)
-            code = code or _finish(record, ended, root)
+            code = code or _finish(record, ended)
     if waiting and code == 0:
         left = ", ".join(p.name for p in waiting)
         reason = "time limit reached" if _past(deadline) else "their sweeps are not complete"
@@ -172,7 +171,7 @@ def run_parts(
     return code
 
 
-def _start_ready(study, record, waiting, running, total, overrides, deadline, root) -> list[Launch]:
+def _start_ready(study, record, waiting, running, total, overrides, deadline) -> list[Launch]:
     started = []
     free = total - sum(launch.jobs for launch in running)
     for part in list(waiting):
@@ -181,25 +180,25 @@ def _start_ready(study, record, waiting, running, total, overrides, deadline, ro
         if part.of is not None and record.finished(part.of) < study.parts[part.of].trials:
             continue  # its sweep is still running (or unfinished): it starts when that one is complete
         jobs = min(free, part.trials - record.finished(part.name))
-        started.append(_start(study, record, part, jobs, overrides, deadline, root))
+        started.append(_start(study, record, part, jobs, overrides, deadline))
         waiting.remove(part)
         free -= jobs
     return started
 
 
-def _start(study, record, part, jobs, overrides, deadline, root) -> Launch:
+def _start(study, record, part, jobs, overrides, deadline) -> Launch:
     from sgmod_study.study.record import machine
     from sgmod_study.tasks.checkpoints import write_atomic
 
-    sweep_dir = root / STUDY_RUNS / study.record / part.name
+    sweep_dir = STUDY_RUNS / study.record / part.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(machine()).encode()
     write_atomic(sweep_dir / MACHINE_FILE, lambda f: f.write(text))
     limit = [] if deadline is None else [f"hydra.sweeper.time_limit={max(deadline - time.monotonic(), 1.0):.0f}"]
-    command = sweep_command(study, part, record, [*overrides, f"{N_JOBS}{jobs}", *limit], root)
+    command = sweep_command(study, part, record, [*overrides, f"{N_JOBS}{jobs}", *limit])
     print(f"[study] {part.name}: starting, {jobs} trial(s) at once")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     console = tuple(
         threading.Thread(target=_show, args=(stream, part.name, shown), daemon=True)
         for stream, shown in ((process.stdout, sys.stdout), (process.stderr, sys.stderr))
@@ -237,7 +236,7 @@ def _wait_for_one(running: Sequence[Launch], deadline: float | None) -> Launch:
         time.sleep(POLL_S)
 
 
-def _finish(record: Record, launch: Launch, root: Path) -> int:
+def _finish(record: Record, launch: Launch) -> int:
     """Mark trials the ended sweep left RUNNING as interrupted (queued again) and refresh the
     part's runs.jsonl; the sweep's exit code."""
     from sgmod_study.sweeper.liveness import fail_orphaned_trials
@@ -250,7 +249,7 @@ def _finish(record: Record, launch: Launch, root: Path) -> int:
     interrupted = fail_orphaned_trials(record.load(name, write=True))
     if interrupted:
         print(f"[study] {name}: trials {interrupted} were interrupted; their points run again next time")
-    rows = export(record, name, root)
+    rows = export(record, name)
     print(f"[study] {name}: {summary(rows)}; record in {record.folder / name}")
     done = record.finished(name)
     if code == 0 and done < launch.part.trials:
