@@ -39,3 +39,15 @@ def test_a_study_declares_its_direction_and_a_bad_one_is_one_line(tmp_path):
         ConfigError, match=r"direction='upward' is not a known choice; valid choices: maximize, minimize"
     ):
         load_study("up", tmp_path)
+
+
+def test_a_sweeps_best_trials_follow_its_direction_and_a_pareto_front_for_several_objectives():
+    from sgmod_study.study.choose import best_trials
+
+    assert [t.value for t in best_trials(_study("minimize", [0.5, 0.2, 0.9]))] == [0.2]
+    assert [t.value for t in best_trials(_study("maximize", [0.5, 0.2, 0.9]))] == [0.9]
+    assert best_trials(optuna.create_study()) == []  # nothing finished yet
+    two = optuna.create_study(directions=["maximize", "minimize"])
+    for values in ([0.9, 5.0], [0.8, 1.0], [0.7, 9.0]):  # the third is dominated by both others
+        two.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=values))
+    assert sorted(t.values[0] for t in best_trials(two)) == [0.8, 0.9]

@@ -42,6 +42,14 @@ def maximizes(study: optuna.Study) -> bool:
     return study.direction == optuna.study.StudyDirection.MAXIMIZE
 
 
+def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """A sweep's best finished trial, as a list: for several objectives, its Pareto front."""
+    if len(study.directions) > 1:
+        return study.best_trials
+    trials = finished_trials(study)
+    return [best_trial(trials, maximizes(study))] if trials else []
+
+
 def top_trials(trials: Sequence[optuna.trial.FrozenTrial], share: float = TOP_SHARE, maximize: bool = True) -> list:
     """The best ``share`` of ``trials`` (finished ones), at least 3, best first."""
     return ranked(trials, maximize)[: max(3, round(share * len(trials)))]

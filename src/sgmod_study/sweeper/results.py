@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sgmod_study.study import stats
+from sgmod_study.study.choose import best_trials
 from sgmod_study.sweeper.storage import FINISHED
 
 # A forest costs 0.1 s (8 trials) to 0.4 s (64 trials) of CPU, and the scheduler's slots wait
@@ -37,7 +38,7 @@ def best_summary(study: optuna.Study) -> str:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return "[sweep] no trial has finished: no best trial"
-    best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    best = best_trials(study)
     lines = [
         f"[sweep] best trial {t.number} of {len(complete)} finished: {named_values(study, t.values)}\n"
         f"        {shown_params(t.params)}\n"
@@ -78,7 +79,7 @@ def write_results(study: optuna.Study, sweep_dir: Path, figures: bool = True) ->
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return
-    best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    best = best_trials(study)
     summary = [
         {
             "number": t.number,
@@ -133,7 +134,7 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[str]:
         }
     )
     gamma_beta = ["activation.gamma_init", "activation.beta_init"]
-    if len(study.directions) == 1 and all(p in study.best_trial.params for p in gamma_beta):
+    if len(study.directions) == 1 and all(p in best_trials(study)[0].params for p in gamma_beta):
         plots["gamma_beta_contour"] = lambda s: optuna_plots.plot_contour(s, params=gamma_beta)
     folder = sweep_dir / "plots"
     folder.mkdir(exist_ok=True)
