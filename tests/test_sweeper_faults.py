@@ -519,7 +519,7 @@ def test_trials_carry_their_metrics_and_relative_folder_and_the_study_names_its_
         ),
         # a key no config has,
         (["model.nonexistent=choice(1,2)"], "error: model.nonexistent is not a known setting", "model.nonexistent=1)"),
-        # a searched bound the run would refuse (config_schema.check_config, 2nd probe: gamma at its high bound)
+        # a searched bound the run would refuse (config.schema.check_config, 2nd probe: gamma at its high bound)
         (
             ["activation.gamma_bounds=[0.1,0.2]"],
             "error: activation.gamma_init=10.0 is outside its allowed range",

@@ -35,7 +35,10 @@ import pathlib, signal, sys, time
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 folder = pathlib.Path(args["hydra.run.dir"])
 folder.mkdir(parents=True, exist_ok=True)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+try:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+except OSError:  # CPython: "Signal 15 ignored due to race condition", a SIGTERM while the handler goes in
+    sys.exit(143)
 (folder / "started").write_text("")
 time.sleep(120)
 """
