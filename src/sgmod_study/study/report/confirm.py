@@ -18,6 +18,7 @@ from sgmod_study.study.report.rows import (
     OBJECTIVE,
     by_seed,
     config_value,
+    interval_cell,
     machine_kind,
     mean,
     metric_words,
@@ -227,7 +228,7 @@ def render(data: Confirm, page: figures.Page) -> list[str]:
 
 
 def _configuration_line(c: Configuration) -> str:
-    interval = "-" if math.isnan(c.low) else f"[{c.low:.4f}, {c.high:.4f}]"
+    interval = interval_cell(c.low, c.high)
     return f"| {c.label} | {c.n} | {c.mean:.4f} | {interval} | {c.settings} | {c.machines} |"
 
 
@@ -258,7 +259,7 @@ def _curse_lines(data: Confirm) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for c in data.curse:
-        interval = "-" if math.isnan(c.low) else f"[{c.low:.4f}, {c.high:.4f}]"
+        interval = interval_cell(c.low, c.high)
         lines.append(
             f"| {c.sweep} | {c.best:.4f} | {c.label} | {c.n} | {c.mean:.4f} {interval} "
             f"| {paired.pct(c.mean - c.best)} |"

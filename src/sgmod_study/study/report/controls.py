@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from sgmod_study.study import stats
 from sgmod_study.study.record import Record, complete
 from sgmod_study.study.report import figures, paired
-from sgmod_study.study.report.rows import by_variant, epochs, mean, metric_words
+from sgmod_study.study.report.rows import by_variant, epochs, interval_cell, mean, metric_words
 from sgmod_study.study.spec import Contrast, Study
 
 
@@ -102,7 +102,7 @@ def render(data: Controls, page: figures.Page) -> list[str]:
 
 
 def _variant_line(v: Variant) -> str:
-    interval = "-" if math.isnan(v.low) else f"[{v.low:.4f}, {v.high:.4f}]"
+    interval = interval_cell(v.low, v.high)
     sd = "-" if math.isnan(v.sd) else f"{v.sd:.4f}"
     return f"| {v.name} | {len(v.values)} | {v.mean:.4f} | {sd} | {interval} |"
 

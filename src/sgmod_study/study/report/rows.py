@@ -3,6 +3,7 @@ training length, the machines, the settings a run trained with."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from sgmod_study.study.record import complete, is_gpu, machine_name
@@ -72,6 +73,11 @@ def settings(rows: Sequence[Mapping]) -> str:
     config = next((r.get("config") for r in complete(rows) if r.get("config")), None) or {}
     values = [(key, config_value(config, key)) for key in SETTINGS]
     return ", ".join(f"{k}={v:.3g}" for k, v in values if isinstance(v, int | float) and not isinstance(v, bool)) or "-"
+
+
+def interval_cell(low: float, high: float) -> str:
+    """A 95% interval as a table cell: "[low, high]", or "-" where there is none (fewer than 2 runs)."""
+    return "-" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
 
 
 def params_text(params: Mapping) -> str:
