@@ -291,6 +291,15 @@ class DeviceBatches:
         return -(-share // self.batch_size)
 
 
+def split_indices(n: int, val_size: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training set's ``(train_idx, val_idx)``: ``val_size`` images held out by a permutation
+    seeded with ``split_seed`` (the feature net script trains on ``train_idx`` only)."""
+    if not 0 < val_size < n:
+        raise ConfigError(f"data.val_size={val_size} is not allowed: it must be in 1..{n - 1}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    return order[val_size:], order[:val_size]
+
+
 class ImageDataModule(L.LightningDataModule):
     """Train/val split of the training set (fixed ``split_seed``); the test set is only for test.
 
@@ -346,10 +355,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def _make_splits(self) -> None:
         train_x, train_y, test_x, test_y = self.spec.load(self.data_dir, **self.loader_options)
-        if not 0 < self.val_size < len(train_y):
-            raise ConfigError(f"data.val_size={self.val_size} is not allowed: it must be in 1..{len(train_y) - 1}")
-        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.split_seed))
-        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        train_idx, val_idx = split_indices(len(train_y), self.val_size, self.split_seed)
         scale = _scaler(train_x[train_idx], self.scaling)
         self.train_set = TensorDataset(scale(train_x[train_idx]), train_y[train_idx])
         self.val_set = TensorDataset(scale(train_x[val_idx]), train_y[val_idx])
@@ -378,7 +384,14 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader | DeviceBatches:
         if not self.on_device:
-            return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+            # Every DataLoader iterator draws a seed from its generator; with the global one, each
+            # evaluation would shift the training run's random numbers (its shuffles, a GAN's noise),
+            # so evaluating more or less often would change training. Evaluation loaders draw from
+            # their own generator; the training loader's shuffle stays on the seeded global one.
+            own = None if shuffle else torch.Generator()
+            return DataLoader(
+                dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers, generator=own
+            )
         trainer, placement = self.trainer, {}
         if trainer is not None:
             placement = {

@@ -3,7 +3,14 @@
 Inception weights need a download, and Inception features of 28x28 grey images say little
 anyway; as in "Demystifying MMD GANs" (Binkowski et al. 2018, a LeNet for MNIST), a classifier
 trained on the same dataset gives the feature space. FID/KID values are therefore comparable
-only within this toolkit. ``scripts/train_feature_net.py`` reproduces the weights file.
+only within this toolkit.
+
+The net was trained on the 55,000 images of the training split only (``data.split_indices``
+with the data module's val_size=5000, split_seed=0): the 5,000 validation images that
+validation FID takes as its real reference, and the 10,000 test images, were never seen. It
+reaches test accuracy 0.9120 on the 10,000 test images (``TEST_ACCURACY``, the shipped float16
+weights). ``scripts/train_feature_net.py`` reproduces the weights file and updates
+``TEST_ACCURACY``, ``WEIGHTS_SHA256`` and the figure above.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ import torch
 from torch import nn
 
 WEIGHTS = Path(__file__).parent / "assets" / "fashion_mnist_features.pt"
-WEIGHTS_SHA256 = "1dc1da68fc2d0271cc2d75a6aeeabebee12f9c1a939adcbf604ec384fc601ab9"
+WEIGHTS_SHA256 = "c705a68db30d2bcfaf8110eef9c1629ce7c422a2dc66acb0694cd39d59a186b4"
+TEST_ACCURACY = 0.9120
 # Fashion-MNIST training-set pixel statistics (of images scaled to [0, 1]).
 PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
 
@@ -88,3 +96,8 @@ class FrozenFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net.features(standardize(images.float()))
+
+    @torch.no_grad()
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """The classifier head's logits for features this extractor computed already."""
+        return self.net.classifier(features.float())
