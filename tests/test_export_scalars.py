@@ -19,7 +19,8 @@ GRID_EXPERIMENTS = [
     "norm_placement",
     "sgmod_ablations",
     "sgmod_lr_mult",
-    "gan_placement",
+    "gan_grid",
+    "gan_confirm",
 ]
 
 

@@ -53,7 +53,6 @@ def gan_overrides(data_dir: Path) -> list[str]:
         "data.val_size=64",
         "model.width=8",
         "model.latent_dim=16",
-        "task.eval_samples=64",
         "task.kid_subset_size=32",
         "task.grid_size=16",
         "trainer=cpu",

@@ -58,17 +58,18 @@ def _sampler(target: str, **defaults: Any) -> Dict[str, Any]:
     return {"_target_": target, **defaults}
 
 
+# Every sampler is seeded: a sweep run again draws the same points (seed=null: a fresh draw each time).
 SAMPLERS = {
-    "tpe": _sampler("optuna.samplers.TPESampler", seed=None, n_startup_trials=5),
-    "random": _sampler("optuna.samplers.RandomSampler", seed=None),
-    "cmaes": _sampler("optuna.samplers.CmaEsSampler", seed=None),
-    "gp": _sampler("optuna.samplers.GPSampler", seed=None),
+    "tpe": _sampler("optuna.samplers.TPESampler", seed=0, n_startup_trials=5),
+    "random": _sampler("optuna.samplers.RandomSampler", seed=0),
+    "cmaes": _sampler("optuna.samplers.CmaEsSampler", seed=0),
+    "gp": _sampler("optuna.samplers.GPSampler", seed=0),
     # scrambled Sobol points; the fixed seed keeps one sequence across resumes and workers (with
     # seed=None every process would draw its own scrambling, and a resumed study loses the even cover)
     "qmc": _sampler("optuna.samplers.QMCSampler", seed=0, scramble=True),
-    "nsgaii": _sampler("optuna.samplers.NSGAIISampler", seed=None),
-    # its search space: the choice() params
-    "grid": _sampler("sgmod_study.sweeper.samplers.CompleteGridSampler", seed=None),
+    "nsgaii": _sampler("optuna.samplers.NSGAIISampler", seed=0),
+    # its search space: the choice() params; the seed orders the cells
+    "grid": _sampler("sgmod_study.sweeper.samplers.CompleteGridSampler", seed=0),
 }
 PRUNERS = {
     "none": {"_target_": "optuna.pruners.NopPruner"},

@@ -204,7 +204,7 @@ def _check_metrics(c: Mapping) -> None:
     """optimized_metric and checkpoint.monitor must be metrics the task logs (else a whole run
     trains before the missing value is noticed)."""
     task = c["task"]["name"]
-    logged = TASKS[task].metrics
+    logged = TASKS[task].logged()
     names = c["optimized_metric"]
     for name in names if isinstance(names, list) else [names]:
         if name not in logged:

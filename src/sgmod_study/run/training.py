@@ -1,4 +1,5 @@
-"""One training run from a composed config: fit, test the best checkpoint, summarise."""
+"""One training run from a composed config: fit, test (the best checkpoint, or the last weights where
+the task says so), summarise."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sgmod_study.config.schema import COMPILE_MODES, check_config
 from sgmod_study.data import ImageDataModule, dataset_spec
-from sgmod_study.errors import ConfigError, check_bool, check_choice
+from sgmod_study.errors import ConfigError, TrainingDiverged, check_bool, check_choice
 from sgmod_study.run.cli import shown_path
 from sgmod_study.run.console import quiet_libraries
 from sgmod_study.run.diagnostics import (
@@ -175,30 +176,53 @@ def _record_resumed_config(c: dict) -> None:
 def _fit_and_test(trainer, module, datamodule, checkpoint: ModelCheckpoint | None, c: dict, hparams, stop) -> float:
     output_dir = Path(c["output_dir"])
     started = time.monotonic()
-    stop.run(trainer.fit, module, datamodule=datamodule, ckpt_path=c["ckpt_path"])
+    try:
+        stop.run(trainer.fit, module, datamodule=datamodule, ckpt_path=c["ckpt_path"])
+    except TrainingDiverged as err:
+        # a result too: what the run measured before it diverged stays in result.json
+        if trainer.is_global_zero:
+            _write_result(output_dir, module, datamodule, None, _final(module, trainer.callback_metrics), None, err)
+        raise
     if not any(name.startswith("val/") for name in trainer.callback_metrics):
         # a resumed run that had trained all its epochs (stopped in its final test) trains nothing more
         stop.run(trainer.validate, module, datamodule=datamodule, verbose=False)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    # the best checkpoint; the last weights where there is none (trainer.enable_checkpointing=false, fast_dev_run)
+    # the task's choice (the best checkpoint, or the last weights); the last weights where there is
+    # no checkpoint (trainer.enable_checkpointing=false, fast_dev_run)
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
-    best = "best" if best_path else None
-    for results in stop.run(trainer.test, module, datamodule=datamodule, ckpt_path=best, verbose=False):
+    tested = best_path if getattr(module, "TEST_CHECKPOINT", "best") == "best" else ""
+    for results in stop.run(
+        trainer.test, module, datamodule=datamodule, ckpt_path="best" if tested else None, verbose=False
+    ):
         metrics.update(results)
 
-    final = {name: metrics[name] for name in module.FINAL_METRICS if name in metrics}
+    final = _final(module, metrics)
     log_final_hparams(trainer, hparams, final, session_name(output_dir))
     value = _optimized_value(c["optimized_metric"], metrics)
     if trainer.is_global_zero:
         print_summary(c, final, trainer.current_epoch, time.monotonic() - started, output_dir)
-        result = {
-            "value": value,
-            "metrics": final,
-            "checkpoint": best_path or None,  # the tested one; null: the last weights were tested
-            "data_source": datamodule.source,
-        }
-        write_text_atomic(output_dir / RESULT_FILE, json.dumps(result, indent=2))  # the sweeper may read it any time
+        _write_result(output_dir, module, datamodule, value, final, tested or None)
     return value
+
+
+def _final(module: L.LightningModule, metrics: Mapping) -> dict[str, float]:
+    return {name: float(metrics[name]) for name in module.FINAL_METRICS if name in metrics}
+
+
+def _write_result(output_dir: Path, module, datamodule, value, final: dict, tested: str | None, diverged=None) -> None:
+    """``<run>/result.json``, where the sweeper reads a trial's outcome (it may read it any time)."""
+    result = {
+        "value": value,
+        "status": "diverged" if diverged else "complete",
+        "metrics": final,
+        "checkpoint": tested,  # the tested one; null: the last weights were tested
+        "data_source": datamodule.source,
+    }
+    if diverged:
+        result["reason"] = str(diverged)
+    if getattr(module, "evaluations", None) is not None:  # every evaluation's values (the GAN)
+        result["evaluations"] = module.evaluations
+    write_text_atomic(output_dir / RESULT_FILE, json.dumps(result, indent=2))
 
 
 def _where_stopped(trainer: L.Trainer | None, checkpoint: ModelCheckpoint | None, command_line: CommandLine) -> str:

@@ -422,6 +422,11 @@ class Sweep:
 
 def run_worker(config, *, settings: SweepSettings, space, fixed, sweep_dir: Path, entry_script: Path) -> optuna.Study:
     """One sweep worker: in the sweeper's own process, or as a job of a Hydra launcher."""
+    worker = config.get("sweep_worker", 0) if hasattr(config, "get") else 0
+    if worker and not isinstance(settings.sampler, optuna.samplers.QMCSampler):
+        # the workers got one seeded sampler each, alike: left so they would propose the same points.
+        # QMC's workers must share its seed (one Sobol sequence); the others draw apart.
+        settings.sampler.reseed_rng()
     return Sweep(settings, space, fixed, sweep_dir, entry_script, config).run()
 
 

@@ -28,6 +28,7 @@ class Classifier(L.LightningModule):
     """
 
     FINAL_METRICS = ("val/acc_best", "test/acc", "test/loss")
+    TEST_CHECKPOINT = "best"  # the best epoch's checkpoint (by val/acc) is tested
 
     def __init__(
         self,

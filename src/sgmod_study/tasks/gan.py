@@ -1,9 +1,15 @@
-"""The GAN task: a DCGAN trained with manual optimisation, measured by FID/KID.
+"""The GAN task: a DCGAN trained with manual optimisation, measured at every evaluation.
 
 ``task`` config (conf/task/gan.yaml): loss (bce | hinge | wgan_gp), per-network learning
-rates, discriminator steps per generator step, evaluation size, divergence thresholds.
-The losses are in gan_losses.py, FID/KID and the sample grid in gan_metrics.py, the
-divergence check in gan_divergence.py.
+rates, discriminator steps per generator step, the generator's sampling mode, the evaluation
+seed, divergence thresholds. The losses are in gan_losses.py, the metrics in gan_quality.py,
+the evaluation machinery in gan_metrics.py, the divergence check in gan_divergence.py.
+
+Which number counts: the final epoch's. Each evaluation compares as many generated images as
+there are real ones (5k validation images each epoch, the 10k test images at the end), and the
+test measures the final weights, not the best epoch's: a run that was good at epoch 2 and
+unstable afterwards is scored by where it ended. The best epoch's FID/KID are kept as secondary
+values (val/fid_best, val/kid_best, val/best_epoch), selected on the validation set.
 """
 
 from __future__ import annotations
@@ -18,9 +24,6 @@ import lightning as L
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
-from torchmetrics import MinMetric
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError, check_choice, check_positive
@@ -36,24 +39,38 @@ from sgmod_study.tasks.gan_losses import (
     gradient_penalty,
 )
 from sgmod_study.tasks.gan_metrics import (
-    PrecomputedFeatures,  # noqa: F401 (scripts/fid_sanity.py imports it from here)
-    build_fid,
-    build_kid,
+    SAMPLE_MODES,
+    FeatureSet,
     chunks,
-    compute_quality,
+    eval_noise,
+    prefixed,
     publish_sample_grid,
     sample_grid,
-    update_quality,
+    sampling_mode,
+    stage_quality,
 )
+from sgmod_study.tasks.gan_quality import QUALITY_KEYS
 from sgmod_study.tasks.optim import build_optimizer
+
+BEST_KEYS = ("val/fid_best", "val/kid_best", "val/best_epoch")
+
+
+def _final_metrics() -> tuple[str, ...]:
+    stages = ("val", "test", *(f"test_{mode}_mode" for mode in SAMPLE_MODES))
+    return (*(f"{stage}/{key}" for stage in stages for key in QUALITY_KEYS), *BEST_KEYS)
 
 
 class GAN(L.LightningModule):
     """Logs train/d_loss, train/g_loss, train/d_real, train/d_fake (D's mean probability for
-    bce, mean logit otherwise), val/fid, val/kid, val/fid_best, test/fid, test/kid, and a
-    fixed-noise sample grid at each evaluation."""
+    bce, mean logit otherwise); at each evaluation val/<key> for every key of QUALITY_KEYS (FID,
+    KID and its standard error, precision, recall, classes covered, class entropy, collapsed) and
+    the best epoch's val/fid_best, val/kid_best, val/best_epoch; at the test test/<key> from the
+    generator in ``task.sample_mode`` and test_<other>_mode/<key> from the other mode; and a
+    fixed-noise sample grid at each evaluation. ``evaluations`` lists every evaluation's values
+    (result.json carries it)."""
 
-    FINAL_METRICS = ("val/fid_best", "val/kid", "test/fid", "test/kid")
+    FINAL_METRICS = _final_metrics()
+    TEST_CHECKPOINT = "last"  # the final weights are tested (see the module docstring)
     OPTIMIZER_NAMES = ("generator", "discriminator")  # configure_optimizers' order; names the lr-* curves
     DDP_FIND_UNUSED_PARAMETERS = True  # the discriminator step leaves the generator without gradients
 
@@ -65,6 +82,7 @@ class GAN(L.LightningModule):
         optimizer: Mapping,
         activations: Mapping[str, Mapping],
         task: Mapping,
+        sample_batch: int = 256,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -72,26 +90,22 @@ class GAN(L.LightningModule):
         self.optimizer_cfg, self.activations = optimizer, activations
         self.loss = task["loss"]
         check_choice("task.loss", self.loss, LOSSES)
+        check_choice("task.sample_mode", task["sample_mode"], SAMPLE_MODES)
+        self.sample_mode, self.eval_seed, self.sample_batch = task["sample_mode"], task["eval_seed"], sample_batch
         self.lr_g = task["lr_g"] or optimizer["lr"]
         self.lr_d = task["lr_d"] or optimizer["lr"]
-        self.d_steps, self.gp_weight, self.eval_samples = task["d_steps"], task["gp_weight"], task["eval_samples"]
+        self.d_steps, self.gp_weight, self.kid_subset_size = task["d_steps"], task["gp_weight"], task["kid_subset_size"]
         self.check_divergence = DivergenceCheck(self.loss, task["collapse_steps"], task["collapse_loss"])
-        for key in ("d_steps", "eval_samples", "grid_size", "kid_subset_size"):
+        for key in ("d_steps", "grid_size", "kid_subset_size"):
             check_positive(f"task.{key}", task[key])
         self.latent_dim = generator.project.in_features
         fixed = torch.randn(task["grid_size"], self.latent_dim, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_noise", fixed, persistent=False)
-        self._add_quality_metrics(min(task["kid_subset_size"], self.eval_samples))
-        self._real_cached = False  # validation real features are computed once per run
+        self.val_real, self.val_fake, self.test_real, self.test_fake = (FeatureSet() for _ in range(4))
+        self._real_cached = False  # the validation images' features are computed once per run
         self._rank_noise: torch.Generator | None = None
-
-    def _add_quality_metrics(self, kid_subset: int) -> None:
-        """val_fid, test_fid, val_kid, test_kid, val_fid_best: their names are state_dict keys."""
-        n = self.features.num_features
-        self.val_fid, self.test_fid = (build_fid(n, reset_real) for reset_real in (False, True))
-        self.val_kid, self.test_kid = (build_kid(n, kid_subset, reset_real) for reset_real in (False, True))
-        self.val_fid_best = MinMetric()
-        self.val_fid_best.persistent(True)
+        self.evaluations: list[dict] = []  # one entry per validation: result.json's "evaluations"
+        self.best: dict[str, float] = {}
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = "cpu", strict: bool = True) -> GAN:
@@ -103,11 +117,17 @@ class GAN(L.LightningModule):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["gan_evaluations"] = {"evaluations": self.evaluations, "best": self.best}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("gan_evaluations", {})
+        self.evaluations, self.best = list(saved.get("evaluations", [])), dict(saved.get("best", {}))
+
     def _noise(self, n: int) -> torch.Tensor:
-        """``n`` latent vectors. Under DDP each rank draws its own: every rank is seeded alike,
-        so the global generator would give them all the same noise (the same fake batch on each
-        rank, and each evaluated fake image counted world-size times by FID/KID). A single
-        process draws from the global generator, as it always did."""
+        """``n`` latent vectors for training. Under DDP each rank draws its own: every rank is seeded
+        alike, so the global generator would give them all the same noise (the same fake batch on
+        each rank). A single process draws from the global generator."""
         if self.trainer.world_size == 1:
             return torch.randn(n, self.latent_dim, device=self.device)
         if self._rank_noise is None:
@@ -154,47 +174,64 @@ class GAN(L.LightningModule):
         self.manual_backward(loss)
         optimizer.step()
 
-    # -- evaluation: FID/KID of eval_samples generated images against real images' features
+    # -- evaluation: as many generated images as real ones, in the features of the frozen net
 
     def validation_step(self, batch, batch_idx: int) -> None:
         real, _ = batch
         if not self.trainer.sanity_checking and not self._real_cached:
-            self._update(self.val_fid, self.val_kid, real, real=True)
+            self._add(self.val_real, real)
         self.log("val/d_real", discriminator_score(self.loss, self.discriminator(real)), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
         self._real_cached = True
-        fid, kid = self._generated_quality(self.val_fid, self.val_kid)
-        self.val_fid_best(fid)
-        self.log_dict({"val/fid": fid, "val/kid": kid, "val/fid_best": self.val_fid_best.compute()}, prog_bar=True)
-        self._log_samples()
+        values = prefixed("val", self._quality("val", self.val_real, self.val_fake, self.sample_mode))
+        self._update_best(values)
+        self.evaluations.append({"epoch": self.current_epoch + 1, "step": self.global_step, **values})
+        self.log_dict({**values, **self.best}, prog_bar=False)
+        self._log_samples(f"epoch{self.current_epoch:03d}.png")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_real.reset()
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._update(self.test_fid, self.test_kid, batch[0], real=True)
+        self._add(self.test_real, batch[0])
 
     def on_test_epoch_end(self) -> None:
-        fid, kid = self._generated_quality(self.test_fid, self.test_kid)
-        self.log_dict({"test/fid": fid, "test/kid": kid})
+        other = next(mode for mode in SAMPLE_MODES if mode != self.sample_mode)
+        values = prefixed("test", self._quality("test", self.test_real, self.test_fake, self.sample_mode))
+        values |= prefixed(f"test_{other}_mode", self._quality("test", self.test_real, self.test_fake, other))
+        self.log_dict(values)
+        self._log_samples("final.png")
 
-    def _update(self, fid: FrechetInceptionDistance, kid: KernelInceptionDistance, images, real: bool) -> None:
-        update_quality(fid, kid, self.features(images), real)
-
-    @torch.no_grad()
-    def _generated_quality(self, fid: FrechetInceptionDistance, kid: KernelInceptionDistance):
-        per_rank = math.ceil(self.eval_samples / self.trainer.world_size)
-        for n in chunks(per_rank):
-            self._update(fid, kid, self.generator(self._noise(n)), real=False)
-        return compute_quality(fid, kid, self.trainer.world_size)
+    def _add(self, feature_set: FeatureSet, images: torch.Tensor) -> None:
+        features = self.features(images)
+        feature_set.update(features, self.features.classify(features))
 
     @torch.no_grad()
-    def _log_samples(self) -> None:
+    def _quality(self, stage: str, real: FeatureSet, fake: FeatureSet, mode: str) -> dict[str, float]:
+        """The metrics of ``fake``, filled with as many generated images as this rank holds real ones."""
+        noise = eval_noise(self.eval_seed, stage, self.global_rank, self.device)
+        with sampling_mode(self.generator, mode):
+            for n in chunks(real.local_count(), self.sample_batch):
+                z = torch.randn(n, self.latent_dim, device=self.device, generator=noise)
+                self._add(fake, self.generator(z))
+        return stage_quality(real, fake, self.kid_subset_size, self.eval_seed)
+
+    def _update_best(self, values: Mapping[str, float]) -> None:
+        if values["val/fid"] < self.best.get("val/fid_best", math.inf):
+            epoch = float(self.current_epoch + 1)
+            self.best = {"val/fid_best": values["val/fid"], "val/kid_best": values["val/kid"], "val/best_epoch": epoch}
+
+    @torch.no_grad()
+    def _log_samples(self, name: str) -> None:
         if not self.trainer.is_global_zero:
             return
-        grid = sample_grid(self.generator(self.fixed_noise))
-        folder = Path(self.trainer.default_root_dir) / "samples"
-        publish_sample_grid(grid, self.loggers, self.global_step, folder, self.current_epoch)
+        with sampling_mode(self.generator, self.sample_mode):
+            grid = sample_grid(self.generator(self.fixed_noise))
+        path = Path(self.trainer.default_root_dir) / "samples" / name
+        publish_sample_grid(grid, self.loggers, self.global_step, path)
 
     def configure_optimizers(self):
         optimizers = []
@@ -222,7 +259,8 @@ def build_gan(c: Mapping, spec: DatasetSpec) -> GAN:
     activations = {"generator": g_cfg["activation"], "discriminator": d_cfg["activation"]}
     # the frozen feature net is in eval mode on purpose; Lightning would warn about it at fit start
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
-    return GAN(generator, discriminator, FrozenFeatures(load_feature_net()), c["optimizer"], activations, c["task"])
+    features = FrozenFeatures(load_feature_net())
+    return GAN(generator, discriminator, features, c["optimizer"], activations, c["task"], c["data"]["batch_size"])
 
 
 def _check_gan_setup(c: Mapping, spec: DatasetSpec) -> None:
@@ -242,8 +280,26 @@ def _check_gan_setup(c: Mapping, spec: DatasetSpec) -> None:
             "task.loss=wgan_gp with a batch-normalised discriminator: the gradient penalty is per sample, "
             "BatchNorm mixes samples; use model.discriminator.norm={name:layer} (or group/none)"
         )
+    _check_decoupled_decay(c)
     if spec.channels != 1:
         raise ConfigError(
             "task=gan measures FID/KID with a Fashion-MNIST feature net: use a 1-channel dataset "
             "(data=fashion_mnist or mnist)"
         )
+
+
+def _check_decoupled_decay(c: Mapping) -> None:
+    """Weight decay in a GAN only decoupled (AdamW): Adam's, RMSprop's and SGD's add an L2 term to
+    the gradient, which Adam's per-parameter scaling then distorts (Loshchilov and Hutter 2019)."""
+    optimizer = c["optimizer"]
+    if optimizer["name"] == "adamw":
+        return
+    decays = {"optimizer.weight_decay": optimizer.get("weight_decay", 0.0)}
+    for net in ("generator", "discriminator"):
+        decays[f"model.{net}.activation.weight_decay"] = c["model"][net]["activation"].get("weight_decay", 0.0)
+    for key, value in decays.items():
+        if value:
+            raise ConfigError(
+                f"{key}={value:g} with optimizer={optimizer['name']} is coupled L2 (added to the gradient), "
+                "not allowed with task=gan: use optimizer=adamw (decoupled weight decay) or set it to 0"
+            )

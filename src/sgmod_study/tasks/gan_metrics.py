@@ -1,65 +1,94 @@
-"""The GAN's evaluation: FID and KID of generated images against real ones, both on the features
-of the shipped feature net (computed once per batch, shared by the two metrics), and the
-fixed-noise sample grid."""
+"""The GAN's evaluation machinery: the feature sets of one evaluation (gathered across ranks), the
+generator's sampling mode, its own seeded noise, and the fixed-noise sample grid. The metrics
+themselves are pure functions in gan_quality.py.
+
+Evaluation never draws from the global random number generator: the training run's noise and
+shuffles come from it, so evaluating more or less often would otherwise change training.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 from torchvision.utils import make_grid, save_image
 
-from sgmod_study.errors import ConfigError
+from sgmod_study.tasks.gan_quality import QUALITY_KEYS, quality
 
-GENERATED_CHUNK = 1000  # generated images per feature-net batch
+SAMPLE_MODES = ("train", "eval")
+STAGES = ("val", "test")
 
 
-class PrecomputedFeatures(nn.Identity):
-    """torchmetrics' "feature extractor" for features we computed already (once, for FID and KID)."""
+class FeatureSet(Metric):
+    """The feature net's features and class logits of the images of one evaluation; under DDP
+    ``compute`` returns every rank's, concatenated."""
 
-    def __init__(self, num_features: int) -> None:
+    full_state_update = False
+
+    def __init__(self) -> None:
         super().__init__()
-        self.num_features = num_features
+        self.add_state("features", default=[], dist_reduce_fx="cat")
+        self.add_state("logits", default=[], dist_reduce_fx="cat")
+
+    def update(self, features: torch.Tensor, logits: torch.Tensor) -> None:
+        self.features.append(features)
+        self.logits.append(logits)
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return dim_zero_cat(self.features), dim_zero_cat(self.logits)
+
+    def local_count(self) -> int:
+        """Images this rank added (before any synchronisation)."""
+        return sum(len(f) for f in self.features)
 
 
-def build_fid(num_features: int, reset_real: bool) -> FrechetInceptionDistance:
-    return FrechetInceptionDistance(feature=PrecomputedFeatures(num_features), reset_real_features=reset_real)
+def stage_quality(real: FeatureSet, fake: FeatureSet, kid_subset_size: int, seed: int) -> dict[str, float]:
+    """QUALITY_KEYS of one evaluation; ``fake`` is reset for the next one."""
+    real_features, _ = real.compute()
+    fake_features, fake_logits = fake.compute()
+    fake.reset()
+    return quality(
+        real_features.double(), fake_features.double(), fake_logits, kid_subset_size=kid_subset_size, seed=seed
+    )
 
 
-def build_kid(num_features: int, subset_size: int, reset_real: bool) -> KernelInceptionDistance:
-    features = PrecomputedFeatures(num_features)
-    return KernelInceptionDistance(feature=features, subset_size=subset_size, reset_real_features=reset_real)
+def prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{key}": values[key] for key in QUALITY_KEYS}
 
 
-def update_quality(
-    fid: FrechetInceptionDistance, kid: KernelInceptionDistance, features: torch.Tensor, real: bool
-) -> None:
-    fid.update(features, real=real)
-    kid.update(features, real=real)
+def eval_noise(seed: int, stage: str, rank: int, device: torch.device) -> torch.Generator:
+    """The noise of one evaluation: its own generator, the same latents at every evaluation of a
+    stage (epochs compare on equal terms), different ones per stage and per DDP rank."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed * 1_000_003 + STAGES.index(stage) * 10_007 + rank)
+    return generator
 
 
-def compute_quality(
-    fid: FrechetInceptionDistance, kid: KernelInceptionDistance, world_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """FID and KID (its mean) of the features they were given, then reset for the next evaluation
-    (which keeps the real features of a metric built with ``reset_real=False``)."""
-    real_count = int(fid.real_features_num_samples) * world_size
-    if real_count < kid.subset_size:
-        raise ConfigError(
-            f"task.kid_subset_size={kid.subset_size} is larger than the {real_count} real images evaluated; lower it"
-        )
-    fid_value, (kid_value, _) = fid.compute(), kid.compute()
-    fid.reset()
-    kid.reset()
-    return fid_value, kid_value
+@contextmanager
+def sampling_mode(generator: nn.Module, mode: str) -> Iterator[None]:
+    """``generator`` in ``mode`` while it samples: "train" (BatchNorm's batch statistics, what the
+    discriminator saw in training) or "eval" (its running statistics). Its buffers (the running
+    statistics a train-mode forward would update) and its mode are restored afterwards, so
+    sampling never changes the model that trains on."""
+    was_training = generator.training
+    saved = [buffer.clone() for buffer in generator.buffers()]
+    generator.train(mode == "train")
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(generator.buffers(), saved, strict=True):
+                buffer.copy_(value)
+        generator.train(was_training)
 
 
-def chunks(total: int, size: int = GENERATED_CHUNK) -> Iterator[int]:
+def chunks(total: int, size: int) -> Iterator[int]:
     while total > 0:
         yield min(size, total)
         total -= size
@@ -71,10 +100,10 @@ def sample_grid(images: torch.Tensor) -> torch.Tensor:
     return make_grid((images + 1) / 2, nrow=square).clamp(0, 1)
 
 
-def publish_sample_grid(grid: torch.Tensor, loggers: Iterable, step: int, folder: Path, epoch: int) -> None:
-    """The grid to every logger that shows images (TensorBoard), and to ``folder``/epochNNN.png."""
+def publish_sample_grid(grid: torch.Tensor, loggers: Iterable, step: int, path: Path) -> None:
+    """The grid to every logger that shows images (TensorBoard), and to ``path`` (a PNG)."""
     for logger in loggers:
         if hasattr(logger.experiment, "add_image"):
             logger.experiment.add_image("samples", grid, global_step=step)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_image(grid, folder / f"epoch{epoch:03d}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path)

@@ -39,7 +39,8 @@ class Task:
     # (resolved config, data set) -> its LightningModule; "package.module:function" is imported on use
     builder: str | Builder
     models: tuple[str, ...]  # the model.name values it trains
-    metrics: tuple[str, ...]  # every metric it logs: what optimized_metric and checkpoint.monitor may name
+    # every metric it logs, what optimized_metric and checkpoint.monitor may name; or a function returning them
+    metrics: tuple[str, ...] | Callable[[], tuple[str, ...]]
     networks: tuple[str, ...]  # its LightningModule's attributes holding the networks speed.* applies to
     # task.<key> and its rule, or a function returning them (called when a config of the task is checked)
     settings: Settings | Callable[[], Settings] = field(default_factory=dict)
@@ -60,6 +61,10 @@ class Task:
         """The rules of its ``task.*`` settings."""
         return self.settings() if callable(self.settings) else self.settings
 
+    def logged(self) -> tuple[str, ...]:
+        """The metrics it logs."""
+        return self.metrics() if callable(self.metrics) else self.metrics
+
 
 def _resolved(builder: str | Builder) -> Builder:
     if callable(builder):
@@ -69,7 +74,9 @@ def _resolved(builder: str | Builder) -> Builder:
 
 
 def _gan_settings() -> dict[str, Rule]:
-    from sgmod_study.tasks.gan_losses import LOSSES  # torch: imported when a GAN's config is checked
+    # torch: imported when a GAN's config is checked
+    from sgmod_study.tasks.gan_losses import LOSSES
+    from sgmod_study.tasks.gan_metrics import SAMPLE_MODES
 
     return {
         "loss": choice(*LOSSES),
@@ -77,12 +84,19 @@ def _gan_settings() -> dict[str, Rule]:
         "lr_d": nullable(positive()),
         "d_steps": integer(1),
         "gp_weight": non_negative(),
-        "eval_samples": integer(1),
-        "kid_subset_size": integer(1),
+        "sample_mode": choice(*SAMPLE_MODES),
+        "eval_seed": integer(0),
+        "kid_subset_size": integer(2),
         "grid_size": integer(1),
         "collapse_steps": integer(0),
         "collapse_loss": non_negative(),
     }
+
+
+def _gan_metrics() -> tuple[str, ...]:
+    from sgmod_study.tasks.gan import GAN  # torch: imported when a GAN's config is checked
+
+    return ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/d_real", *GAN.FINAL_METRICS)
 
 
 CLASSIFIER_TASK = Task(
@@ -107,18 +121,7 @@ GAN_TASK = Task(
     name="gan",
     builder="sgmod_study.tasks.gan:build_gan",
     models=("dcgan",),
-    metrics=(
-        "train/d_loss",
-        "train/g_loss",
-        "train/d_real",
-        "train/d_fake",
-        "val/d_real",
-        "val/fid",
-        "val/kid",
-        "val/fid_best",
-        "test/fid",
-        "test/kid",
-    ),
+    metrics=_gan_metrics,
     networks=("generator", "discriminator"),
     settings=_gan_settings,
     models_text="model=dcgan or model=dcgan_baseline",  # conf/model/dcgan_baseline.yaml is a DCGAN too
