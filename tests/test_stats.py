@@ -91,6 +91,13 @@ def test_expected_best_by_hand_and_at_the_limits():
     assert stats.best_of_weights(7, 4).sum() == pytest.approx(1.0)
 
 
+def test_expected_best_minimises_as_minus_the_maximum_of_the_negatives():
+    assert stats.expected_best([1, 2, 3], [1, 2], maximize=False) == pytest.approx([2.0, 14 / 9])  # 5/9 + 6/9 + 3/9
+    assert stats.expected_best([1, 2, 3], [2]) == pytest.approx([22 / 9])
+    lowest = stats.expected_best_draws([1, 2, 3], 2, rounds=50, seed=3, maximize=False)
+    assert lowest.shape == (50,) and np.array_equal(lowest, -stats.expected_best_draws([-1, -2, -3], 2, 50, seed=3))
+
+
 def test_expected_best_draws_are_seeded_bootstraps():
     values = np.random.default_rng(1).normal(size=20)
     draws = stats.expected_best_draws(values, 5, rounds=500, seed=3)
@@ -103,6 +110,16 @@ def test_expected_best_draws_are_seeded_bootstraps():
 
 def test_interval_is_the_central_95_percent():
     assert stats.interval(np.arange(101)) == pytest.approx((2.5, 97.5))
+
+
+def test_clopper_pearson_and_the_pooled_sd_against_known_values():
+    assert stats.clopper_pearson(0, 10) == (0.0, pytest.approx(1 - 0.025**0.1))
+    assert stats.clopper_pearson(10, 10) == (pytest.approx(0.025**0.1), 1.0)
+    low, high = stats.clopper_pearson(1, 10)  # the textbook interval of 1 in 10
+    assert (round(low, 4), round(high, 4)) == (0.0025, 0.445)
+    assert all(math.isnan(x) for x in stats.clopper_pearson(0, 0))
+    sd, freedom = stats.pooled_sd([[1.0, 3.0], [2.0, 4.0, 6.0], [9.0]])  # (1 x 2 + 2 x 4) / 3
+    assert (sd, freedom) == (pytest.approx(math.sqrt(10 / 3)), 3)
 
 
 def test_pooled_difference_of_two_cells_by_hand():

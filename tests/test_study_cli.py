@@ -176,11 +176,13 @@ def test_list_and_report_only_read_the_record(read_only_record, monkeypatch, cap
     assert out.splitlines()[1].split()[:5] == ["controls", "grid", "16/72", "16", "complete"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert cli(["report"], read_only_record, monkeypatch, capsys) == (0, "written: docs/report/study.md\n", "")
+        written = "written: docs/report/study.md\nwritten: docs/report/gan.md\n"  # every study, by name
+        assert cli(["report"], read_only_record, monkeypatch, capsys) == (0, written, "")
     # matplotlib's tight_layout warned about the slice plot's colorbar
     assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
     assert "## 4. What matters in the Sgmod sweep" in (read_only_record / "docs/report/study.md").read_text()
     assert (read_only_record / "docs/report/study_figures/sgmod_marginals.png").is_file()
+    assert "## 1. Run length" in (read_only_record / "docs/report/gan.md").read_text()  # nothing run: said so
     assert _files(read_only_record / "study") == before
 
 

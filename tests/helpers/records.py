@@ -19,6 +19,7 @@ from sgmod_study.study.record import Record
 from sgmod_study.study.spec import load_study
 
 CLASSIFIER = load_study("classifier", CONF / "study")
+GAN = load_study("gan", CONF / "study")
 
 # test accuracies of a fixed and a learnable Sgmod on 8 seeds: the learnable one better on every seed
 FIXED = [0.910, 0.912, 0.915, 0.911, 0.913, 0.914, 0.916, 0.912]
@@ -94,6 +95,69 @@ def row(variant, seed, acc, gamma=None, could=1.0, learn=None):
         layer = {"gamma": gamma, "beta": [-0.5] * len(gamma), "next_weight_norm": [2.0] * len(gamma)}
         result["sgmod"] = {"activation_lr_sum": could, "layers": {"head.act": layer}}
     return result
+
+
+# -- GAN runs.jsonl rows (the contract of study/gan/<part>/runs.jsonl)
+
+GAN_LAYERS = ("generator.body.block0.act", "discriminator.body.act1")
+
+
+def gan_row(seed, fid, kid=0.02, *, lr=2e-4, number=None, collapsed=0, eval_shift=(1.0, 0.001), epochs=3, **extra):
+    """A finished GAN run: final test FID/KID ``fid``/``kid`` (train mode; eval mode ``eval_shift``
+    worse), val/fid = fid + 1 falling by 5 per epoch before the last, its best epoch the last one,
+    and gamma/beta curves that end at gamma 1 + 100 lr, beta -10 lr. ``extra``: more row keys."""
+    params = {"optimizer.lr": lr, "seed": seed} if seed < 100 else {"seed": seed}
+    final = {"fid": fid, "kid": kid, "kid_se": kid / 10, "precision": 0.6, "recall": 0.5, "classes": 9.0}
+    final |= {"class_entropy": 3.1, "collapsed": collapsed, "fid_best": fid, "kid_best": kid, "best_epoch": epochs}
+    metrics = {f"test/{k}": v for k, v in final.items()} | {f"val/{k}": v for k, v in final.items()}
+    metrics |= {"val/fid": fid + 1.0, "val/fid_best": fid + 1.0}
+    metrics |= {"test_eval_mode/fid": fid + eval_shift[0], "test_eval_mode/kid": kid + eval_shift[1]}
+    evaluations = [
+        {"epoch": e, "step": 215 * e, "val/fid": fid + 1.0 + 5.0 * (epochs - e), "val/kid": kid + 0.01 * (epochs - e)}
+        for e in range(1, epochs + 1)
+    ]
+    curves = {}
+    for layer in GAN_LAYERS:
+        curves[f"sgmod/{layer}/gamma"] = [[0, 1.0], [50, 1.0 + 50 * lr], [100, 1.0 + 100 * lr]]
+        curves[f"sgmod/{layer}/beta"] = [[0, 0.0], [50, -5 * lr], [100, -10 * lr]]
+    row = {
+        "number": seed if number is None else number,
+        "state": "COMPLETE",
+        "values": [fid + 1.0],
+        "params": params,
+        "metrics": metrics,
+        "status": "complete",
+        "evaluations": evaluations,
+        "curves": curves,
+        "config": {"optimizer": {"lr": lr}, "task": {"name": "gan", "lr_g": None, "lr_d": None}, "seed": seed},
+        "machine": {"gpu": "Test GPU"},
+    }
+    return row | extra
+
+
+def diverged_row(seed, *, lr=2e-4, number=None):
+    """A GAN run whose training diverged: no value, what it measured before (one evaluation)."""
+    params = {"optimizer.lr": lr, "seed": seed} if seed < 100 else {"seed": seed}
+    return {
+        "number": seed if number is None else number,
+        "state": "FAIL",
+        "fail_reason": "training diverged: the generator's loss is nan",
+        "values": None,
+        "params": params,
+        "metrics": {"val/fid": 300.0},
+        "status": "diverged",
+        "evaluations": [{"epoch": 1, "step": 215, "val/fid": 300.0, "val/kid": 0.5}],
+        "config": {"optimizer": {"lr": lr}, "task": {"name": "gan", "lr_g": None, "lr_d": None}, "seed": seed},
+        "machine": {"gpu": "Test GPU"},
+    }
+
+
+def write_parts(folder: Path, parts: dict) -> Record:
+    """A record in ``folder`` holding each part's rows (runs.jsonl only: no journal)."""
+    for part, rows in parts.items():
+        (folder / part).mkdir(parents=True, exist_ok=True)
+        (folder / part / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return Record(folder)
 
 
 # -- scripts/study.py in-process

@@ -1,6 +1,7 @@
 """Which trial of a sweep is best, in the one place that knows whether the sweep maximises or
 minimises; and which configuration a confirm part retrains: the best trial, or a recommended
-default (rounded medians of its top quarter, less tied to one lucky seed)."""
+default (rounded medians of its top quarter, less tied to one lucky seed), or a grid's best cell
+(its settings over all its seeds, failed runs counted)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 import optuna
 
 from sgmod_study.errors import ConfigError
+from sgmod_study.sweeper.storage import diverged
+
+SEED = "seed"  # the grid parameter a cell's runs differ in
+COLLAPSED = "val/collapsed"  # a run's final-evaluation flag (the GAN's), a user attribute of its trial
 
 TOP_SHARE = 0.25  # the top quarter of a sweep's finished trials says which values work
 
@@ -74,8 +79,41 @@ def rounded(value: float, log: bool) -> float:
     return float(f"{value:.1g}") if log else round(value * 2) / 2
 
 
+def failed(trial: optuna.trial.FrozenTrial) -> bool:
+    """A run that diverged, or whose final evaluation flagged a collapse: a result, and a failure."""
+    return diverged(trial) or trial.user_attrs.get(COLLAPSED) == 1
+
+
+def cells(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[tuple, list[optuna.trial.FrozenTrial]]:
+    """A grid's trials with a result (finished or diverged) by cell: their parameters but the seed."""
+    grouped: dict[tuple, list] = {}
+    for t in trials:
+        if t.state == optuna.trial.TrialState.COMPLETE or diverged(t):
+            key = tuple(sorted((k, v) for k, v in t.params.items() if k != SEED))
+            grouped.setdefault(key, []).append(t)
+    return grouped
+
+
+def best_cell(trials: Sequence[optuna.trial.FrozenTrial], maximize: bool = True) -> tuple:
+    """The grid cell with the fewest failed runs, then the best mean objective over its other runs."""
+    sign = -1 if maximize else 1
+
+    def score(item: tuple) -> tuple:
+        runs = item[1]
+        values = [t.values[0] for t in runs if not failed(t)]
+        return (sum(failed(t) for t in runs), sign * sum(values) / len(values) if values else math.inf)
+
+    return min(cells(trials).items(), key=score)[0]
+
+
 def chosen_overrides(study: optuna.Study, pick: str) -> list[str]:
-    """The ``pick`` ("best" or "recommended") configuration of a finished sweep, as overrides."""
+    """The ``pick`` ("best" or "recommended") configuration of a finished sweep, or the "best_cell"
+    of a finished grid, as overrides."""
+    if pick == "best_cell":
+        trials = study.get_trials(deepcopy=False)
+        if not cells(trials):
+            raise ConfigError(f"part={study.study_name} has no finished trial yet; run it first")
+        return [f"{key}={value}" for key, value in best_cell(trials, maximizes(study))]
     trials = finished_trials(study)
     if not trials:
         raise ConfigError(f"part={study.study_name} has no finished trial yet; run it first")

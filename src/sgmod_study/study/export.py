@@ -1,10 +1,13 @@
 """A part's per-run table, ``runs.jsonl``: each trial as Optuna saw it, plus what its run folder
-holds (configuration, metrics, final gamma/beta, the machine, learning curves) while the folder
-is on this machine. Rows of folders that are elsewhere are kept as they were read there."""
+holds (configuration, status, metrics, every evaluation, final gamma/beta, the machine, learning
+curves) while the folder is on this machine. Rows of folders that are elsewhere are kept as they
+were read there. With ``samples``, each run's final sample grid (a GAN's) is copied into the
+record too, as ``<part>/samples/NNNN.png``."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,13 +19,16 @@ from sgmod_study.study.record import MACHINE_FILE, RUNS_FILE, Record, read_rows
 from sgmod_study.trial_contract import RESULT_FILE, SGMOD_FINAL_FILE
 
 # Config entries a run's row keeps (the rest is in the run folder's .hydra/config.yaml).
-ROW_KEYS = ("activation", "optimizer", "norm", "seed", "trainer.max_epochs", "model.name", "data.name")
+ROW_KEYS = ("activation", "optimizer", "norm", "seed", "trainer.max_epochs", "model.name", "data.name", "model", "task")
 # TensorBoard curves a row keeps (per epoch, or every diagnostics.every_n_steps for sgmod/ and grad_norm/).
-CURVES = ("val/acc", "val/loss", "train/loss", "train/acc", "sgmod/", "grad_norm/")
+CURVES = ("val/acc", "val/loss", "train/loss", "train/acc", "sgmod/", "grad_norm/", "val/fid", "val/kid")
+SAMPLES = "samples"  # a run folder's sample grids, and the record's copies of the final ones
+FINAL_GRID = "final.png"
 
 
-def export(record: Record, part: str) -> list[dict]:
-    """Refresh ``<record>/<part>/runs.jsonl`` from the part's study and the run folders here."""
+def export(record: Record, part: str, samples: bool = False) -> list[dict]:
+    """Refresh ``<record>/<part>/runs.jsonl`` from the part's study and the run folders here (and
+    with ``samples``, copy their final sample grids into the record)."""
     from sgmod_study.tasks.checkpoints import write_atomic
 
     study = record.load(part)
@@ -31,6 +37,8 @@ def export(record: Record, part: str) -> list[dict]:
     rows = {row["number"]: row for row in read_rows(path)}
     for trial in study.get_trials(deepcopy=False):
         rows[trial.number] = {**rows.get(trial.number, {}), **trial_row(trial)}
+        if samples:
+            rows[trial.number] |= _copied_grid(trial, record.folder / part)
     ordered = [rows[n] for n in sorted(rows)]
     text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in ordered).encode()
     if not path.is_file() or path.read_bytes() != text:  # an unchanged record keeps its file as it is
@@ -70,11 +78,26 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
     if folder is None or not (folder / ".hydra" / "config.yaml").is_file():
         return row  # the folder is on another machine: the earlier row keeps what it read there
     row["config"] = _config_subset(folder / ".hydra" / "config.yaml")
-    row["metrics"] = _json(folder / RESULT_FILE).get("metrics")
+    result = _json(folder / RESULT_FILE)
+    row["metrics"] = result.get("metrics")
+    row["status"] = result.get("status")
+    if "evaluations" in result:
+        row["evaluations"] = result["evaluations"]
     row["sgmod"] = _json(folder / SGMOD_FINAL_FILE) or None
     row["machine"] = _json(folder.parent / MACHINE_FILE) or None
     row["curves"] = curves(folder / "tensorboard")
     return row
+
+
+def _copied_grid(trial: optuna.trial.FrozenTrial, part_dir: Path) -> dict:
+    """``{"samples": "samples/NNNN.png"}`` once the trial's final grid is in the record."""
+    folder = run_folder(trial.user_attrs.get("folder", ""))
+    source = folder / SAMPLES / FINAL_GRID if folder is not None else None
+    copy = Path(SAMPLES) / f"{trial.number:04d}.png"
+    if source is not None and source.is_file():
+        (part_dir / SAMPLES).mkdir(exist_ok=True)
+        shutil.copyfile(source, part_dir / copy)
+    return {"samples": str(copy)} if (part_dir / copy).is_file() else {}
 
 
 def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:

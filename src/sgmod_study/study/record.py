@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 
 from sgmod_study.errors import ConfigError
-from sgmod_study.sweeper.storage import open_journal_read_only, open_storage
+from sgmod_study.sweeper.storage import DIVERGED, open_journal_read_only, open_storage
 
 JOURNAL = "study.journal"
 RUNS_FILE = "runs.jsonl"
@@ -50,8 +50,9 @@ class Record:
         return read_rows(self.part_dir(part) / RUNS_FILE)
 
     def finished(self, part: str) -> int:
-        """Finished (COMPLETE) trials of ``part`` in its record."""
-        return sum(row["state"] == "COMPLETE" for row in self.rows(part))
+        """Trials of ``part`` with a result in its record: finished (COMPLETE) or diverged (a result
+        too: the sweeper never runs one again)."""
+        return sum(row["state"] == "COMPLETE" or is_diverged(row) for row in self.rows(part))
 
     def has_journal(self, part: str) -> bool:
         return (self.part_dir(part) / JOURNAL).is_file()
@@ -98,6 +99,11 @@ def _row(line: bytes, path: Path, number: int) -> dict:
             f"restore it from git (git checkout -- {path}) or remove that line"
         )
     return row
+
+
+def is_diverged(row: Mapping) -> bool:
+    """A run that stopped because its training diverged (the sweeper's fail reason says so)."""
+    return row["state"] == "FAIL" and str(row.get("fail_reason") or "").startswith(DIVERGED)
 
 
 def complete(rows: Sequence[Mapping]) -> list[Mapping]:

@@ -249,7 +249,7 @@ def _finish(record: Record, launch: Launch) -> int:
     interrupted = fail_orphaned_trials(record.load(name, write=True))
     if interrupted:
         print(f"[study] {name}: trials {interrupted} were interrupted; their points run again next time")
-    rows = export(record, name)
+    rows = export(record, name, samples=launch.part.kind == "confirm")
     print(f"[study] {name}: {summary(rows)}; record in {record.folder / name}")
     done = record.finished(name)
     if code == 0 and done < launch.part.trials:

@@ -14,9 +14,23 @@ from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.paths import STUDY_CONF_DIR
 
 KINDS = ("grid", "sweep", "confirm")
-PICKS = ("best", "recommended")
+PICKS = ("best", "recommended", "best_cell")
 DIRECTIONS = ("maximize", "minimize")
-SECTIONS = ("controls", "travel", "sweeps", "importance", "confirm")
+# the classifier's sections, then the GAN's
+SECTIONS = (
+    "controls",
+    "travel",
+    "sweeps",
+    "importance",
+    "confirm",
+    "length",
+    "stability",
+    "trajectories",
+    "equal_budget",
+    "samples",
+    "quality",
+    "contrasts",
+)
 
 
 @dataclass(frozen=True)
@@ -28,8 +42,9 @@ class Part:
     overrides: tuple[str, ...]
     trials: int  # finished trials that complete the part (its hydra.sweeper.n_trials)
     question: str = ""
-    of: str | None = None  # confirm: the sweep part whose chosen configuration it retrains
-    pick: str = "best"  # confirm: the sweep's "best" trial or its "recommended" default
+    of: str | None = None  # confirm: the sweep (or grid) part whose chosen configuration it retrains
+    # confirm: a sweep's "best" trial or its "recommended" default; a grid's "best_cell" (over its seeds)
+    pick: str = "best"
     seeds: tuple[int, ...] = ()  # confirm: the fresh seeds
 
     @property
@@ -59,18 +74,30 @@ class Study:
     direction: str  # of every sweep's objective: maximize or minimize (which trial is best)
     setup: dict  # {key: value}: every part's runs share these
     parts: dict[str, Part]
-    margin: float  # the equivalence margin of the contrasts
-    also_margins: tuple[float, ...]
+    # {metric: its equivalence margin first, then the ones also reported}, for each of ``metrics``
+    margins: dict[str, tuple[float, ...]]
     contrasts: dict[str, tuple[Contrast, ...]]  # {section: its contrasts}
     sections: dict[str, tuple[str, ...]]  # {section: the parts it reads}, in order
     bring_your_own: dict = field(default_factory=dict)
     scope: str = ""  # what the results hold for, and why (the report says it under its header)
     activation: str | None = None  # set on the study a user's own activation gets
     record: str = ""  # its record's folder name under study/ (a user's activation records into its study's)
+    metrics: tuple[str, ...] = ()  # every metric the contrasts test (co-primary); by default (metric,)
 
     def __post_init__(self) -> None:
         if not self.record:
             object.__setattr__(self, "record", self.name)
+        if not self.metrics:
+            object.__setattr__(self, "metrics", (self.metric,))
+
+    @property
+    def margin(self) -> float:
+        """The equivalence margin of ``metric``."""
+        return self.margins[self.metric][0]
+
+    @property
+    def also_margins(self) -> tuple[float, ...]:
+        return self.margins[self.metric][1:]
 
     def part(self, name: str) -> Part:
         check_choice("part", name, self.parts)
@@ -114,6 +141,7 @@ def _study(name: str, data: Mapping, path: Path) -> Study:
             "scope",
             "report",
             "metric",
+            "metrics",
             "direction",
             "setup",
             "parts",
@@ -126,26 +154,91 @@ def _study(name: str, data: Mapping, path: Path) -> Study:
     )
     parts = {n: _part(path, n, p) for n, p in (data["parts"] or {}).items()}
     for p in parts.values():
-        if p.of is not None and (p.of not in parts or parts[p.of].kind != "sweep"):
-            raise ConfigError(f"{path}: parts.{p.name}.of={p.of} is not allowed: choose a sweep part of the study")
-    equivalence = data.get("equivalence") or {}
+        _check_of(path, p, parts)
+    metric = str(data.get("metric", "test/acc"))
+    metrics = _metrics(path, metric, data.get("metrics", [metric]))
     study = Study(
         name=name,
         question=str(data.get("question", "")),
         description=str(data.get("description", "")),
         scope=str(data.get("scope", "")),
         report=str(data.get("report", f"docs/report/{name}.md")),
-        metric=str(data.get("metric", "test/acc")),
+        metric=metric,
+        metrics=metrics,
         direction=_direction(path, data.get("direction", "maximize")),
         setup=dict(data.get("setup") or {}),
         parts=parts,
-        margin=float(equivalence.get("margin", 0.005)),
-        also_margins=tuple(float(m) for m in equivalence.get("also", ())),
+        margins=_margins(path, data.get("equivalence") or {}, metrics),
         contrasts={s: tuple(_contrast(path, s, c) for c in cs) for s, cs in (data.get("contrasts") or {}).items()},
         sections={},
         bring_your_own=dict(data.get("bring_your_own") or {}),
     )
     return replace(study, sections=_sections(path, data["sections"], study))
+
+
+def _check_of(path: Path, part: Part, parts: Mapping[str, Part]) -> None:
+    """A confirm retrains a sweep's best or recommended trial, or a grid's best cell."""
+    if part.of is None:
+        return
+    if part.of not in parts or parts[part.of].kind not in ("sweep", "grid"):
+        raise ConfigError(f"{path}: parts.{part.name}.of={part.of} is not allowed: choose a sweep or grid part")
+    wanted = ("best_cell",) if parts[part.of].kind == "grid" else ("best", "recommended")
+    if part.pick not in wanted:
+        raise ConfigError(
+            f"{path}: parts.{part.name}.pick={part.pick} is not allowed for the {parts[part.of].kind} "
+            f"{part.of}: choose {' or '.join(wanted)}"
+        )
+
+
+def _metrics(path: Path, metric: str, value) -> tuple[str, ...]:
+    """The co-primary metrics: a list of names that holds ``metric``."""
+    if not isinstance(value, list) or not value or metric not in value:
+        raise ConfigError(
+            f"{path}: metrics={value!r} is not allowed: it must be a list of metric names holding {metric}"
+        )
+    return tuple(str(m) for m in value)
+
+
+def _margins(path: Path, data, metrics: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """``equivalence``: ``margin`` one number for every metric (default 0.005) or {metric: number}
+    for each of ``metrics``; ``also`` (margins also reported) a list, or {metric: list}."""
+    _check_keys(path, "equivalence.", data, ("margin", "also"))
+    margin = _per_metric(path, "margin", data.get("margin", 0.005), metrics, required=True)
+    also = _per_metric(path, "also", data.get("also", []), metrics, required=False)
+    out = {}
+    for metric in metrics:
+        more = also.get(metric, [])
+        more = [_positive(path, f"equivalence.also.{metric}", m) for m in (more if isinstance(more, list) else [more])]
+        first = _positive(path, f"equivalence.margin.{metric}", margin[metric])
+        out[metric] = (first, *dict.fromkeys(m for m in more if m != first))
+    return out
+
+
+def _per_metric(path: Path, key: str, value, metrics: Sequence[str], required: bool) -> dict:
+    """``value`` for each metric: one value for all, or a mapping by metric name."""
+    if not isinstance(value, Mapping):
+        if key == "margin":
+            _positive(path, "equivalence.margin", value)
+        return dict.fromkeys(metrics, value)
+    for name in value:
+        if name not in metrics:
+            raise ConfigError(
+                f"{path}: equivalence.{key}.{name}={value[name]!r} is not allowed: {name} is not in metrics "
+                f"(choose {', '.join(metrics)})"
+            )
+    missing = [name for name in metrics if name not in value]
+    if required and missing:
+        raise ConfigError(
+            f"{path}: equivalence.{key}={dict(value)!r} is not allowed: it has no margin for {missing[0]} "
+            f"(give one for each of {', '.join(metrics)})"
+        )
+    return dict(value)
+
+
+def _positive(path: Path, key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{path}: {key}={value!r} is not allowed: it must be a number > 0")
+    return float(value)
 
 
 def _direction(path: Path, value) -> str:

@@ -1,8 +1,9 @@
 """Every statistic the studies report, in one module: the mean's interval, paired tests (t, TOST,
-the exact sign test), Holm's correction, the expected best of n trials and its bootstrap, a
-pooled two-sample machine effect, fANOVA importances with their bootstrap, PED-ANOVA importances
-and derived coordinates for them. numpy, scipy and optuna only: the report that uses them and
-the sweeper that writes importances.json import no torch for them."""
+the exact sign test), Holm's correction, a proportion's exact interval, the pooled standard
+deviation of groups, the expected best of n trials and its bootstrap, a pooled two-sample machine
+effect, fANOVA importances with their bootstrap, PED-ANOVA importances and derived coordinates for
+them. numpy, scipy and optuna only: the report that uses them and the sweeper that writes
+importances.json import no torch for them."""
 
 from __future__ import annotations
 
@@ -85,6 +86,28 @@ def paired(values: Mapping[int, float], reference: Mapping[int, float], margins:
     return result
 
 
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a proportion: ``k`` events in ``n`` trials; (nan, nan)
+    for n = 0."""
+    if n == 0:
+        return math.nan, math.nan
+    alpha = 1 - confidence
+    low = 0.0 if k == 0 else float(scipy_stats.beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(scipy_stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """The pooled within-group standard deviation of ``groups`` (those with two values or more)
+    and its degrees of freedom (values minus groups); (nan, 0) when no group has two values."""
+    kept = [np.asarray(g, dtype=float) for g in groups if len(g) >= 2]
+    freedom = sum(len(g) - 1 for g in kept)
+    if freedom == 0:
+        return math.nan, 0
+    squares = sum(float(((g - g.mean()) ** 2).sum()) for g in kept)
+    return math.sqrt(squares / freedom), freedom
+
+
 def best_of_weights(total: int, n: int) -> np.ndarray:
     """The weight of each of ``total`` sorted values in the expected maximum of ``n`` draws with
     replacement (Dodge et al. 2019): (i/N)^n - ((i-1)/N)^n for the i-th smallest."""
@@ -92,18 +115,23 @@ def best_of_weights(total: int, n: int) -> np.ndarray:
     return ranks**n - (ranks - 1 / total) ** n
 
 
-def expected_best(values: Sequence[float], budgets: Sequence[int]) -> list[float]:
-    """Expected maximum of n draws (with replacement) from the observed values, for each n."""
-    ordered = np.sort(np.asarray(values, dtype=float))
-    return [float(ordered @ best_of_weights(len(ordered), n)) for n in budgets]
+def expected_best(values: Sequence[float], budgets: Sequence[int], maximize: bool = True) -> list[float]:
+    """Expected maximum (minimum without ``maximize``) of n draws (with replacement) from the
+    observed values, for each n."""
+    sign = 1.0 if maximize else -1.0  # the minimum of the values is minus the maximum of their negatives
+    ordered = np.sort(sign * np.asarray(values, dtype=float))
+    return [sign * float(ordered @ best_of_weights(len(ordered), n)) for n in budgets]
 
 
-def expected_best_draws(values: Sequence[float], n: int, rounds: int = 2000, seed: int = 0) -> np.ndarray:
-    """``expected_best(values, [n])`` on ``rounds`` bootstrap resamples of the values."""
+def expected_best_draws(
+    values: Sequence[float], n: int, rounds: int = 2000, seed: int = 0, maximize: bool = True
+) -> np.ndarray:
+    """``expected_best(values, [n], maximize)`` on ``rounds`` bootstrap resamples of the values."""
     total = len(values)
+    sign = 1.0 if maximize else -1.0
     rng = np.random.default_rng(seed)
-    samples = np.sort(rng.choice(np.asarray(values, dtype=float), size=(rounds, total)), axis=1)
-    return samples @ best_of_weights(total, n)
+    samples = np.sort(sign * rng.choice(np.asarray(values, dtype=float), size=(rounds, total)), axis=1)
+    return sign * (samples @ best_of_weights(total, n))
 
 
 def interval(draws) -> tuple[float, float]:

@@ -106,3 +106,40 @@ def marginals(trials: Sequence, path: Path) -> None:
         axes = optuna.visualization.matplotlib.plot_slice(study)
     figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
     save(figure, path, tight=False)
+
+
+def line_panels(
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    xlabel: str,
+    path: Path,
+    title: str = "",
+) -> None:
+    """One panel per entry of ``panels`` ({y label: {line label: (x, y)}}), side by side."""
+    figure, axes = pyplot().subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
+    for ax, (ylabel, lines) in zip(axes[0], panels.items(), strict=True):
+        for label, (x, y) in lines.items():
+            ax.plot(x, y, marker=".", label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    save(figure, path)
+
+
+def against_lr(series: Mapping[str, Sequence[tuple[float, float, float, float]]], ylabel: str, path: Path) -> None:
+    """One line per configuration through its (learning rate, mean, low, high) points, each with
+    its interval (none where low is nan), on a log x axis."""
+    figure, axes = pyplot().subplots(figsize=(7.5, 4.2))
+    for i, (label, points) in enumerate(series.items()):
+        x, mean, low, high = zip(*points, strict=True)
+        shift = 10 ** (0.012 * (i - (len(series) - 1) / 2))  # side by side at each learning rate, not on top
+        x = [v * shift for v in x]
+        below = [m - lo if lo == lo else 0.0 for m, lo in zip(mean, low, strict=True)]  # lo == lo: not nan
+        above = [hi - m if hi == hi else 0.0 for m, hi in zip(mean, high, strict=True)]
+        axes.errorbar(x, mean, yerr=[below, above], marker="o", capsize=3, label=label)
+    axes.set_xscale("log")
+    axes.set_xlabel("learning rate")
+    axes.set_ylabel(ylabel)
+    axes.legend(fontsize=7, ncol=2)
+    save(figure, path)

@@ -1,0 +1,248 @@
+"""Section "contrasts": the study's contrasts between confirmed configurations, variant minus
+reference in each of its metrics, paired by seed: the mean difference with its 95% interval, the
+paired t-test's p (Holm-corrected over the primary contrasts of each metric), TOST against that
+metric's margin, and a verdict in the study's direction (lower is better when it minimises).
+
+A seed where either side failed (diverged, or collapsed) has no comparable final metrics: its pair
+is left out of the paired test and counted, and the failures themselves are compared by seed with
+an exact McNemar test (the exact sign test over the seeds where only one side failed). The margin
+paragraph puts the margins beside the spread over seeds measured here and points to the metrics'
+real-vs-real floor."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sgmod_study.study import stats
+from sgmod_study.study.record import Record
+from sgmod_study.study.report import figures, paired
+from sgmod_study.study.report.outcomes import (
+    failure,
+    fmt,
+    good,
+    label,
+    mean_of,
+    name,
+    results,
+    seed_of,
+    signed,
+    values,
+)
+from sgmod_study.study.spec import Study
+
+ALPHA = paired.ALPHA
+FLOOR = "docs/gan_metric_sanity.md"
+
+
+@dataclass
+class Failures:
+    """One contrast's seeds with a result on both sides, and which side failed on them."""
+
+    contrast: str  # "g_sgmod - g_relu"
+    seeds: int
+    variant: int  # failed on the variant's side
+    reference: int
+    only_variant: int
+    only_reference: int
+    p: float  # exact McNemar; nan where no seed failed on one side only
+
+
+@dataclass
+class Contrasts:
+    metrics: tuple[str, ...]
+    margins: dict[str, float]  # {metric: its equivalence margin}
+    maximize: bool
+    tests: dict[str, list[dict]] = field(default_factory=dict)  # {metric: a row per contrast}
+    failures: list[Failures] = field(default_factory=list)
+    spread: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # {metric: (pooled sd, df, groups)}
+    seeds: int = 0  # a confirm part's seeds
+    waiting: list[str] = field(default_factory=list)  # contrasts with a side not run yet
+
+
+def compute(study: Study, record: Record) -> Contrasts:
+    data = Contrasts(study.metrics, {m: study.margins[m][0] for m in study.metrics}, study.maximize)
+    contrasts = study.contrasts.get("contrasts", ())
+    sides = [n for c in contrasts for side in (c.variant, c.reference) for n in _names(side)]
+    runs = {p: results(record.rows(p)) for p in dict.fromkeys([*study.sections["contrasts"], *sides])}
+    data.tests = {m: [] for m in study.metrics}
+    for contrast in contrasts:
+        variant, reference = pick(contrast.variant, runs, study), pick(contrast.reference, runs, study)
+        named = f"{_label(contrast.variant, variant)} - {_label(contrast.reference, reference)}"
+        if variant is None or reference is None:
+            data.waiting.append(named)
+            continue
+        data.failures.append(failures(named, runs[variant], runs[reference]))
+        for metric in study.metrics:
+            row = paired_test(runs[variant], runs[reference], metric, data.margins[metric])
+            data.tests[metric].append(
+                {"question": contrast.question, "label": named, "primary": contrast.primary} | row
+            )
+    for metric in study.metrics:
+        paired.correct_holm([r for r in data.tests[metric] if r["primary"]])
+        groups = [values(good(runs[p]), metric) for p in study.sections["contrasts"]]
+        data.spread[metric] = (*stats.pooled_sd(groups), sum(len(g) >= 2 for g in groups))
+    data.seeds = min(
+        (len(study.parts[p].seeds) for p in study.sections["contrasts"] if study.parts[p].seeds), default=0
+    )
+    return data
+
+
+def _names(side: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (side,) if isinstance(side, str) else side
+
+
+def _label(side: str | tuple[str, ...], picked: str | None) -> str:
+    if picked is not None:
+        return label(picked)
+    return "/".join(label(n) for n in _names(side))
+
+
+def pick(side: str | tuple[str, ...], runs: Mapping[str, Sequence[Mapping]], study: Study) -> str | None:
+    """A contrast's side: the named part once it has a run with a result, or the group member with
+    the best mean of the study's metric over its runs that did not fail (picked after the runs)."""
+    if isinstance(side, str):
+        return side if runs.get(side) else None
+    means = {n: mean_of(values(good(runs.get(n, ())), study.metric)) for n in side}
+    present = [n for n, m in means.items() if not math.isnan(m)]
+    if not present:
+        return None
+    return max(present, key=means.get) if study.maximize else min(present, key=means.get)
+
+
+def paired_test(variant: Sequence[Mapping], reference: Sequence[Mapping], metric: str, margin: float) -> dict:
+    """Variant minus reference of ``metric`` over the seeds where neither side failed
+    (``stats.paired``), with ``excluded``: the seeds of both sides left out for a failure."""
+    ours, theirs = _by_seed(variant), _by_seed(reference)
+    seeds = sorted(set(ours) & set(theirs))
+    kept = [s for s in seeds if failure(ours[s]) is None and failure(theirs[s]) is None]
+    measured = {
+        side: {s: rows[s]["metrics"][metric] for s in kept if (rows[s].get("metrics") or {}).get(metric) is not None}
+        for side, rows in (("variant", ours), ("reference", theirs))
+    }
+    found = stats.paired(measured["variant"], measured["reference"], (margin,))
+    return found | {"excluded": len(seeds) - len(kept)}
+
+
+def _by_seed(rows: Sequence[Mapping]) -> dict[int, Mapping]:
+    return {seed_of(r): r for r in rows}
+
+
+def failures(contrast: str, variant: Sequence[Mapping], reference: Sequence[Mapping]) -> Failures:
+    ours, theirs = _by_seed(variant), _by_seed(reference)
+    seeds = sorted(set(ours) & set(theirs))
+    pairs = [(failure(ours[s]) is not None, failure(theirs[s]) is not None) for s in seeds]
+    only_variant = sum(a and not b for a, b in pairs)
+    only_reference = sum(b and not a for a, b in pairs)
+    p = stats.sign_test_p([int(a) - int(b) for a, b in pairs]) if only_variant + only_reference else math.nan
+    return Failures(
+        contrast, len(seeds), sum(a for a, _ in pairs), sum(b for _, b in pairs), only_variant, only_reference, p
+    )
+
+
+def verdict(row: Mapping, margin: float, maximize: bool) -> str:
+    """The direction of a significant difference (Holm-corrected for a primary contrast, raw for a
+    secondary one), equivalence within the margin where TOST says so, else inconclusive."""
+    p = row.get("p_holm", math.nan) if row["primary"] else row["p"]
+    different = not math.isnan(p) and p < ALPHA
+    equivalent = not math.isnan(row["p_tost"][margin]) and row["p_tost"][margin] < ALPHA
+    better = "variant" if (row["mean"] < 0) != maximize else "reference"
+    if different and equivalent:
+        text = f"{better} better, but within +-{margin:g}"
+    elif different:
+        text = f"{better} better"
+    elif equivalent:
+        text = f"equivalent within +-{margin:g}"
+    else:
+        text = "inconclusive"
+    if row["n"] < paired.SEEDS_FOR_A_VERDICT:
+        return f"preliminary (n < {paired.SEEDS_FOR_A_VERDICT}): {text}"
+    return text
+
+
+def render(data: Contrasts, page: figures.Page) -> list[str]:
+    lines = [page.title("contrasts", "Contrasts, paired by seed"), ""]
+    tested = any(data.tests[m] for m in data.metrics)
+    if not tested:
+        lines.append("Not run yet (no contrast has runs that did not fail on both sides).")
+    else:
+        direction = "higher" if data.maximize else "lower"
+        lines += [
+            f"Variant minus reference of each final test metric ({direction} is better), paired by seed. A seed "
+            "where either side failed (diverged or collapsed) has no comparable metrics: its pair is left out of the "
+            "paired test and counted (`excluded`); the failures are compared below. p: paired t-test of no "
+            f"difference, Holm-corrected over the primary contrasts of each metric (secondary ones: raw p, "
+            f"optimistic); TOST p: two one-sided tests that the difference lies within the metric's margin; "
+            f"verdicts at {ALPHA:g}.",
+        ]
+        for metric in data.metrics:
+            lines += _metric_lines(data, metric)
+        lines += _failure_lines(data.failures)
+    if data.waiting:
+        lines += ["", f"Waiting for runs: {'; '.join(data.waiting)}."]
+    return lines + _margin_lines(data)
+
+
+def _metric_lines(data: Contrasts, metric: str) -> list[str]:
+    margin = data.margins[metric]
+    lines = [
+        "",
+        f"**test {name(metric)}** (`{metric}`; equivalence margin +-{margin:g}):",
+        "",
+        f"| contrast | variant - reference | paired n | excluded | difference [95% CI] | p | TOST p (+-{margin:g}) "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in data.tests[metric]:
+        question = row["question"] + ("" if row["primary"] else " (secondary)")
+        p = row.get("p_holm", math.nan) if row["primary"] else row["p"]
+        p_text = "-" if math.isnan(p) else f"{p:.3g}" + ("" if row["primary"] else " (raw)")
+        difference = f"{signed(metric, row['mean'])} [{signed(metric, row['low'])}, {signed(metric, row['high'])}]"
+        lines.append(
+            f"| {question} | {row['label']} | {row['n']} | {row['excluded']} | {difference} | {p_text} | "
+            f"{paired.p_text(row['p_tost'][margin])} | {verdict(row, margin, data.maximize)} |"
+        )
+    return lines
+
+
+def _failure_lines(found: Sequence[Failures]) -> list[str]:
+    if not any(f.variant or f.reference for f in found):
+        return ["", "Failures: no run of the compared configurations failed so far, so no pair is left out."]
+    lines = [
+        "",
+        "Failures on the seeds both sides ran, compared by seed with an exact McNemar test (the exact sign test "
+        "over the seeds where only one side failed):",
+        "",
+        "| variant - reference | seeds | variant failed | reference failed | only variant | only reference | exact p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in found:
+        lines.append(
+            f"| {f.contrast} | {f.seeds} | {f.variant} | {f.reference} | {f.only_variant} | {f.only_reference} | "
+            f"{paired.p_text(f.p)} |"
+        )
+    return lines
+
+
+def _margin_lines(data: Contrasts) -> list[str]:
+    margins = " and ".join(f"+-{data.margins[m]:g} in {name(m)}" for m in data.metrics)
+    spreads = []
+    for metric in data.metrics:
+        sd, freedom, groups = data.spread[metric]
+        if freedom:
+            se = f"; a difference of two {data.seeds}-seed means: about {fmt(metric, sd * math.sqrt(2 / data.seeds))}"
+            spreads.append(
+                f"test {name(metric)} {fmt(metric, sd)} ({freedom} degrees of freedom over {groups} configurations"
+                f"{se if data.seeds else ''})"
+            )
+    spread = "; ".join(spreads) if spreads else "not measured yet (no configuration has two runs that did not fail)"
+    return [
+        "",
+        f"Margins: differences within {margins} count as equivalent (set in conf/study/gan.yaml before the runs). "
+        f"Two yardsticks to judge them by. The floor: FID/KID of two disjoint sets of real images against each other "
+        f"on this toolkit's feature net, measured in {FLOOR}: a difference near it is the metric's own noise. The "
+        f"spread over seeds, the pooled standard deviation of the final test metric over the seeds of each confirmed "
+        f"configuration (runs that did not fail), and the standard error it gives the difference of two "
+        f"configurations' means with unrelated seeds: {spread}.",
+    ]

@@ -1,0 +1,139 @@
+"""Section "stability": each configuration of the stability grid at each learning rate: how many of
+its runs failed (diverged, or a collapse flagged by the final test evaluation), that share with an
+exact Clopper-Pearson interval, and the final test metrics over the runs that did not fail; a total
+row per configuration, and the test FID against the learning rate in a figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sgmod_study.study import stats
+from sgmod_study.study.record import Record
+from sgmod_study.study.report import figures
+from sgmod_study.study.report.outcomes import (
+    COLLAPSE,
+    DIVERGED,
+    cell_text,
+    cell_x,
+    cells,
+    failure,
+    good,
+    label,
+    mean_cell,
+    name,
+    progress,
+    results,
+    values,
+)
+from sgmod_study.study.spec import Study
+
+
+@dataclass
+class Cell:
+    label: str  # "lr 2e-4", or "all" for a configuration's total
+    x: float | None  # its learning rate on the figure
+    runs: int  # with a result
+    diverged: int
+    collapsed: int
+    low: float  # the failed share's 95% interval
+    high: float
+    metrics: dict[str, list[float]]  # {test metric: its values over the runs that did not fail}
+
+    @property
+    def failed(self) -> int:
+        return self.diverged + self.collapsed
+
+
+@dataclass
+class Configuration:
+    part: str
+    label: str  # grid_g_sgmod -> g_sgmod
+    planned: int
+    progress: str
+    cells: list[Cell] = field(default_factory=list)
+    total: Cell | None = None
+
+
+@dataclass
+class Stability:
+    metrics: tuple[str, ...]
+    configurations: list[Configuration]
+
+
+def compute(study: Study, record: Record) -> Stability:
+    found = []
+    for part in study.sections["stability"]:
+        rows = record.rows(part)
+        planned = study.parts[part].trials
+        configuration = Configuration(part, label(part), planned, progress(rows, planned))
+        configuration.cells = [cell(cell_text(k), cell_x(k), runs, study.metrics) for k, runs in cells(rows).items()]
+        if configuration.cells:
+            configuration.total = cell("all", None, results(rows), study.metrics)
+        found.append(configuration)
+    return Stability(study.metrics, found)
+
+
+def cell(label: str, x: float | None, runs: Sequence[Mapping], metrics: Sequence[str]) -> Cell:
+    outcomes = [failure(r) for r in runs]
+    diverged, collapsed = outcomes.count(DIVERGED), outcomes.count(COLLAPSE)
+    low, high = stats.clopper_pearson(diverged + collapsed, len(runs))
+    kept = good(runs)
+    return Cell(label, x, len(runs), diverged, collapsed, low, high, {m: values(kept, m) for m in metrics})
+
+
+def render(data: Stability, page: figures.Page) -> list[str]:
+    lines = [page.title("stability", "Stability over the learning rate"), ""]
+    ran = [c for c in data.configurations if c.cells]
+    if not ran:
+        return [*lines, f"Not run yet (no finished run in parts {', '.join(c.part for c in data.configurations)})."]
+    lines += [
+        "Each configuration at each learning rate over its seeds. A run fails when its training diverged (the "
+        "run stopped) or when its final test evaluation flagged a collapse; the failed share has an exact "
+        f"(Clopper-Pearson) 95% interval. The test {' and '.join(name(m) for m in data.metrics)} are the means "
+        "[95% CI] over the runs that did not fail.",
+        "",
+        _header(data.metrics),
+        "|" + "---|" * (6 + len(data.metrics)),
+    ]
+    for c in ran:
+        lines += [_line(c.label, cell, data.metrics) for cell in c.cells]
+        lines.append(_line(f"**{c.label}**", c.total, data.metrics))
+    unfinished = [f"{c.part} {c.progress}" for c in data.configurations if not c.cells or c.total.runs < c.planned]
+    if unfinished:
+        lines += ["", f"Runs so far: {'; '.join(unfinished)}."]
+    return lines + _figure(ran, data.metrics[0], page)
+
+
+def _header(metrics: Sequence[str]) -> str:
+    columns = ["configuration", "setting", "runs", "diverged", "collapsed", "failed [95% CI]"]
+    return "| " + " | ".join([*columns, *(f"test {name(m)} [95% CI]" for m in metrics)]) + " |"
+
+
+def _line(label: str, cell: Cell, metrics: Sequence[str]) -> str:
+    share = f"{cell.failed}/{cell.runs} = {cell.failed / cell.runs:.2f} [{cell.low:.2f}, {cell.high:.2f}]"
+    found = [mean_cell(m, cell.metrics[m]) for m in metrics]
+    return f"| {label} | {cell.label} | {cell.runs} | {cell.diverged} | {cell.collapsed} | {share} | " + (
+        " | ".join(found) + " |"
+    )
+
+
+def _figure(configurations: Sequence[Configuration], metric: str, page: figures.Page) -> list[str]:
+    series = {}
+    for c in configurations:
+        points = []
+        for cell in c.cells:
+            if cell.x is not None and cell.metrics[metric]:
+                mean, _, low, high = stats.mean_ci(cell.metrics[metric])
+                points.append((cell.x, mean, low, high))
+        if points:
+            series[c.label] = points
+    if not series:
+        return []
+    figures.against_lr(series, f"test {name(metric)} (runs that did not fail)", page.path("stability"))
+    return [
+        "",
+        f"The test {name(metric)} against the learning rate, mean and 95% CI over the runs that did not fail:",
+        "",
+        page.link(f"test {name(metric)} against the learning rate", "stability"),
+    ]
