@@ -153,22 +153,27 @@ real test images (`sgmod_study.tasks.gan_quality.quality`, KID on 100 random sub
 precision and recall with k = {q.PR_NEIGHBOUR}). The first two rows are the floor: what two samples
 of real images score, at the validation evaluation's size (5,000) and the test evaluation's size
 (10,000); FID is biased upwards at smaller n, so compare only numbers of the same n. The others use
-n = {N:,} and degrade training-split images: Gaussian blur, additive Gaussian noise (std in the [-1, 1]
-pixel scale, clamped), classes left out (the remaining classes sampled up to the same n), and an
-untrained generator.
+n = {N:,} and degrade training-split images: Gaussian blur, additive Gaussian noise (std in the
+[-1, 1] pixel scale, clamped), classes left out (the remaining classes sampled up to the same n), a
+collapse within the classes (a few images repeated) and an untrained generator.
 
 How to read it: FID and KID grow with every kind of damage; KID's ± is the standard error over
 its subsets (which overlap, so it understates the sampling noise). Precision is the share of
 generated images that land near real ones (image quality), recall the share of real images that
-have a generated image nearby (diversity): blur and noise cost precision, dropped classes cost
-recall. "classes" counts the classes the feature net assigns at least {q.COVERED_SHARE:.0%} of the
-images to; the class entropy is at most log2(10) = 3.32 bits.
+have a generated image nearby (diversity): blur and noise cost precision and, on these features,
+recall even more; dropped classes cost recall only. "classes" counts the classes the feature net
+assigns at least {q.COVERED_SHARE:.0%} of the images to; the class entropy is at most log2(10) = 3.32 bits.
 
 Collapse: `collapsed` is "yes" when at most {q.COLLAPSE_MAX_CLASSES} classes are covered or recall is
-below {q.COLLAPSE_MIN_RECALL} (`gan_quality.is_collapsed`). The thresholds are set so that 5 dropped
-classes are flagged while 1 or 3 dropped classes and mild blur or noise are not; the class count
-alone would miss some collapses because a present class's images spill over into a missing
-look-alike class, hence the recall bound.
+below {q.COLLAPSE_MIN_RECALL} (`gan_quality.is_collapsed`; its module docstring gives the full
+argument). 5 dropped classes are flagged, 1 or 3 dropped classes and the mild blur (0.5 px) and
+noise (0.05, 0.1) levels are not. A class is covered at {q.COVERED_SHARE:.0%} of the images (half a fair
+share) because the feature net files a few per cent of a present class under a missing look-alike
+(up to 3.6% over all 252 ways of dropping 5 classes). The recall bound is low because k-NN recall on
+these features falls as fast with image quality as with diversity (half a pixel of blur: 0.86 to
+0.15); where it is practically zero it catches a collapse within the classes (the repeated-images
+row: 10 classes, recall 0). Outputs far from every real image (strong blur or noise, an untrained
+generator) are flagged too: read "collapsed" as "mode collapse or no usable samples".
 
 {HEADER}
 """

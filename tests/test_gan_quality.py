@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -220,7 +221,7 @@ def _fid_and_kid(reference: torch.Tensor, damaged: torch.Tensor) -> tuple[float,
 
 
 def _increasing(values: list[float]) -> bool:
-    return all(a < b for a, b in zip(values, values[1:]))
+    return all(a < b for a, b in itertools.pairwise(values))
 
 
 def _scores_of(features: FrozenFeatures, reference: torch.Tensor, damaged_sets: list[torch.Tensor]) -> list:
@@ -262,7 +263,7 @@ def test_fid_and_kid_grow_with_dropped_classes(sample, features):
             base = torch.randperm(128, generator=generator)[:n]
             damaged = pool[fid_sanity.without_classes(pool_labels, base, dropped, generator)]
             scores.append(_fid_and_kid(reference, damaged))
-        means.append([sum(values) / draws for values in zip(*scores)])
+        means.append([sum(values) / draws for values in zip(*scores, strict=True)])
     assert _increasing([f for f, _ in means]), means
     assert _increasing([k for _, k in means]), means
 
