@@ -59,7 +59,8 @@ def _confirm(fids, seeds=SEEDS, **kwargs):
 
 def test_the_gan_study_tests_two_metrics_each_with_its_own_margin_and_the_classifier_keeps_its_shape():
     assert GAN.metrics == ("test/fid", "test/kid") and GAN.metric == "test/fid" and not GAN.maximize
-    assert GAN.margins == {"test/fid": (2.0,), "test/kid": (0.05,)} and GAN.margin == 2.0
+    declared = load_study("gan", CONF / "study")
+    assert declared.margins == {"test/fid": (1.5,), "test/kid": (0.03,)} and declared.margin == 1.5
     assert list(GAN.sections) == [
         "length",
         "stability",
@@ -312,7 +313,7 @@ def test_failures_are_compared_by_seed_and_the_margins_are_put_beside_the_spread
 def test_a_gan_report_with_nothing_run_says_so_in_every_section(tmp_path):
     text = write_report(GAN, Record(tmp_path / "study" / "gan"), tmp_path / "gan.md")
     assert text.startswith("# The Sgmod GAN study: status and results so far\n")
-    assert "Machines: none yet." in text and "; 8 epochs." in text
+    assert "Machines: none yet." in text and "; 15 epochs." in text
     assert "## 1. Run length: the DCGAN baseline (grid_g_relu) by epoch\n\nNot run yet" in text
     for title in ("2. Stability", "3. Where gamma", "4. The sweeps", "5. Samples", "6. Sample quality", "7. Contrasts"):
         assert f"## {title}" in text and text.split(f"## {title}")[1].split("\n\n")[1].startswith("Not run yet")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -19,7 +20,8 @@ from sgmod_study.study.record import Record
 from sgmod_study.study.spec import load_study
 
 CLASSIFIER = load_study("classifier", CONF / "study")
-GAN = load_study("gan", CONF / "study")
+# the GAN study as declared, its margins pinned: the report tests' numbers do not follow edits of them
+GAN = dataclasses.replace(load_study("gan", CONF / "study"), margins={"test/fid": (2.0,), "test/kid": (0.05,)})
 
 # test accuracies of a fixed and a learnable Sgmod on 8 seeds: the learnable one better on every seed
 FIXED = [0.910, 0.912, 0.915, 0.911, 0.913, 0.914, 0.916, 0.912]
