@@ -42,11 +42,12 @@ def _result(folder: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_non_finite_loss_stops_the_run_without_a_result(tmp_path):
+def test_non_finite_loss_stops_the_run_and_records_it_as_diverged(tmp_path):
     with pytest.raises(TrainingDiverged) as err:
         train(compose_config([*TINY, *HUGE_LR], tmp_path))
     assert str(err.value) == DIVERGED
-    assert not (tmp_path / "result.json").exists()
+    result = json.loads((tmp_path / "result.json").read_text())  # a result too, with no optimized value
+    assert (result["status"], result["value"], result["reason"]) == ("diverged", None, DIVERGED)
     assert not list(tmp_path.glob("checkpoints/best-*.ckpt"))  # a NaN epoch is no best model
 
 
@@ -64,7 +65,7 @@ def test_diverged_run_exits_3_with_one_line(tmp_path):
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == f"diverged: {DIVERGED}"
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "run" / "result.json").exists()
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "diverged"
 
 
 # -- 2. a resumed run tests the best epoch, also when that came before the interruption

@@ -37,8 +37,6 @@ CHATTER = (
     # Lightning, on small data (digits): fewer batches per epoch than trainer.log_every_n_steps; the
     # per-epoch curves are logged all the same
     r"The number of training batches \(\d+\) is smaller than the logging interval",
-    # torchmetrics' KID keeps every feature it measures: task.eval_samples bounds them
-    r"Metric `Kernel Inception Distance` will save all extracted features",
     # Lightning under DDP, for the GAN's FID and KID: torchmetrics has synchronised them already
     r"It is recommended to use `self\.log\('[^']+', \.\.\., sync_dist=True\)`",
     # Lightning under DDP at trainer.test(): its sampler pads the test set to a multiple of the
