@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from sgmod_study.study import stats
+from sgmod_study.study.report.rows import table_head
 
 ALPHA = 0.05
 # Fewer paired seeds than this and a verdict is marked preliminary (the study brief asks for >= 8).
@@ -87,7 +88,7 @@ def tost_header(margins: Sequence[float]) -> list[str]:
 def header(first: Sequence[str], margins: Sequence[float]) -> list[str]:
     """A paired-difference table's two header lines: ``first`` columns, then the tests."""
     columns = [*first, "paired n", "difference [95% CI]", "p (Holm)", *tost_header(margins), "verdict"]
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return table_head(columns)
 
 
 def cells(row: Mapping, margins: Sequence[float]) -> list[str]:

@@ -28,7 +28,7 @@ from sgmod_study.study.report.outcomes import (
     signed,
     values,
 )
-from sgmod_study.study.report.rows import config_value
+from sgmod_study.study.report.rows import config_value, table_head
 from sgmod_study.study.spec import Study
 
 # The means shown beside the metrics (with their interval): test metrics in train mode.
@@ -126,7 +126,7 @@ def render(data: Quality, page: figures.Page) -> list[str]:
 def _main_table(data: Quality) -> list[str]:
     columns = ["configuration", "settings", "runs", "diverged", "collapsed"]
     columns += [f"{name(m)} [95% CI]" for m in data.metrics] + [name(m) for m in MEANS]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = table_head(columns)
     for c in data.configurations:
         found = [mean_cell(m, c.metrics[m]) for m in data.metrics]
         found += [fmt(m, mean_of(c.metrics[m])) for m in MEANS]
@@ -147,8 +147,7 @@ def _mode_lines(data: Quality) -> list[str]:
         "the runs that did not fail, and train minus eval mode paired by run (paired t-test; a negative difference: "
         "train mode better).",
         "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
+        *table_head(columns),
     ]
     for c in data.configurations:
         found = []

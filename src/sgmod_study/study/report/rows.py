@@ -75,6 +75,11 @@ def settings(rows: Sequence[Mapping]) -> str:
     return ", ".join(f"{k}={v:.3g}" for k, v in values if isinstance(v, int | float) and not isinstance(v, bool)) or "-"
 
 
+def table_head(columns: Sequence[str]) -> list[str]:
+    """A Markdown table's two header lines."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def interval_cell(low: float, high: float) -> str:
     """A 95% interval as a table cell: "[low, high]", or "-" where there is none (fewer than 2 runs)."""
     return "-" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
