@@ -25,7 +25,7 @@ from sgmod_study.config.rules import (
 )
 from sgmod_study.errors import ConfigError
 from sgmod_study.nn.activation_configs import check_search
-from sgmod_study.nn.activations import IMPLEMENTATIONS, INIT_STRATEGIES, SEARCH_KEY, TARGET_KEY
+from sgmod_study.nn.activations import GAIN_KEY, IMPLEMENTATIONS, INIT_STRATEGIES, SEARCH_KEY, TARGET_KEY
 from sgmod_study.nn.norms import PLACEMENTS
 
 ACTIVATION_OPTIMIZER = {  # gamma/beta's (or PReLU's slopes') own optimizer parameter group
@@ -58,6 +58,8 @@ ACTIVATIONS: dict[str, dict[str, Rule]] = {
     "sigmoid": {},
     "tanh": {},
 }
+for _settings in ACTIVATIONS.values():  # any activation may state its gain for model.init
+    _settings[GAIN_KEY] = optional(positive())
 
 NORMS: dict[str, dict[str, Rule]] = {
     "batch": {"placement": choice(*PLACEMENTS)},
@@ -86,6 +88,7 @@ TARGET_ACTIVATION = {
         lambda v: isinstance(v, str) and _TARGET.fullmatch(v) is not None,
     ),
     **{key: optional(rule) for key, rule in ACTIVATION_OPTIMIZER.items()},
+    GAIN_KEY: optional(positive()),
 }
 TARGET_OPTION = Rule("a plain value (a number, a string, true or false, null, or a list of those)", _is_plain)
 
@@ -115,7 +118,7 @@ def activation(partial: bool = False) -> Rule:
         else:
             _check_target_activation(key, value)
         if isinstance(value, Mapping) and value.get(SEARCH_KEY) is not None:
-            options = [k for k in value if k not in ("name", TARGET_KEY, SEARCH_KEY)]
+            options = [k for k in value if k not in ("name", TARGET_KEY, SEARCH_KEY, GAIN_KEY)]
             check_search(f"{key}.{SEARCH_KEY}", value[SEARCH_KEY], options)
 
     return Rule("a group of settings with a name", group=check_activation)

@@ -59,6 +59,7 @@ from sgmod_study.config.rules import (
 )
 from sgmod_study.data import DATASETS, SCALINGS
 from sgmod_study.errors import ConfigError
+from sgmod_study.nn.init import INITS
 from sgmod_study.tasks.optim import OPTIMIZERS
 from sgmod_study.tasks.registry import TASKS
 
@@ -73,11 +74,13 @@ def _nesterov_needs_momentum(key: str, opt: Mapping) -> None:
 
 # -- the table
 
+INIT = {"init": optional(choice(*INITS))}  # absent in configs written before it: PyTorch's default
 MODELS: dict[str, dict[str, Rule]] = {
-    "cnn": {"channels": int_list(1), "hidden": integer(1), "dropout": fraction()},
-    "mlp": {"depth": integer(1), "width": integer(1), "dropout": fraction()},
-    "resnet": {"channels": int_list(1), "blocks_per_stage": integer(1), "dropout": fraction()},
+    "cnn": {"channels": int_list(1), "hidden": integer(1), "dropout": fraction(), **INIT},
+    "mlp": {"depth": integer(1), "width": integer(1), "dropout": fraction(), **INIT},
+    "resnet": {"channels": int_list(1), "blocks_per_stage": integer(1), "dropout": fraction(), **INIT},
     "dcgan": {
+        **INIT,
         "latent_dim": integer(1),
         "width": integer(1),
         "generator": group({"activation": NETWORK_ACTIVATION, "norm": NETWORK_NORM}),

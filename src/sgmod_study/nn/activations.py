@@ -195,6 +195,8 @@ LEARNABLE_ACTIVATIONS = (Sgmod, nn.PReLU, TargetActivation)
 OPTIMIZER_KEYS = ("lr", "lr_mult", "weight_decay")
 # Keys of an activation config that say where the module is and what a study searches, not options.
 TARGET_KEY, SEARCH_KEY = "target", "search"
+# The activation's gain for a variance-preserving model.init (sgmod_study.nn.init), not an option.
+GAIN_KEY = "gain"
 
 
 def _per_channel(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -241,6 +243,7 @@ def build_activation(cfg: Mapping, num_channels: int) -> nn.Module:
     name = options.pop("name", None)
     target = options.pop(TARGET_KEY, None)
     options.pop(SEARCH_KEY, None)
+    options.pop(GAIN_KEY, None)
     for key in OPTIMIZER_KEYS:
         options.pop(key, None)
     if target is None:

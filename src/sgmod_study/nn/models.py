@@ -19,6 +19,7 @@ from torch import nn
 
 from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.nn.activations import build_activation
+from sgmod_study.nn.init import initialize
 from sgmod_study.nn.norms import conv_bias_needed, norm_act
 
 
@@ -49,6 +50,8 @@ def _named(*layers: tuple[str, nn.Module] | list) -> nn.Sequential:
 
 class ConvNet(nn.Module):
     """Per stage: conv3x3 -> norm/act -> maxpool. Head: FC -> norm/act -> dropout -> FC."""
+
+    OUTPUT_LAYERS = ("head.out",)  # gain 1 under model.init (sgmod_study.nn.init)
 
     def __init__(
         self,
@@ -93,6 +96,8 @@ class ConvNet(nn.Module):
 
 class MLP(nn.Module):
     """``depth`` hidden layers of ``width``: Linear -> norm/act (-> dropout). For depth studies."""
+
+    OUTPUT_LAYERS = ("net.out",)
 
     def __init__(
         self,
@@ -147,6 +152,8 @@ class PreActBlock(nn.Module):
 class ResNet(nn.Module):
     """Small pre-activation ResNet for 28x28 / 32x32 inputs: stem, stages (stride 2 after the first), pool, FC."""
 
+    OUTPUT_LAYERS = ("head.out",)
+
     def __init__(
         self,
         in_channels: int,
@@ -189,15 +196,19 @@ MODELS = {"cnn": ConvNet, "mlp": MLP, "resnet": ResNet}
 def build_model(
     model_cfg: Mapping, act_cfg: Mapping, norm_cfg: Mapping, in_channels: int, image_size: int, num_classes: int
 ) -> nn.Module:
-    """The classifier ``model_cfg`` names (a key of ``MODELS`` plus that model's options), e.g.
+    """The classifier ``model_cfg`` names (a key of ``MODELS`` plus that model's options, and
+    ``init``, a scheme of ``sgmod_study.nn.init``), e.g.
     ``build_model({"name": "resnet", "channels": [32, 64]}, {"name": "sgmod"}, {"name": "batch"}, 3, 32, 10)``."""
     options = dict(model_cfg)
     name = options.pop("name", None)
+    scheme = options.pop("init", "default")
     check_choice("model", name, MODELS)
     try:
-        return MODELS[name](in_channels, image_size, num_classes, act_cfg, norm_cfg, **options)
+        model = MODELS[name](in_channels, image_size, num_classes, act_cfg, norm_cfg, **options)
     except TypeError as err:
         raise ConfigError(f"model={name} got an option it does not take: {err}") from None
+    initialize(model, scheme, act_cfg, model.OUTPUT_LAYERS)
+    return model
 
 
 def _check_gan_size(image_size: int, width: int) -> None:
@@ -213,6 +224,8 @@ class Generator(nn.Module):
 
     latent -> FC -> (2w, s/4, s/4) -> norm/act -> ConvT -> (w, s/2, s/2) -> norm/act -> ConvT -> tanh.
     """
+
+    OUTPUT_LAYERS = ("body.up2",)
 
     def __init__(
         self, latent_dim: int, channels: int, image_size: int, act: Mapping, norm: Mapping, width: int = 64
@@ -240,6 +253,8 @@ class Discriminator(nn.Module):
 
     No norm on the first layer (DCGAN convention). ``spectral_norm`` wraps every weight layer.
     """
+
+    OUTPUT_LAYERS = ("body.logit",)
 
     def __init__(
         self, channels: int, image_size: int, act: Mapping, norm: Mapping, width: int = 64, spectral_norm: bool = False

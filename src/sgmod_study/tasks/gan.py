@@ -28,6 +28,7 @@ from torch import nn
 from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError, check_choice, check_positive
 from sgmod_study.nn.feature_net import FrozenFeatures, load_feature_net
+from sgmod_study.nn.init import initialize
 from sgmod_study.nn.models import Discriminator, Generator
 from sgmod_study.tasks.checkpoints import read_checkpoint, rebuild_task
 from sgmod_study.tasks.gan_divergence import DivergenceCheck
@@ -256,6 +257,8 @@ def build_gan(c: Mapping, spec: DatasetSpec) -> GAN:
     discriminator = Discriminator(
         spec.channels, spec.image_size, d_cfg["activation"], d_cfg["norm"], model["width"], d_cfg["spectral_norm"]
     )
+    initialize(generator, model.get("init", "default"), g_cfg["activation"], Generator.OUTPUT_LAYERS)
+    initialize(discriminator, model.get("init", "default"), d_cfg["activation"], Discriminator.OUTPUT_LAYERS)
     activations = {"generator": g_cfg["activation"], "discriminator": d_cfg["activation"]}
     # the frozen feature net is in eval mode on purpose; Lightning would warn about it at fit start
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
