@@ -51,3 +51,65 @@ def test_a_sweeps_best_trials_follow_its_direction_and_a_pareto_front_for_severa
     for values in ([0.9, 5.0], [0.8, 1.0], [0.7, 9.0]):  # the third is dominated by both others
         two.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=values))
     assert sorted(t.values[0] for t in best_trials(two)) == [0.8, 0.9]
+
+
+def _activation_lr_grid() -> optuna.Study:
+    """A grid over activation x lr (one seed), maximised: tanh is best at 3e-3, sigmoid at 1e-2."""
+    space = {
+        "activation": optuna.distributions.CategoricalDistribution(["sigmoid", "tanh"]),
+        "optimizer.lr": optuna.distributions.CategoricalDistribution([0.001, 0.003, 0.01]),
+        "seed": optuna.distributions.CategoricalDistribution([0]),
+    }
+    study = optuna.create_study(direction="maximize")
+    scores = {("sigmoid", 0.001): 0.80, ("sigmoid", 0.003): 0.84, ("sigmoid", 0.01): 0.86}
+    scores |= {("tanh", 0.001): 0.88, ("tanh", 0.003): 0.90, ("tanh", 0.01): 0.89}
+    for (activation, lr), value in scores.items():
+        params = {"activation": activation, "optimizer.lr": lr, "seed": 0}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
+    return study
+
+
+def test_a_confirm_picks_the_best_cell_among_the_cells_it_names():
+    from sgmod_study.study.choose import confirm_overrides
+    from sgmod_study.study.spec import Part
+
+    grid = _activation_lr_grid()
+    assert chosen_overrides(grid, "best_cell") == ["activation=tanh", "optimizer.lr=0.003"]  # the whole grid's
+    sigmoid = chosen_overrides(grid, "best_cell", (("activation", "sigmoid"),))
+    assert sigmoid == ["activation=sigmoid", "optimizer.lr=0.01"]  # sigmoid's own best lr, not tanh's
+    with pytest.raises(ConfigError, match=r"has no finished trial with activation=relu yet; run it first"):
+        chosen_overrides(grid, "best_cell", (("activation", "relu"),))
+    # a confirm's own overrides win over its pick: here the lr is set by the part
+    part = Part("c", "confirm", ("activation=sigmoid", "optimizer.lr=0.02"), 2, of="g", pick="best_cell")
+    assert confirm_overrides(grid, part) == []
+    part = Part(
+        "c", "confirm", ("experiment=study_confirm",), 2, of="g", pick="best_cell", where=(("activation", "tanh"),)
+    )
+    assert confirm_overrides(grid, part) == ["activation=tanh", "optimizer.lr=0.003"]
+
+
+def test_the_new_studies_declare_their_picks_and_cell_contrasts():
+    norm, depth = load_study("norm"), load_study("depth")
+    confirm = norm.parts["confirm_ln_after_relu"]
+    assert (confirm.of, confirm.pick, confirm.where) == ("lr_ln_after", "best_cell", (("activation", "relu"),))
+    assert sum(p.trials for p in norm.parts.values()) == 5 * 12 + 20 * 8
+    assert sum(p.trials for p in depth.parts.values()) == 4 * 6 * 4 * 8
+    at_depth = [c for c in depth.contrasts["cell_contrasts"] if c.at]
+    assert {(c.part, c.by, c.at) for c in at_depth} == {
+        ("none_default", "model.depth", (16, 32)),
+        ("none_kaiming", "model.depth", (16, 32)),
+    }
+
+
+def test_a_bad_where_or_contrast_part_is_one_line(tmp_path):
+    grid = "g: {kind: grid, overrides: [], trials: 2}"
+    (tmp_path / "w.yaml").write_text(
+        f"parts:\n  {grid}\n  c: {{kind: confirm, of: g, pick: best_cell, where: sigmoid, seeds: [1]}}\nsections: {{}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"parts.c.where='sigmoid' is not allowed: it must map grid parameters"):
+        load_study("w", tmp_path)
+    (tmp_path / "p.yaml").write_text(
+        f"parts:\n  {grid}\ncontrasts:\n  cell_contrasts:\n    - {{part: h, variant: a, reference: b}}\nsections: {{}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"contrasts: part='h' is not a known choice; valid choices: g"):
+        load_study("p", tmp_path)

@@ -16,7 +16,7 @@ from sgmod_study.study.export import curves, read_scalars
 GRID_EXPERIMENTS = [
     "compare_activations",
     "depth",
-    "norm_placement",
+    "norm_lr",
     "sgmod_ablations",
     "sgmod_lr_mult",
     "gan_grid",

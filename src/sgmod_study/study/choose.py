@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 import optuna
 
 from sgmod_study.errors import ConfigError
+from sgmod_study.study.spec import Part
 from sgmod_study.sweeper.storage import diverged
 
 SEED = "seed"  # the grid parameter a cell's runs differ in
@@ -106,13 +107,22 @@ def best_cell(trials: Sequence[optuna.trial.FrozenTrial], maximize: bool = True)
     return min(cells(trials).items(), key=score)[0]
 
 
-def chosen_overrides(study: optuna.Study, pick: str) -> list[str]:
-    """The ``pick`` ("best" or "recommended") configuration of a finished sweep, or the "best_cell"
-    of a finished grid, as overrides."""
+def chosen_overrides(
+    study: optuna.Study, pick: str, where: Sequence[tuple[str, object]] = (), trial: int | None = None
+) -> list[str]:
+    """The ``pick`` ("best" or "recommended") configuration of a finished sweep, or its ``trial``
+    ("trial"), or the "best_cell" of a finished grid (among its cells with the parameters
+    ``where``), as overrides."""
+    if pick == "trial":
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == trial]
+        if not found:
+            raise ConfigError(f"part={study.study_name} has no trial {trial}")
+        return [f"{key}={value}" for key, value in sorted(found[0].params.items())]
     if pick == "best_cell":
-        trials = study.get_trials(deepcopy=False)
+        trials = [t for t in study.get_trials(deepcopy=False) if all(t.params.get(k) == v for k, v in where)]
         if not cells(trials):
-            raise ConfigError(f"part={study.study_name} has no finished trial yet; run it first")
+            shown = f" with {', '.join(f'{k}={v}' for k, v in where)}" if where else ""
+            raise ConfigError(f"part={study.study_name} has no finished trial{shown} yet; run it first")
         return [f"{key}={value}" for key, value in best_cell(trials, maximizes(study))]
     trials = finished_trials(study)
     if not trials:
@@ -121,3 +131,11 @@ def chosen_overrides(study: optuna.Study, pick: str) -> list[str]:
         return [f"{key}={value}" for key, value in sorted(best_trial(trials, maximizes(study)).params.items())]
     top = top_trials(trials, maximize=maximizes(study))
     return [f"{key}={rounded(typical(top, key), is_log(top[0], key)):g}" for key in sorted(top[0].params)]
+
+
+def confirm_overrides(swept: optuna.Study, part: Part) -> list[str]:
+    """What confirm ``part`` retrains of the finished ``swept`` part: its pick, less the settings
+    the part's own overrides set (those win: a confirm may change one setting of its pick)."""
+    own = {o.split("=", 1)[0] for o in part.overrides}
+    chosen = chosen_overrides(swept, part.pick, part.where, part.trial)
+    return [o for o in chosen if o.split("=", 1)[0] not in own]

@@ -66,10 +66,10 @@ def planned_setup(study: Study, part: Part, record: Record, overrides: Sequence[
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from sgmod_study.study.choose import chosen_overrides
+    from sgmod_study.study.choose import confirm_overrides
     from sgmod_study.sweeper.fixed_setup import fixed_setup
 
-    chosen = chosen_overrides(record.load(part.of), part.pick) if part.kind == "confirm" else []
+    chosen = confirm_overrides(record.load(part.of), part) if part.kind == "confirm" else []
     wanted = [o for o in (*study.setup_overrides(), *part.overrides, *chosen, *overrides) if not o.startswith("hydra.")]
     with initialize_config_dir(config_dir=str(CONF_DIR.resolve()), version_base="1.3"):
         # output_dir reads Hydra's run folder, which only a run has; it is not part of the setup

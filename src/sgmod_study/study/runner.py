@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.paths import STUDY_RUNS, TRAIN_SCRIPT
-from sgmod_study.study.choose import chosen_overrides
+from sgmod_study.study.choose import confirm_overrides
 from sgmod_study.study.export import export
 from sgmod_study.study.record import JOURNAL, MACHINE_FILE, Record, summary
 from sgmod_study.study.spec import Part, Study
@@ -56,7 +56,7 @@ def sweep_command(study: Study, part: Part, record: Record, overrides: Sequence[
 
 def _confirm_overrides(part: Part, record: Record) -> list[str]:
     seeds = ",".join(str(s) for s in part.seeds)
-    return [*chosen_overrides(record.load(part.of), part.pick), f"hydra.sweeper.params.seed='choice({seeds})'"]
+    return [*confirm_overrides(record.load(part.of), part), f"hydra.sweeper.params.seed='choice({seeds})'"]
 
 
 def _relative(path: Path) -> Path:

@@ -14,7 +14,7 @@ from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.paths import STUDY_CONF_DIR
 
 KINDS = ("grid", "sweep", "confirm")
-PICKS = ("best", "recommended", "best_cell")
+PICKS = ("best", "recommended", "best_cell", "trial")
 DIRECTIONS = ("maximize", "minimize")
 # the classifier's sections, then the GAN's
 SECTIONS = (
@@ -30,6 +30,16 @@ SECTIONS = (
     "samples",
     "quality",
     "contrasts",
+    # the depth and normalization studies'
+    "trainability",
+    "gradients",
+    "gamma_by_layer",
+    "cell_contrasts",
+    "lr_choice",
+    "confirm_table",
+    # the classifier study's loose ends
+    "line_search",
+    "train_eval_gap",
 )
 
 
@@ -46,6 +56,9 @@ class Part:
     # confirm: a sweep's "best" trial or its "recommended" default; a grid's "best_cell" (over its seeds)
     pick: str = "best"
     seeds: tuple[int, ...] = ()  # confirm: the fresh seeds
+    # confirm of a grid: the best cell among the cells with these parameters ({activation: sgmod})
+    where: tuple[tuple[str, object], ...] = ()
+    trial: int | None = None  # confirm with pick "trial": that trial's configuration, as it was
 
     @property
     def label(self) -> str:
@@ -56,12 +69,17 @@ class Part:
 @dataclass(frozen=True)
 class Contrast:
     """Variant minus reference, named before the runs. A tuple is the best mean of its members,
-    picked after the runs."""
+    picked after the runs. Between parts, or (with ``part``) between two values of a grid's
+    activation in that part, once per value of the grid parameter ``by`` (``model.depth``), or
+    only at the values ``at``."""
 
     variant: str | tuple[str, ...]
     reference: str | tuple[str, ...]
     question: str = ""
     primary: bool = True
+    part: str | None = None
+    by: str | None = None
+    at: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +191,10 @@ def _study(name: str, data: Mapping, path: Path) -> Study:
         sections={},
         bring_your_own=dict(data.get("bring_your_own") or {}),
     )
+    for contrasts in study.contrasts.values():
+        for contrast in contrasts:
+            if contrast.part is not None:
+                check_choice(f"{path}: contrasts: part", contrast.part, parts)
     return replace(study, sections=_sections(path, data["sections"], study))
 
 
@@ -182,12 +204,14 @@ def _check_of(path: Path, part: Part, parts: Mapping[str, Part]) -> None:
         return
     if part.of not in parts or parts[part.of].kind not in ("sweep", "grid"):
         raise ConfigError(f"{path}: parts.{part.name}.of={part.of} is not allowed: choose a sweep or grid part")
-    wanted = ("best_cell",) if parts[part.of].kind == "grid" else ("best", "recommended")
+    wanted = ("best_cell",) if parts[part.of].kind == "grid" else ("best", "recommended", "trial")
     if part.pick not in wanted:
         raise ConfigError(
             f"{path}: parts.{part.name}.pick={part.pick} is not allowed for the {parts[part.of].kind} "
             f"{part.of}: choose {' or '.join(wanted)}"
         )
+    if part.where and part.pick != "best_cell":
+        raise ConfigError(f"{path}: parts.{part.name}.where is only for pick: best_cell (a grid's cells)")
 
 
 def _metrics(path: Path, metric: str, value) -> tuple[str, ...]:
@@ -259,7 +283,8 @@ def _check_keys(path: Path, where: str, data: Mapping, allowed: Sequence[str], r
 
 def _part(path: Path, name: str, data: Mapping) -> Part:
     where = f"parts.{name}."
-    _check_keys(path, where, data, ("kind", "overrides", "trials", "question", "of", "pick", "seeds"), ("kind",))
+    allowed = ("kind", "overrides", "trials", "question", "of", "pick", "seeds", "where", "trial")
+    _check_keys(path, where, data, allowed, ("kind",))
     kind, pick = data["kind"], data.get("pick", "best")
     check_choice(f"{path}: {where}kind", kind, KINDS)
     check_choice(f"{path}: {where}pick", pick, PICKS)
@@ -278,7 +303,25 @@ def _part(path: Path, name: str, data: Mapping) -> Part:
         of=data.get("of"),
         pick=pick,
         seeds=seeds,
+        where=_where(path, f"{where}where", data.get("where")),
+        trial=_trial(path, f"{where}trial", data.get("trial"), pick),
     )
+
+
+def _trial(path: Path, key: str, value, pick: str) -> int | None:
+    if (value is None) != (pick != "trial"):
+        raise ConfigError(f"{path}: {key}={value!r}: pick: trial needs the trial's number, and only it takes one")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigError(f"{path}: {key}={value!r} is not allowed: it must be a trial number >= 0")
+    return value
+
+
+def _where(path: Path, key: str, value) -> tuple[tuple[str, object], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{path}: {key}={value!r} is not allowed: it must map grid parameters to values")
+    return tuple(sorted(value.items()))
 
 
 def _names(value) -> str | tuple[str, ...]:
@@ -287,12 +330,16 @@ def _names(value) -> str | tuple[str, ...]:
 
 def _contrast(path: Path, section: str, data: Mapping) -> Contrast:
     where = f"contrasts.{section}[]."
-    _check_keys(path, where, data, ("variant", "reference", "question", "primary"), ("variant", "reference"))
+    allowed = ("variant", "reference", "question", "primary", "part", "by", "at")
+    _check_keys(path, where, data, allowed, ("variant", "reference"))
     return Contrast(
         _names(data["variant"]),
         _names(data["reference"]),
         str(data.get("question", "")),
         bool(data.get("primary", True)),
+        data.get("part"),
+        data.get("by"),
+        tuple(data.get("at") or ()),
     )
 
 
