@@ -25,7 +25,7 @@ from sgmod_study.run import training
 from sgmod_study.tasks import optim
 
 ALL_ACTIVATIONS = "elu, gelu, leaky_relu, mish, prelu, relu, selu, sgmod, "
-CLASSIFIER_METRICS = "train/loss, train/acc, train/loss_step, val/loss, val/acc, val/acc_best, test/loss, test/acc"
+CLASSIFIER_METRICS = "train/loss, train/acc, train/loss_step, val/loss, val/acc, val/acc_best, test/loss, test/acc, val_batch_stats/loss, val_batch_stats/acc"
 
 # (overrides, exit code, how the one printed line starts)
 BAD_INPUTS = [

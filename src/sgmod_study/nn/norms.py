@@ -7,8 +7,10 @@ two, so every model gets the placement the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
+import torch
 from torch import nn
 
 from sgmod_study.errors import ConfigError, check_choice
@@ -57,3 +59,23 @@ def norm_act(norm_cfg: Mapping, act_cfg: Mapping, num_channels: int, spatial: bo
 def conv_bias_needed(norm_cfg: Mapping) -> bool:
     """A layer followed directly by a norm does not need its own bias (the norm removes it)."""
     return norm_cfg["name"] == "none" or norm_cfg.get("placement", "before") == "after"
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """``model``'s BatchNorm layers normalise with each batch's own statistics (train mode) while
+    the rest stays as it is (dropout off in evaluation); their running statistics, which a
+    train-mode forward updates, and their modes are restored afterwards."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [m.training for m in layers]
+    saved = [[b.clone() for b in m.buffers()] for m in layers]
+    for layer in layers:
+        layer.train(True)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for layer, buffers, mode in zip(layers, saved, modes, strict=True):
+                for buffer, value in zip(layer.buffers(), buffers, strict=True):
+                    buffer.copy_(value)
+                layer.train(mode)

@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from sgmod_study.data import DatasetSpec
 from sgmod_study.errors import ConfigError, TrainingDiverged
 from sgmod_study.nn.models import build_model
+from sgmod_study.nn.norms import batch_statistics
 from sgmod_study.tasks.checkpoints import read_checkpoint, rebuild_task
 from sgmod_study.tasks.optim import build_optimizer, build_scheduler
 
@@ -24,7 +25,10 @@ class Classifier(L.LightningModule):
     """Cross-entropy classifier.
 
     Logs per epoch ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/acc_best``,
-    ``test/loss``, ``test/acc``; and ``train/loss_step`` every ``trainer.log_every_n_steps``.
+    ``test/loss``, ``test/acc``; and ``train/loss_step`` every ``trainer.log_every_n_steps``. With
+    ``val_batch_stats`` also ``val_batch_stats/loss`` and ``val_batch_stats/acc``: the validation
+    with BatchNorm's batch statistics instead of its running ones (``norms.batch_statistics``), to
+    tell a network that did not learn from one whose running statistics are off.
     """
 
     FINAL_METRICS = ("val/acc_best", "test/acc", "test/loss")
@@ -38,6 +42,7 @@ class Classifier(L.LightningModule):
         scheduler: Mapping,
         activation: Mapping,
         label_smoothing: float = 0.0,
+        val_batch_stats: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
@@ -54,6 +59,9 @@ class Classifier(L.LightningModule):
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # resuming from a checkpoint keeps the best so far
+        self.val_batch_stats = val_batch_stats
+        self.batch_stats_acc = MulticlassAccuracy(num_classes, validate_args=False)
+        self.batch_stats_loss = MeanMetric(nan_strategy="disable")
 
     @classmethod
     def load_from_checkpoint(
@@ -88,6 +96,9 @@ class Classifier(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.val_loss, self.val_acc, "val")
+        if self.val_batch_stats:
+            with batch_statistics(self.model):
+                self._step(batch, self.batch_stats_loss, self.batch_stats_acc, "val_batch_stats")
 
     def on_train_epoch_end(self) -> None:
         self._check_finite(self.train_loss, "train/loss")
@@ -127,6 +138,13 @@ class Classifier(L.LightningModule):
 def build_classifier(c: Mapping, spec: DatasetSpec) -> Classifier:
     """The classification task from the resolved config ``c``."""
     net = build_model(c["model"], c["activation"], c["norm"], spec.channels, spec.image_size, spec.num_classes)
+    task = c["task"]
     return Classifier(
-        net, spec.num_classes, c["optimizer"], c["scheduler"], c["activation"], c["task"]["label_smoothing"]
+        net,
+        spec.num_classes,
+        c["optimizer"],
+        c["scheduler"],
+        c["activation"],
+        task["label_smoothing"],
+        task.get("val_batch_stats", False),
     )

@@ -18,7 +18,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sgmod_study.config.rules import Rule, choice, fraction, integer, non_negative, nullable, positive
+from sgmod_study.config.rules import (
+    Rule,
+    boolean,
+    choice,
+    fraction,
+    integer,
+    non_negative,
+    nullable,
+    optional,
+    positive,
+)
 from sgmod_study.errors import check_choice
 
 if TYPE_CHECKING:
@@ -112,9 +122,11 @@ CLASSIFIER_TASK = Task(
         "val/acc_best",
         "test/loss",
         "test/acc",
+        "val_batch_stats/loss",
+        "val_batch_stats/acc",
     ),
     networks=("model",),
-    settings={"label_smoothing": fraction()},
+    settings={"label_smoothing": fraction(), "val_batch_stats": optional(boolean())},
 )
 
 GAN_TASK = Task(
