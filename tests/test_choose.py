@@ -103,13 +103,11 @@ def test_the_new_studies_declare_their_picks_and_cell_contrasts():
 
 def test_a_bad_where_or_contrast_part_is_one_line(tmp_path):
     grid = "g: {kind: grid, overrides: [], trials: 2}"
-    (tmp_path / "w.yaml").write_text(
-        f"parts:\n  {grid}\n  c: {{kind: confirm, of: g, pick: best_cell, where: sigmoid, seeds: [1]}}\nsections: {{}}\n"
-    )
+    confirm = "c: {kind: confirm, of: g, pick: best_cell, where: sigmoid, seeds: [1]}"
+    (tmp_path / "w.yaml").write_text(f"parts:\n  {grid}\n  {confirm}\nsections: {{}}\n")
     with pytest.raises(ConfigError, match=r"parts.c.where='sigmoid' is not allowed: it must map grid parameters"):
         load_study("w", tmp_path)
-    (tmp_path / "p.yaml").write_text(
-        f"parts:\n  {grid}\ncontrasts:\n  cell_contrasts:\n    - {{part: h, variant: a, reference: b}}\nsections: {{}}\n"
-    )
+    contrast = "cell_contrasts:\n    - {part: h, variant: a, reference: b}"
+    (tmp_path / "p.yaml").write_text(f"parts:\n  {grid}\ncontrasts:\n  {contrast}\nsections: {{}}\n")
     with pytest.raises(ConfigError, match=r"contrasts: part='h' is not a known choice; valid choices: g"):
         load_study("p", tmp_path)

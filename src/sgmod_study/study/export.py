@@ -21,7 +21,8 @@ from sgmod_study.trial_contract import RESULT_FILE, SGMOD_FINAL_FILE
 # Config entries a run's row keeps (the rest is in the run folder's .hydra/config.yaml).
 ROW_KEYS = ("activation", "optimizer", "norm", "seed", "trainer.max_epochs", "model.name", "data.name", "model", "task")
 # TensorBoard curves a row keeps (per epoch, or every diagnostics.every_n_steps for sgmod/ and grad_norm/).
-CURVES = ("val/acc", "val/loss", "train/loss", "train/acc", "sgmod/", "grad_norm/", "val/fid", "val/kid", "val_batch_stats/")
+CURVES = ("val/acc", "val/loss", "train/loss", "train/acc", "sgmod/", "grad_norm/", "val/fid", "val/kid")
+CURVES += ("val_batch_stats/",)
 SAMPLES = "samples"  # a run folder's sample grids, and the record's copies of the final ones
 FINAL_GRID = "final.png"
 
