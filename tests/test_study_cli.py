@@ -176,7 +176,7 @@ def test_list_and_report_only_read_the_record(read_only_record, monkeypatch, cap
     assert out.splitlines()[1].split()[:5] == ["controls", "grid", "16/72", "16", "complete"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        written = "written: docs/report/study.md\nwritten: docs/report/gan.md\n"  # every study, by name
+        written = "".join(f"written: docs/report/{n}.md\n" for n in ("study", "depth", "gan", "norm"))  # every study
         assert cli(["report"], read_only_record, monkeypatch, capsys) == (0, written, "")
     # matplotlib's tight_layout warned about the slice plot's colorbar
     assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []

@@ -322,10 +322,11 @@ def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds(tmp
         "different (reference better), and within +-0.2 points |"
     )
     assert default_row in text
-    assert "| sgmod_default - relu | CPU - GPU | 8 | +0.39 " in text
+    # against a GPU run: secondary since the confirm contrasts compare one kind of machine (raw p)
+    assert "| sgmod_default - relu (secondary) | CPU - GPU | 8 | +0.39 " in text
     expected = stats.paired(dict(enumerate(LEARNED)), dict(enumerate(FIXED)), MARGINS)
     low, high = 100 * expected["low"], 100 * expected["high"]
-    assert f"| sgmod - relu | GPU - GPU | 8 | +0.49 [{low:+.2f}, {high:+.2f}] |" in text
+    assert f"| sgmod - relu (secondary) | GPU - GPU | 8 | +0.49 [{low:+.2f}, {high:+.2f}] | " in text
     assert "did not all run on one kind of machine" in text  # the GPU and the CPU rows
     assert "- tanh |" not in text  # not run yet
     # where tuned Sgmod's gamma/beta ended: gamma 1 + s/10 and 1.2 on seed s, a mean of 1.275 over seeds
@@ -401,7 +402,7 @@ def test_a_configuration_retrained_on_a_gpu_and_a_cpu_gives_the_machine_effect_p
     text = "\n".join(confirm.render(data, _page(tmp_path)))
     assert "- tanh on a GPU minus tanh_cpu, the same configuration and seeds on a CPU (paired, 8 seeds): +0.20" in text
     assert text.count("on a GPU minus") == 1 and "`tanh_cpu` is `tanh` again (its settings and seeds) on a CPU." in text
-    assert "| sgmod - tanh | CPU - GPU | 8 |" in text and "| sgmod - tanh_cpu | CPU - CPU | 8 |" in text
+    assert "| sgmod - tanh (secondary) | CPU - GPU | 8 |" in text and "| sgmod - tanh_cpu | CPU - CPU | 8 |" in text
     assert "from the controls" not in text  # none given
     # the header reads the measured effect: +0.2 points on every seed, an interval away from 0, so the
     # header names a machine effect

@@ -173,7 +173,7 @@ def moved(study: Study, record: Record, name: str, rows: Sequence[Mapping]) -> t
 def contrasts(
     study: Study, runs: Mapping[str, Sequence[Mapping]], labels: Mapping[str, str], margins: Sequence[float]
 ) -> list[dict]:
-    """The study's confirm contrasts, paired by seed and Holm-corrected together."""
+    """The study's confirm contrasts, paired by seed; the primary ones Holm-corrected together."""
     tables = {name: by_seed(rows, study.metric) for name, rows in runs.items() if rows}
     means = {name: mean(list(t.values())) for name, t in tables.items() if t}
     rows = []
@@ -186,10 +186,12 @@ def contrasts(
                     "variant": labels[variant],
                     "reference": labels[reference],
                     "kinds": kinds,
+                    "question": contrast.question,
+                    "primary": contrast.primary,
                     **paired.compare(tables[variant], tables[reference], margins),
                 }
             )
-    paired.correct_holm(rows)
+    paired.correct_holm([r for r in rows if r["primary"]])
     return rows
 
 
@@ -275,13 +277,16 @@ def _contrast_lines(data: Confirm) -> list[str]:
         "Paired by seed, differences in percentage points:",
         "",
         *paired.header(["variant - reference", "machines"], data.margins),
-        *(
-            paired.line([f"{r['variant']} - {r['reference']}", " - ".join(r["kinds"])], r, data.margins)
-            for r in data.contrasts
-        ),
+        *(paired.line([_contrast_name(r), " - ".join(r["kinds"])], r, data.margins) for r in data.contrasts),
         "",
         paired.tests_note(data.margins),
     ]
+
+
+def _contrast_name(row: Mapping) -> str:
+    named = f"{row['variant']} - {row['reference']}"
+    named += f" ({row['question']})" if row["question"] else ""
+    return named if row["primary"] else f"{named} (secondary)"
 
 
 def effect_lines(data: Confirm) -> list[str]:

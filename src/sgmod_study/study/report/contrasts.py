@@ -1,13 +1,13 @@
 """Section "contrasts": the study's contrasts between confirmed configurations, variant minus
 reference in each of its metrics, paired by seed: the mean difference with its 95% interval, the
-paired t-test's p (Holm-corrected over the primary contrasts of each metric), TOST against that
-metric's margin, and a verdict in the study's direction (lower is better when it minimises).
+paired t-test's p (Holm-corrected over the primary contrasts of each metric), TOST against each of
+that metric's margins, and a verdict in the study's direction (lower is better when it minimises).
 
 A seed where either side failed (diverged, or collapsed) has no comparable final metrics: its pair
 is left out of the paired test and counted, and the failures themselves are compared by seed with
 an exact McNemar test (the exact sign test over the seeds where only one side failed). The margin
-paragraph puts the margins beside the spread over seeds measured here and points to the metrics'
-real-vs-real floor."""
+paragraph puts the margins beside the spread over seeds measured here and, for the metrics that have
+one (FID, KID), points to their real-vs-real floor."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from sgmod_study.study import stats
 from sgmod_study.study.record import Record
 from sgmod_study.study.report import figures, paired
 from sgmod_study.study.report.outcomes import (
+    FLOORED,
     failure,
     fmt,
     good,
@@ -27,9 +28,11 @@ from sgmod_study.study.report.outcomes import (
     name,
     results,
     seed_of,
+    short,
     signed,
     values,
 )
+from sgmod_study.study.report.rows import table_head
 from sgmod_study.study.spec import Study
 
 ALPHA = paired.ALPHA
@@ -52,8 +55,9 @@ class Failures:
 @dataclass
 class Contrasts:
     metrics: tuple[str, ...]
-    margins: dict[str, float]  # {metric: its equivalence margin}
+    margins: dict[str, tuple[float, ...]]  # {metric: its equivalence margin, then the ones also reported}
     maximize: bool
+    declared: str  # the study's file, where the margins were set: conf/study/gan.yaml
     tests: dict[str, list[dict]] = field(default_factory=dict)  # {metric: a row per contrast}
     failures: list[Failures] = field(default_factory=list)
     spread: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # {metric: (pooled sd, df, groups)}
@@ -62,7 +66,7 @@ class Contrasts:
 
 
 def compute(study: Study, record: Record) -> Contrasts:
-    data = Contrasts(study.metrics, {m: study.margins[m][0] for m in study.metrics}, study.maximize)
+    data = Contrasts(study.metrics, {m: study.margins[m] for m in study.metrics}, study.maximize, declared(study))
     contrasts = study.contrasts.get("contrasts", ())
     sides = [n for c in contrasts for side in (c.variant, c.reference) for n in _names(side)]
     runs = {p: results(record.rows(p)) for p in dict.fromkeys([*study.sections["contrasts"], *sides])}
@@ -89,6 +93,11 @@ def compute(study: Study, record: Record) -> Contrasts:
     return data
 
 
+def declared(study: Study) -> str:
+    """The study's file (a user's own activation's study is declared in its template's)."""
+    return f"conf/study/{study.record}.yaml"
+
+
 def _names(side: str | tuple[str, ...]) -> tuple[str, ...]:
     return (side,) if isinstance(side, str) else side
 
@@ -111,9 +120,12 @@ def pick(side: str | tuple[str, ...], runs: Mapping[str, Sequence[Mapping]], stu
     return max(present, key=means.get) if study.maximize else min(present, key=means.get)
 
 
-def paired_test(variant: Sequence[Mapping], reference: Sequence[Mapping], metric: str, margin: float) -> dict:
+def paired_test(
+    variant: Sequence[Mapping], reference: Sequence[Mapping], metric: str, margins: Sequence[float]
+) -> dict:
     """Variant minus reference of ``metric`` over the seeds where neither side failed
-    (``stats.paired``), with ``excluded``: the seeds of both sides left out for a failure."""
+    (``stats.paired``, TOST at each of ``margins``), with ``excluded``: the seeds of both sides left
+    out for a failure."""
     ours, theirs = _by_seed(variant), _by_seed(reference)
     seeds = sorted(set(ours) & set(theirs))
     kept = [s for s in seeds if failure(ours[s]) is None and failure(theirs[s]) is None]
@@ -121,7 +133,7 @@ def paired_test(variant: Sequence[Mapping], reference: Sequence[Mapping], metric
         side: {s: rows[s]["metrics"][metric] for s in kept if (rows[s].get("metrics") or {}).get(metric) is not None}
         for side, rows in (("variant", ours), ("reference", theirs))
     }
-    found = stats.paired(measured["variant"], measured["reference"], (margin,))
+    found = stats.paired(measured["variant"], measured["reference"], margins)
     return found | {"excluded": len(seeds) - len(kept)}
 
 
@@ -141,12 +153,13 @@ def failures(contrast: str, variant: Sequence[Mapping], reference: Sequence[Mapp
     )
 
 
-def verdict(row: Mapping, margin: float, maximize: bool) -> str:
+def verdict(row: Mapping, maximize: bool) -> str:
     """The direction of a significant difference (Holm-corrected for a primary contrast, raw for a
-    secondary one), equivalence within the margin where TOST says so, else inconclusive."""
+    secondary one), equivalence within the tightest margin whose TOST says so, else inconclusive."""
     p = row.get("p_holm", math.nan) if row["primary"] else row["p"]
     different = not math.isnan(p) and p < ALPHA
-    equivalent = not math.isnan(row["p_tost"][margin]) and row["p_tost"][margin] < ALPHA
+    margin = paired.tightest_equivalence(row, ALPHA)
+    equivalent = margin is not None
     better = "variant" if (row["mean"] < 0) != maximize else "reference"
     if different and equivalent:
         text = f"{better} better, but within +-{margin:g}"
@@ -168,12 +181,19 @@ def render(data: Contrasts, page: figures.Page) -> list[str]:
         lines.append("Not run yet (no contrast has runs that did not fail on both sides).")
     else:
         direction = "higher" if data.maximize else "lower"
+        failed = "diverged or collapsed" if _floored(data) else "diverged"
+        several = any(len(m) > 1 for m in data.margins.values())
+        within = (
+            "each of the metric's margins (the verdict names the tightest that holds)"
+            if several
+            else "the metric's margin"
+        )
         lines += [
             f"Variant minus reference of each final test metric ({direction} is better), paired by seed. A seed "
-            "where either side failed (diverged or collapsed) has no comparable metrics: its pair is left out of the "
+            f"where either side failed ({failed}) has no comparable metrics: its pair is left out of the "
             "paired test and counted (`excluded`); the failures are compared below. p: paired t-test of no "
             f"difference, Holm-corrected over the primary contrasts of each metric (secondary ones: raw p, "
-            f"optimistic); TOST p: two one-sided tests that the difference lies within the metric's margin; "
+            f"optimistic); TOST p: two one-sided tests that the difference lies within {within}; "
             f"verdicts at {ALPHA:g}.",
         ]
         for metric in data.metrics:
@@ -185,23 +205,24 @@ def render(data: Contrasts, page: figures.Page) -> list[str]:
 
 
 def _metric_lines(data: Contrasts, metric: str) -> list[str]:
-    margin = data.margins[metric]
+    margins = data.margins[metric]
+    also = "".join(f"; also +-{m:g}" for m in margins[1:])
+    columns = ["contrast", "variant - reference", "paired n", "excluded", "difference [95% CI]", "p"]
     lines = [
         "",
-        f"**test {name(metric)}** (`{metric}`; equivalence margin +-{margin:g}):",
+        f"**test {name(metric)}** (`{metric}`; equivalence margin +-{margins[0]:g}{also}):",
         "",
-        f"| contrast | variant - reference | paired n | excluded | difference [95% CI] | p | TOST p (+-{margin:g}) "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        *table_head([*columns, *(f"TOST p (+-{m:g})" for m in margins), "verdict"]),
     ]
     for row in data.tests[metric]:
         question = row["question"] + ("" if row["primary"] else " (secondary)")
         p = row.get("p_holm", math.nan) if row["primary"] else row["p"]
         p_text = "-" if math.isnan(p) else f"{p:.3g}" + ("" if row["primary"] else " (raw)")
         difference = f"{signed(metric, row['mean'])} [{signed(metric, row['low'])}, {signed(metric, row['high'])}]"
+        tosts = "".join(f"{paired.p_text(row['p_tost'][m])} | " for m in margins)
         lines.append(
             f"| {question} | {row['label']} | {row['n']} | {row['excluded']} | {difference} | {p_text} | "
-            f"{paired.p_text(row['p_tost'][margin])} | {verdict(row, margin, data.maximize)} |"
+            f"{tosts}{verdict(row, data.maximize)} |"
         )
     return lines
 
@@ -225,8 +246,15 @@ def _failure_lines(found: Sequence[Failures]) -> list[str]:
     return lines
 
 
+def _floored(data: Contrasts) -> bool:
+    """Whether a metric tested has a measured real-vs-real floor (the GAN's FID/KID, whose runs can
+    also fail by a collapse of their samples)."""
+    return any(short(m) in FLOORED for m in data.metrics)
+
+
 def _margin_lines(data: Contrasts) -> list[str]:
-    margins = " and ".join(f"+-{data.margins[m]:g} in {name(m)}" for m in data.metrics)
+    margins = " and ".join(f"+-{data.margins[m][0]:g} in {name(m)}" for m in data.metrics)
+    also = " and ".join(f"+-{a:g} in {name(m)}" for m in data.metrics for a in data.margins[m][1:])
     spreads = []
     for metric in data.metrics:
         sd, freedom, groups = data.spread[metric]
@@ -237,12 +265,17 @@ def _margin_lines(data: Contrasts) -> list[str]:
                 f"{se if data.seeds else ''})"
             )
     spread = "; ".join(spreads) if spreads else "not measured yet (no configuration has two runs that did not fail)"
-    return [
-        "",
-        f"Margins: differences within {margins} count as equivalent (set in conf/study/gan.yaml before the runs). "
+    floor = (
         f"Two yardsticks to judge them by. The floor: FID/KID of two disjoint sets of real images against each other "
         f"on this toolkit's feature net, measured in {FLOOR}: a difference near it is the metric's own noise. The "
-        f"spread over seeds, the pooled standard deviation of the final test metric over the seeds of each confirmed "
-        f"configuration (runs that did not fail), and the standard error it gives the difference of two "
-        f"configurations' means with unrelated seeds: {spread}.",
+        f"spread over seeds"
+        if _floored(data)
+        else "The yardstick to judge them by (the metric has no measured floor): the spread over seeds"
+    )
+    return [
+        "",
+        f"Margins: differences within {margins} count as equivalent (set in {data.declared} before the runs"
+        f"{f'; also reported: {also}' if also else ''}). {floor}, the pooled standard deviation of the final test "
+        "metric over the seeds of each confirmed configuration (runs that did not fail), and the standard error it "
+        f"gives the difference of two configurations' means with unrelated seeds: {spread}.",
     ]

@@ -12,18 +12,26 @@ from pathlib import Path
 
 from sgmod_study.study.record import Record, complete, is_diverged, is_gpu
 from sgmod_study.study.report import (
+    cell_contrasts,
     confirm,
+    confirm_table,
     contrasts,
     controls,
     equal_budget,
     figures,
+    gamma_by_layer,
+    gradients,
     importance,
     length,
+    line_search,
+    lr_choice,
     paired,
     quality,
     samples,
     stability,
     sweeps,
+    train_eval_gap,
+    trainability,
     trajectories,
     travel,
 )
@@ -43,9 +51,17 @@ SECTIONS = {
     "samples": samples,
     "quality": quality,
     "contrasts": contrasts,
+    "trainability": trainability,
+    "gradients": gradients,
+    "gamma_by_layer": gamma_by_layer,
+    "cell_contrasts": cell_contrasts,
+    "lr_choice": lr_choice,
+    "confirm_table": confirm_table,
+    "line_search": line_search,
+    "train_eval_gap": train_eval_gap,
 }
 # How a study's title names it (by default "the Sgmod study", or "the <activation> study").
-TITLES = {"gan": "the Sgmod GAN study"}
+TITLES = {"gan": "the Sgmod GAN study", "depth": "the Sgmod depth study", "norm": "the Sgmod normalization study"}
 
 
 def write_report(study: Study, record: Record, out: Path | None = None) -> str:

@@ -3,6 +3,7 @@ mean and an interval handed in."""
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -142,4 +143,94 @@ def against_lr(series: Mapping[str, Sequence[tuple[float, float, float, float]]]
     axes.set_xlabel("learning rate")
     axes.set_ylabel(ylabel)
     axes.legend(fontsize=7, ncol=2)
+    save(figure, path)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a panel: its points, an error bar's half-width at each (or none), and how it is
+    drawn. A line without a label stays out of the legend (a seed's thin line, a reference level)."""
+
+    x: Sequence[float]
+    y: Sequence[float]
+    label: str = ""
+    half: Sequence[float] | None = None
+    color: str | None = None
+    style: str = "-"
+    width: float = 1.5
+    alpha: float = 1.0
+    marker: str = "."
+
+
+def panel_grid(
+    panels: Mapping[str, Sequence[Line]],
+    xlabel: str,
+    ylabel: str,
+    path: Path,
+    title: str = "",
+    log_y: bool = False,
+    log2_x: bool = False,
+    xticks: Sequence[float] = (),
+) -> None:
+    """One panel per entry of ``panels`` ({panel title: its lines}), two per row, one legend for the
+    figure (a label's first line); a panel without lines says "no runs yet"."""
+    columns = 2 if len(panels) > 1 else 1
+    rows = -(-len(panels) // columns)
+    figure, axes = pyplot().subplots(rows, columns, figsize=(5.5 * columns, 3.6 * rows), squeeze=False)
+    legend: dict[str, object] = {}
+    for ax, (name, lines) in zip(axes.flat, panels.items(), strict=False):
+        for line in lines:
+            drawn = ax.errorbar(
+                line.x, line.y, yerr=line.half, color=line.color, linestyle=line.style, linewidth=line.width,
+                alpha=line.alpha, marker=line.marker, markersize=5, markerfacecolor="none",
+                capsize=3 if line.half is not None else 0,
+            )  # fmt: skip
+            if line.label:
+                legend.setdefault(line.label, drawn)
+        if not lines:
+            ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+        if log_y and lines:
+            ax.set_yscale("log")
+        if log2_x and lines:
+            ax.set_xscale("log", base=2)
+        if xticks and lines:
+            ax.set_xticks(xticks, [f"{t:g}" for t in xticks])
+        if not lines:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_title(textwrap.fill(name, 64), fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout(rect=(0, 0, 0.82 if legend else 1, 1))
+    if legend:
+        figure.legend(list(legend.values()), list(legend), loc="center right", fontsize=8)
+    save(figure, path, tight=False)
+
+
+def intervals_by_group(
+    groups: Mapping[str, Mapping[str, tuple[float, float, float]]], ylabel: str, path: Path, title: str = ""
+) -> None:
+    """A mean and its interval per group (x, left to right) and series (a marker each, side by side
+    within the group): ``groups`` is {group: {series: (mean, low, high)}}, no bar where low is nan."""
+    series = list(dict.fromkeys(s for found in groups.values() for s in found))
+    figure, axes = pyplot().subplots(figsize=(max(6.0, 1.6 * len(groups)), 4.0))
+    for i, name in enumerate(series):
+        shift = 0.6 * (i - (len(series) - 1) / 2) / max(len(series), 1)
+        points = [(x + shift, *found[name]) for x, found in enumerate(groups.values()) if name in found]
+        if not points:
+            continue
+        x, mean, low, high = zip(*points, strict=True)
+        below = [m - lo if lo == lo else 0.0 for m, lo in zip(mean, low, strict=True)]  # lo == lo: not nan
+        above = [hi - m if hi == hi else 0.0 for m, hi in zip(mean, high, strict=True)]
+        axes.errorbar(x, mean, yerr=[below, above], fmt="o", capsize=3, label=name)
+    axes.set_xticks(range(len(groups)), list(groups), rotation=20, ha="right")
+    axes.set_xlim(-0.5, len(groups) - 0.5)
+    axes.set_ylabel(ylabel)
+    if title:
+        axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8)
     save(figure, path)

@@ -17,8 +17,12 @@ DIVERGED, COLLAPSE = "diverged", "collapsed"
 
 # Decimals by metric name (the part after "test/", "val/" or "test_eval_mode/").
 DECIMALS = {"fid": 2, "fid_best": 2, "kid": 4, "kid_best": 4, "kid_se": 4, "precision": 3, "recall": 3}
+DECIMALS |= {"acc": 4, "acc_best": 4, "loss": 4}  # a classifier's accuracy as a fraction, to 0.01 points
 NAMES = {"fid": "FID", "kid": "KID", "kid_se": "KID SE", "precision": "precision", "recall": "recall"}
 NAMES |= {"classes": "classes covered", "class_entropy": "class entropy (bits)", "fid_best": "best-epoch FID"}
+NAMES |= {"acc": "accuracy", "acc_best": "best accuracy"}
+# The metrics with a real-vs-real floor measured in docs/gan_metric_sanity.md.
+FLOORED = ("fid", "kid")
 
 
 def has_result(row: Mapping) -> bool:
@@ -75,17 +79,28 @@ def cells(rows: Sequence[Mapping]) -> dict[tuple, list[Mapping]]:
     return dict(sorted(grouped.items()))
 
 
+def matching(rows: Sequence[Mapping], where: Sequence[tuple[str, object]]) -> list[Mapping]:
+    """The grid runs whose parameters hold every (key, value) of ``where`` (a confirm part's)."""
+    return [r for r in rows if all((r.get("params") or {}).get(k) == v for k, v in where)]
+
+
+def cell_score(runs: Sequence[Mapping], maximize: bool) -> tuple[int, float]:
+    """How choose.best_cell ranks a cell's runs, lowest best: its failed runs, then its mean
+    objective (the rows' first value) over its other runs, negated when the sweep maximises."""
+    kept = [r["values"][0] for r in runs if failure(r) is None and r.get("values")]
+    sign = -1 if maximize else 1
+    return len(failed(runs)), sign * sum(kept) / len(kept) if kept else math.inf
+
+
 def best_cell(rows: Sequence[Mapping], maximize: bool) -> tuple | None:
     """The cell a best_cell confirm part retrains (as choose.best_cell decides it on trials): the
-    fewest failed runs, then the best mean objective (the rows' first value) over its other runs."""
-    sign = -1 if maximize else 1
+    best ``cell_score``; an exact tie goes to the cell whose first run has the lowest trial number
+    (the order choose.best_cell meets the cells in)."""
 
     def score(item: tuple) -> tuple:
-        runs = item[1]
-        kept = [r["values"][0] for r in runs if failure(r) is None and r.get("values")]
-        return (len(failed(runs)), sign * sum(kept) / len(kept) if kept else math.inf)
+        return (*cell_score(item[1], maximize), min(r.get("number", math.inf) for r in item[1]))
 
-    found = cells(rows)
+    found = cells(sorted(rows, key=lambda r: r.get("number", math.inf)))  # each cell's runs in trial order
     return min(found.items(), key=score)[0] if found else None
 
 
@@ -95,6 +110,12 @@ def number(value: float) -> str:
         mantissa, exponent = f"{value:.2e}".split("e")
         return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def lr_text(value: float) -> str:
+    """A learning rate as a person writes it: 1e-2, 3e-3, 1.5e-4."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def cell_text(key: tuple) -> str:

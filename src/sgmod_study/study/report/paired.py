@@ -92,9 +92,13 @@ def header(first: Sequence[str], margins: Sequence[float]) -> list[str]:
 
 
 def cells(row: Mapping, margins: Sequence[float]) -> list[str]:
-    """The test columns of ``header`` for one row."""
+    """The test columns of ``header`` for one row; a secondary row (``primary`` false: not in the
+    Holm correction) shows its raw p, marked, and its verdict on that."""
     tosts = [p_text(row["p_tost"].get(m, math.nan)) for m in margins]
-    return [str(row["n"]), difference(row), p_text(row.get("p_holm", math.nan)), *tosts, verdict(row)]
+    if row.get("primary", True):
+        return [str(row["n"]), difference(row), p_text(row.get("p_holm", math.nan)), *tosts, verdict(row)]
+    raw = f"{p_text(row['p'])} (raw)"
+    return [str(row["n"]), difference(row), raw, *tosts, verdict(row, corrected=False)]
 
 
 def line(first: Sequence[str], row: Mapping, margins: Sequence[float]) -> str:
@@ -105,7 +109,8 @@ def tests_note(margins: Sequence[float]) -> str:
     """What the p-value columns test, below every table of paired differences."""
     also = "".join(f" and, in the next column, within +-{points(m)}" for m in margins[1:])
     return (
-        "p: paired t-test of no difference, Holm-corrected over the table; TOST p: two one-sided tests that "
+        "p: paired t-test of no difference, Holm-corrected over the table's primary rows (a secondary row's raw p "
+        "is optimistic); TOST p: two one-sided tests that "
         f"the difference lies within +-{points(margins[0])} (the study's equivalence margin){also}; verdicts at "
         f"{ALPHA:g}: different where p (Holm) < {ALPHA:g}, equivalent within the tightest margin whose TOST p "
         f"< {ALPHA:g}, both where both hold."

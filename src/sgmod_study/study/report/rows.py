@@ -75,6 +75,21 @@ def settings(rows: Sequence[Mapping]) -> str:
     return ", ".join(f"{k}={v:.3g}" for k, v in values if isinstance(v, int | float) and not isinstance(v, bool)) or "-"
 
 
+NORMS = {"none": "no norm", "batch": "BatchNorm", "layer": "LayerNorm"}
+
+
+def norm_setting(rows: Sequence[Mapping]) -> str | None:
+    """The normalisation the ``rows`` trained with, from their configs: "BatchNorm after", "no norm";
+    several joined by " / "; None where no row says."""
+    found = []
+    for row in rows:
+        norm = (row.get("config") or {}).get("norm")
+        if isinstance(norm, Mapping) and norm.get("name"):
+            name = NORMS.get(norm["name"], norm["name"])
+            found.append(name if norm["name"] == "none" else f"{name} {norm.get('placement', '?')}")
+    return " / ".join(dict.fromkeys(found)) or None
+
+
 def table_head(columns: Sequence[str]) -> list[str]:
     """A Markdown table's two header lines."""
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
