@@ -111,3 +111,14 @@ def test_a_bad_where_or_contrast_part_is_one_line(tmp_path):
     (tmp_path / "p.yaml").write_text(f"parts:\n  {grid}\ncontrasts:\n  {contrast}\nsections: {{}}\n")
     with pytest.raises(ConfigError, match=r"contrasts: part='h' is not a known choice; valid choices: g"):
         load_study("p", tmp_path)
+
+
+def test_a_confirm_part_says_which_of_its_overrides_change_its_pick():
+    parts = load_study("classifier").parts
+    assert parts["confirm_sgmod_default"].changes() == ()  # the recommended default as it is
+    assert parts["confirm_tanh_cpu"].changes() == ()  # trainer=cpu: where it runs, not what
+    assert parts["gap_6"].changes() == ()  # validating both ways changes no weight
+    assert parts["confirm_sgmod_default_at_1_0"].changes() == ("activation.gamma_init=1.0", "activation.beta_init=0.0")
+    assert parts["linesearch_relu"].changes() == (
+        "hydra.sweeper.params.optimizer.lr='choice(0.01, 0.015, 0.02, 0.03)'",
+    )

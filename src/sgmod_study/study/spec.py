@@ -60,6 +60,13 @@ class Part:
     where: tuple[tuple[str, object], ...] = ()
     trial: int | None = None  # confirm with pick "trial": that trial's configuration, as it was
 
+    def changes(self) -> tuple[str, ...]:
+        """The overrides of a confirm part that change a setting of its pick (a dotted key, such as
+        activation.gamma_init=1.0, or one the sweeper searches), as opposed to where and how it runs
+        (trainer=cpu, experiment=..., activation=sgmod: config groups)."""
+        kept = ("experiment=", "task.val_batch_stats=")
+        return tuple(o for o in self.overrides if "." in o.split("=", 1)[0] and not o.startswith(kept))
+
     @property
     def label(self) -> str:
         """How the report names a confirm part: its configuration (confirm_tanh_cpu -> tanh_cpu)."""

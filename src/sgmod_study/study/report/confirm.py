@@ -104,7 +104,7 @@ def intro(study: Study, parts: Sequence[str]) -> str:
     recommended = [study.parts[n] for n in parts if study.parts[n].pick == "recommended"]
     each = "".join(
         f", and the recommended {prose(study.parts[p.of].label)} default (`{p.label}`: the rounded medians of "
-        f"{p.of}'s top quarter)"
+        f"{p.of}'s top quarter{_changed(p)})"
         for p in recommended
     )
     seeds = sorted({s for n in parts for s in study.parts[n].seeds})
@@ -114,6 +114,11 @@ def intro(study: Study, parts: Sequence[str]) -> str:
         else ", ".join(map(str, seeds))
     )
     return f"The best configuration of each sweep{each}, retrained on seeds {span}; {metric_words(study.metric)}."
+
+
+def _changed(part) -> str:
+    changes = part.changes()
+    return f", but {', '.join(f'`{c}`' for c in changes)}" if changes else ""
 
 
 def _configuration(name: str, label: str, rows: Sequence[Mapping], metric: str) -> Configuration:

@@ -102,11 +102,13 @@ def marginals(trials: Sequence, path: Path) -> None:
     finally:
         optuna.logging.set_verbosity(verbosity)
     study.add_trials(trials)
-    with warnings.catch_warnings():  # "experimental" since Optuna 2.2
+    # Optuna's matplotlib plots switch the global style to ggplot (plt.style.use) and leave it so:
+    # every later figure of the process, another study's report too, would be drawn in it
+    with warnings.catch_warnings(), pyplot().rc_context():  # "experimental" since Optuna 2.2
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         axes = optuna.visualization.matplotlib.plot_slice(study)
-    figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-    save(figure, path, tight=False)
+        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+        save(figure, path, tight=False)
 
 
 def line_panels(

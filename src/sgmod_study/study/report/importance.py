@@ -131,7 +131,9 @@ def compute(study: Study, record: Record, seeds: int = 10, rounds: int = 200) ->
         return None
     everything = record.load(part).get_trials(deepcopy=False)
     data = of_trials(part, everything, seeds, rounds, study.maximize)
-    data.confirms = [p.name for p in study.parts.values() if p.of == part and p.pick == "recommended"]
+    data.confirms = [
+        p.name for p in study.parts.values() if p.of == part and p.pick == "recommended" and not p.changes()
+    ]
     return data
 
 
