@@ -103,6 +103,28 @@ def test_a_trial_starts_only_if_it_is_expected_to_end_within_the_time_limit():
     assert not starts_in_time(elapsed=3.5, durations=[5.0, 6.0, 100.0], limit=10.0)
 
 
+def test_a_resumed_sweep_estimates_its_trials_from_the_ones_its_study_finished_before():
+    import datetime
+
+    import optuna
+
+    from sgmod_study.sweeper.scheduler import RECORDED_TRIALS, recorded_durations
+
+    study = optuna.create_study()
+    start = datetime.datetime(2026, 12, 5, 20, 0)
+    for i in range(RECORDED_TRIALS + 2):  # the oldest two took 1000 s, the latest ten 60 + i s
+        took = 1000.0 if i < 2 else 60.0 + i
+        trial = optuna.trial.create_trial(value=0.5)
+        trial.datetime_start = start + datetime.timedelta(hours=i)
+        trial.datetime_complete = trial.datetime_start + datetime.timedelta(seconds=took)
+        study.add_trial(trial)
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))  # no duration: left out
+    durations = recorded_durations(study)
+    assert durations == [60.0 + i for i in range(2, RECORDED_TRIALS + 2)]
+    assert not starts_in_time(elapsed=1000.0, durations=durations, limit=1060.0)  # 1.1 x 66.5 s does not fit
+    assert recorded_durations(optuna.create_study()) == []
+
+
 # A trial that sleeps for its sleep=<seconds> (or hangs, with hang=1), then writes its value.
 SLEEP_STUB = """
 import json, pathlib, sys, time

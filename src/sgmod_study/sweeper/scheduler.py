@@ -70,6 +70,22 @@ def expected_duration(durations: Sequence[float]) -> float:
     return DURATION_MARGIN * statistics.median(durations) if durations else 0.0
 
 
+RECORDED_TRIALS = 10  # the study's latest finished trials that estimate a trial before this run has its own
+
+
+def recorded_durations(study: optuna.Study) -> list[float]:
+    """How long the study's latest finished trials took (earlier runs of it, maybe elsewhere): the
+    estimate until a trial of this run has finished, so that a resumed sweep started near its time
+    limit does not start a trial it cannot finish."""
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.datetime_start and t.datetime_complete
+    ]
+    done.sort(key=lambda t: t.datetime_complete)
+    return [(t.datetime_complete - t.datetime_start).total_seconds() for t in done[-RECORDED_TRIALS:]]
+
+
 def starts_in_time(elapsed: float, durations: Sequence[float], limit: float | None) -> bool:
     """Whether a trial started ``elapsed`` seconds into a sweep with ``limit`` seconds is expected
     to end within it; before the first trial has finished, one always starts."""
@@ -117,6 +133,7 @@ class Sweep:
         self.next_watch = 0.0  # when to look for other workers' orphaned trials next
         self.started = time.monotonic()  # for time_limit; reset when run() starts
         self.durations: list[float] = []  # seconds each trial this worker completed took
+        self.recorded = recorded_durations(self.study)  # the estimate until this worker has its own
         self.said_no_time = False
         self.said_waiting = False
 
@@ -187,13 +204,14 @@ class Sweep:
     def _time_for_a_trial(self) -> bool:
         limit = self.settings.time_limit
         elapsed = time.monotonic() - self.started
-        if starts_in_time(elapsed, self.durations, limit):
+        durations = self.durations or self.recorded
+        if starts_in_time(elapsed, durations, limit):
             return True
         if not self.said_no_time:
             self.said_no_time = True
             print(
                 f"[sweep] time limit: {limit - elapsed:.0f} s of {limit:g} s left, a trial takes about "
-                f"{expected_duration(self.durations):.0f} s; no new trial starts ({len(self.running)} still running; "
+                f"{expected_duration(durations):.0f} s; no new trial starts ({len(self.running)} still running; "
                 "the same command resumes the study)"
             )
         return False
