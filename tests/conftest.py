@@ -25,9 +25,10 @@ import pytest
 
 from helpers.data import write_fashion_sample
 from helpers.runs import TINY, compose_config
+from helpers.slurm import cancel_jobs, job_environment, launcher_overrides, require_slurm
 
 SLOW = "slow"
-SERVER_FIXTURES = {"postgres_url"}  # fixtures that start a server
+SERVER_FIXTURES = {"postgres_url", "slurm"}  # fixtures that start a server, or jobs on the SLURM cluster
 
 
 def pytest_collection_modifyitems(config, items):
@@ -162,3 +163,18 @@ def postgres_url():
         [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
     )
     shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def slurm(monkeypatch):
+    """The one-node SLURM cluster of scripts/install_test_services.sh (skipped with one line where
+    there is none): the overrides that make a sweep's workers this test's SLURM jobs (one CPU, no
+    GPU each, importing this checkout); they are cancelled when the test ends, whatever its end."""
+    import uuid
+
+    require_slurm()
+    for key, value in job_environment().items():
+        monkeypatch.setenv(key, value)
+    name = f"sgmod_test_{uuid.uuid4().hex[:8]}"
+    yield launcher_overrides(name)
+    cancel_jobs(name)

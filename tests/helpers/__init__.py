@@ -9,4 +9,6 @@ another test module (fixtures stay in tests/conftest.py).
 - ``records``: study records and their rows; ``scripts/study.py`` in-process
 - ``mounts``: a real tmpfs (full disks, read-only folders), as root or in a mount namespace
 - ``processes``: whether a process still runs
+- ``slurm``: whether a usable SLURM runs here (else a one-line skip), the launcher overrides of a
+  test's worker jobs, the jobs' folders and consoles
 """

@@ -1,0 +1,96 @@
+"""A real SLURM cluster for the sweeper's SLURM tests: the one-node cluster that
+scripts/install_test_services.sh sets up on this machine (it needs root and apt), or any SLURM
+whose controller answers here with a node that is idle. Without one the tests are skipped with
+one line saying why (and fail in CI, which installs it: ``make test`` runs ``make services``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers.runs import ROOT
+
+INSTALL = "scripts/install_test_services.sh"
+TAKES_JOBS = ("idle",)  # a node busy with other jobs would keep a test's workers pending
+
+
+def slurm_missing() -> str | None:
+    """Why this machine has no usable SLURM, in one line; None where it has one."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        how = "needs root and apt" if os.geteuid() != 0 or shutil.which("apt-get") is None else "was not run"
+        return f"no SLURM: sinfo/sbatch not found ({INSTALL} {how})"
+    try:
+        answer = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return f"no SLURM: sinfo got no answer in 15 s (are slurmctld and munged running? {INSTALL} starts them)"
+    if answer.returncode != 0:
+        first = (answer.stderr.strip().splitlines() or ["no output"])[0]
+        return f"no SLURM: sinfo failed: {first} ({INSTALL} starts the daemons)"
+    nodes = dict(line.split() for line in answer.stdout.splitlines() if len(line.split()) == 2)
+    if not nodes:
+        return "no SLURM: sinfo lists no node"
+    if not any(state in TAKES_JOBS for state in nodes.values()):
+        shown = ", ".join(f"{node} {state}" for node, state in sorted(nodes.items()))
+        return f"no SLURM node is idle ({shown}); scontrol update nodename=<node> state=resume, or wait for its jobs"
+    return None
+
+
+def require_slurm() -> None:
+    """Skip the test (fail it in CI) where there is no usable SLURM."""
+    reason = slurm_missing()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI sets it up: make test runs make services")
+    pytest.skip(reason)
+
+
+def launcher_overrides(job_name: str) -> list[str]:
+    """hydra/launcher=slurm as small as a test needs (conf/hydra/launcher/slurm.yaml asks for 4
+    GPUs, 16 CPUs and 64 GB): one CPU and no GPU per worker job, in the default partition."""
+    return [
+        "hydra/launcher=slurm",
+        "hydra.launcher.gpus_per_node=0",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        "hydra.launcher.timeout_min=10",
+        f"hydra.launcher.name={job_name}",
+    ]
+
+
+def cancel_jobs(job_name: str) -> None:
+    """scancel this test's jobs (by their name: never anyone else's)."""
+    subprocess.run(["scancel", "--name", job_name], capture_output=True, timeout=30)
+
+
+def worker_jobs(sweep_dir: Path) -> dict[str, list[int]]:
+    """The sweep's SLURM worker jobs (array tasks, as submitit names their folders: ``<job>_<task>``)
+    and the trials each started, read from the job's own console (``.submitit/<job>_<task>/``)."""
+    jobs = {}
+    for folder in sorted((sweep_dir / ".submitit").glob("*_*")):
+        if not re.fullmatch(r"\d+_\d+", folder.name):
+            continue
+        log = folder / f"{folder.name}_0_log.out"
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        jobs[folder.name] = [int(n) for n in re.findall(r"^\[sweep\] trial (\d+) started", text, re.M)]
+    return jobs
+
+
+def submission_script(sweep_dir: Path) -> str:
+    """The sbatch script submitit wrote for the sweep's job array."""
+    scripts = sorted((sweep_dir / ".submitit").glob("*/*_submission.sh"))
+    return scripts[0].read_text() if scripts else ""
+
+
+def job_environment() -> dict[str, str]:
+    """The environment for a sweep whose worker jobs must import this checkout: sbatch passes the
+    submitter's environment on (its default --export=ALL), and a job starts in the directory the
+    sweep was started from; PYTHONPATH names this checkout's src/ absolutely."""
+    src = str(ROOT / "src")
+    paths = [src, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src)]
+    return {"PYTHONPATH": os.pathsep.join(paths)}

@@ -1,0 +1,36 @@
+"""The sweeper on a real SLURM cluster: the one-node cluster scripts/install_test_services.sh sets
+up (Debian's slurm-wlm and munge, no accounting). Its workers are SLURM jobs submitted through
+hydra-submitit-launcher, as the README's cluster command submits them. Skipped with one line where
+there is no SLURM (the ``slurm`` fixture, tests/helpers/slurm.py)."""
+
+from __future__ import annotations
+
+import pytest
+from optuna.trial import TrialState
+
+from helpers.slurm import submission_script, worker_jobs
+from helpers.sweeps import load, sweep
+
+pytestmark = pytest.mark.slow  # worker jobs that train: about a minute
+
+
+def test_the_readmes_cluster_command_runs_two_worker_jobs_to_exactly_n_trials(tmp_path, slurm):
+    """python src/train.py -m hparams_search=sgmod_classifier hydra/launcher=slurm
+    hydra.sweeper.workers=2, tiny, with the journal: two SLURM jobs share the study."""
+    code, output = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", n_trials=4)
+    assert code == 0, output[-3000:]
+
+    assert "#SBATCH --array=0-1" in submission_script(tmp_path / "sweep")  # one array, two worker jobs
+    jobs = worker_jobs(tmp_path / "sweep")
+    assert len(jobs) == 2, jobs
+    assert all(started for started in jobs.values()), jobs  # each worker job ran trials
+
+    study = load(tmp_path)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params)  # no parameter set trained twice
+    owners = {t.system_attrs["sgmod:owner"] for t in complete}
+    assert len(owners) == 2  # two worker processes, one per job
+    started = sorted(n for numbers in jobs.values() for n in numbers)
+    assert {t.number for t in complete} <= set(started)  # every complete trial ran in a worker job
