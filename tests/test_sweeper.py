@@ -325,6 +325,39 @@ def test_workers_through_the_submitit_launcher_share_the_study(tmp_path):
 
 
 @pytest.mark.slow
+def test_one_worker_through_a_launcher_is_a_job_of_it_not_a_run_here(tmp_path):
+    """hydra/launcher=submitit_local (as hydra/launcher=slurm) with the default workers=1: the worker is
+    the launcher's job, so on a cluster no trial trains on the machine the command was typed on."""
+    code, output = sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", n_trials=1)
+    assert code == 0, output[-3000:]
+    assert [t.state for t in load(tmp_path).trials] == [TrialState.COMPLETE]
+    consoles = list((tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))
+    assert len(consoles) == 1 and "[sweep] trial 0 finished" in consoles[0].read_text()  # one job ran it
+
+
+def test_only_hydras_basic_launcher_runs_the_worker_in_the_sweepers_process():
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.sgmod_sweeper.sgmod_sweeper import BASIC_LAUNCHER, _own_launcher
+
+    assert not _own_launcher(OmegaConf.create({"hydra": {"launcher": {"_target_": BASIC_LAUNCHER}}}))
+    assert not _own_launcher(OmegaConf.create({"hydra": {}}))
+    slurm = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert _own_launcher(OmegaConf.create({"hydra": {"launcher": {"_target_": slurm}}}))
+
+
+def test_an_interrupted_worker_survives_the_trip_to_the_submitting_process():
+    """A SLURM worker's result (its SweepInterrupted) is pickled back; it used to fail to unpickle."""
+    import pickle
+    import signal
+
+    from sgmod_study.sweeper.signals import SweepInterrupted
+
+    again = pickle.loads(pickle.dumps(SweepInterrupted(signal.SIGTERM)))
+    assert (type(again), again.signum, again.name, str(again)) == (SweepInterrupted, 15, "SIGTERM", "SIGTERM")
+
+
+@pytest.mark.slow
 def test_grid_sampler_needs_choices(tmp_path):
     code, output = sweep(tmp_path, "hydra/sweeper/sampler=grid", n_trials=1)
     assert code == 2

@@ -143,7 +143,9 @@ class SgmodOptunaSweeper(Sweeper):
             sweep_dir=sweep_dir,
             entry_script=Path(sys.argv[0]).resolve(),
         )
-        if self.settings["workers"] > 1:
+        # a launcher of its own (SLURM, submitit_local) gets every worker, one too: run here, a
+        # SLURM sweep's trials would train on the machine the command was typed on (a login node)
+        if self.settings["workers"] > 1 or _own_launcher(self.config):
             launcher = Plugins.instance().instantiate_launcher(
                 hydra_context=self.hydra_context, task_function=worker, config=self.config
             )
@@ -356,3 +358,11 @@ def _plain(value: Any) -> Any:
 def _one_line(err: BaseException) -> str:
     text = str(err).split("Config search path")[0]  # Hydra appends its search path to a missing option
     return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__
+
+
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def _own_launcher(config: DictConfig) -> bool:
+    """Whether the sweep names a launcher other than Hydra's basic one (hydra/launcher=slurm ...)."""
+    return OmegaConf.select(config, "hydra.launcher._target_", default=BASIC_LAUNCHER) != BASIC_LAUNCHER

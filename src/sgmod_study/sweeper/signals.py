@@ -24,6 +24,11 @@ class SweepInterrupted(Exception):
         self.signum, self.name = signum, signal.Signals(signum).name
         self.study: optuna.Study | None = None  # set once the running trials are recorded
 
+    def __reduce__(self):
+        # a SLURM worker's result travels pickled to the submitting process: rebuild it from the
+        # signal's number (the default would pass its name, which Signals() does not take)
+        return (SweepInterrupted, (self.signum,))
+
 
 def stop_on_signals():
     """SIGTERM and SIGINT raise SweepInterrupted in the sweep loop; any later one is ignored,
