@@ -404,3 +404,51 @@ def test_a_grid_runs_a_failed_cell_again_instead_of_a_duplicate():
         ("sgmod", 0),
         ("sgmod", 1),
     ]
+
+
+class _Launcher:
+    """A launcher whose jobs ended as given: each a return value, or an exception (the job failed)."""
+
+    def __init__(self, ends):
+        self.ends = ends
+
+    def launch(self, overrides, initial_job_idx):
+        from hydra.core.utils import JobReturn, JobStatus
+
+        returns = []
+        for end in self.ends:
+            job = JobReturn()
+            job.status = JobStatus.FAILED if isinstance(end, BaseException) else JobStatus.COMPLETED
+            job._return_value = end
+            returns.append(job)
+        return returns
+
+
+def test_a_preempted_worker_leaves_the_sweep_to_the_others_or_to_the_next_command(tmp_path, capsys):
+    import signal
+    from types import SimpleNamespace
+
+    import optuna
+
+    from sgmod_study.sweeper.scheduler import SweepFailed, run_workers
+    from sgmod_study.sweeper.signals import SweepInterrupted
+
+    journal = str(tmp_path / "s.journal")
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
+    study = optuna.create_study(study_name="s", storage=storage)
+    for value in (0.5, 0.6):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    settings = SimpleNamespace(storage=journal, study_name="s", n_trials=2)
+    # worker 0 preempted, worker 1 finished the study: a finished sweep, the stop said once
+    done = run_workers(_Launcher([SweepInterrupted(signal.SIGTERM), study]), 2, [], settings)
+    assert len(done.trials) == 2
+    assert "[sweep] worker 0 was stopped by SIGTERM (its job signalled, requeued or cancelled); its running" in (
+        capsys.readouterr().out
+    )
+    # every worker preempted before the study was complete: interrupted, to be resumed
+    settings.n_trials = 3
+    with pytest.raises(SweepInterrupted) as stop:
+        run_workers(_Launcher([SweepInterrupted(signal.SIGTERM), SweepInterrupted(signal.SIGTERM)]), 2, [], settings)
+    assert stop.value.signum == signal.SIGTERM and len(stop.value.study.trials) == 2
+    with pytest.raises(SweepFailed, match=r"sweep workers failed: worker 1: RuntimeError\('boom'\)"):
+        run_workers(_Launcher([study, RuntimeError("boom")]), 2, [], settings)

@@ -149,7 +149,7 @@ class SgmodOptunaSweeper(Sweeper):
             launcher = Plugins.instance().instantiate_launcher(
                 hydra_context=self.hydra_context, task_function=worker, config=self.config
             )
-            return run_workers(launcher, self.settings["workers"], fixed)
+            return run_workers(launcher, self.settings["workers"], fixed, settings)
         return worker(self.config)
 
     def _check_trial_configs(self, space: Dict[str, Any], fixed: List[str], sweep_dir: Path) -> Dict[str, Any]:

@@ -448,17 +448,33 @@ def run_worker(config, *, settings: SweepSettings, space, fixed, sweep_dir: Path
     return Sweep(settings, space, fixed, sweep_dir, entry_script, config).run()
 
 
-def run_workers(launcher, workers: int, fixed: Sequence[str]) -> optuna.Study:
+def run_workers(launcher, workers: int, fixed: Sequence[str], settings: SweepSettings) -> optuna.Study:
     """Start ``workers`` sweep workers as jobs of a Hydra launcher (SLURM through submitit, or its
     local executor) and wait for them; they share the study through its storage. A job composes
-    its config from the fixed command-line overrides (the launcher adds only Hydra's own)."""
+    its config from the fixed command-line overrides (the launcher adds only Hydra's own).
+
+    A worker whose job was signalled (preempted, requeued, cancelled) stopped its trials and queued
+    them again; the others ran them. Where the study still lacks trials when every job has ended,
+    the sweep ends as interrupted (the same command resumes it); a worker that failed otherwise
+    fails the sweep."""
     from hydra.core.utils import JobStatus
 
     returns = launcher.launch([[*fixed, f"+sweep_worker={i}"] for i in range(workers)], initial_job_idx=0)
-    failed = [(i, r._return_value) for i, r in enumerate(returns) if r.status != JobStatus.COMPLETED]
+    ended = {i: r._return_value for i, r in enumerate(returns) if r.status != JobStatus.COMPLETED}
+    stopped = {i: err for i, err in ended.items() if isinstance(err, SweepInterrupted)}
+    failed = [(i, err) for i, err in ended.items() if i not in stopped]
     if failed:
         raise SweepFailed("sweep workers failed: " + "; ".join(f"worker {i}: {err!r}" for i, err in failed))
-    return returns[0].return_value
+    for i, stop in stopped.items():
+        print(f"[sweep] worker {i} was stopped by {stop.name} (its job signalled, requeued or cancelled)", end="")
+        print("; its running trials were queued again")
+    storage, _ = open_storage(settings.storage, settings.study_name, OPTUNA_DIR)
+    study = optuna.load_study(study_name=settings.study_name, storage=storage)
+    if stopped and count(study, *FINISHED) < settings.n_trials:
+        stop = next(iter(stopped.values()))
+        stop.study = study
+        raise stop
+    return study
 
 
 class SweepFailed(RuntimeError):
