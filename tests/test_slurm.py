@@ -34,3 +34,29 @@ def test_the_readmes_cluster_command_runs_two_worker_jobs_to_exactly_n_trials(tm
     assert len(owners) == 2  # two worker processes, one per job
     started = sorted(n for numbers in jobs.values() for n in numbers)
     assert {t.number for t in complete} <= set(started)  # every complete trial ran in a worker job
+
+
+def test_a_worker_killed_outright_loses_nothing_and_the_command_ends(tmp_path, slurm):
+    """SIGKILL to a worker job's sweeper mid-trial (no handler runs, no result is written): without
+    accounting, submitit's sacct watch never saw such a job end and the command waited forever. The
+    other worker fails the lost trial and runs it again; the command ends with exactly n_trials."""
+    import time
+
+    from helpers.slurm import kill_worker_outright
+
+    process = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=15", n_trials=3, wait=False)
+    deadline = time.monotonic() + 300
+    while not any(worker_jobs(tmp_path / "sweep").values()):  # a worker job has started a trial
+        assert time.monotonic() < deadline and process.poll() is None, "no worker job started a trial"
+        time.sleep(1)
+    job = next(j for j, started in worker_jobs(tmp_path / "sweep").items() if started)
+    time.sleep(3)  # mid-trial
+    kill_worker_outright(job)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+    assert f"its job {job} ended without a result (killed, or its node failed)" in output
+    assert "sacct" not in output  # squeue watches the jobs: no warning at every poll without accounting
+    study = load(tmp_path)
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 3
+    lost = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(lost) == 1 and lost[0].user_attrs["fail_reason"].endswith("was killed")

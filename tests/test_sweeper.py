@@ -452,3 +452,23 @@ def test_a_preempted_worker_leaves_the_sweep_to_the_others_or_to_the_next_comman
     assert stop.value.signum == signal.SIGTERM and len(stop.value.study.trials) == 2
     with pytest.raises(SweepFailed, match=r"sweep workers failed: worker 1: RuntimeError\('boom'\)"):
         run_workers(_Launcher([study, RuntimeError("boom")]), 2, [], settings)
+
+
+def test_squeue_tells_running_worker_jobs_from_ended_ones():
+    """What the SLURM launcher's watch reads (sgmod_study.sweeper.slurm_jobs): squeue lists the jobs
+    still queued or running; a registered job it no longer lists has ended, result or not."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    from sgmod_study.sweeper.slurm_jobs import ENDED, squeue_states
+
+    output = "41_0|RUNNING|vm\n41_1|PENDING|\n7|COMPLETING|vm\n"
+    states = squeue_states(output, {"41_0", "41_1", "41_2", "7"})
+    assert {job: s["State"] for job, s in states.items()} == {
+        "41_0": "RUNNING",
+        "41_1": "PENDING",
+        "41_2": ENDED,
+        "7": "COMPLETING",
+    }
+    watcher = SlurmInfoWatcher()  # submitit's own rule, which Job.done() asks: every state but its running ones
+    watcher._info_dict = states
+    assert [watcher.is_done(j, mode="cache") for j in ("41_0", "41_1", "41_2", "7")] == [False, False, True, False]

@@ -94,3 +94,20 @@ def job_environment() -> dict[str, str]:
     src = str(ROOT / "src")
     paths = [src, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src)]
     return {"PYTHONPATH": os.pathsep.join(paths)}
+
+
+def kill_worker_outright(job: str) -> int:
+    """SIGKILL the sweep worker of array task ``job`` (``<array>_<task>``), as an OOM killer or a
+    failing node would end it: no signal handler runs, no result is written. Returns its pid."""
+    raw = subprocess.run(["squeue", "-h", "-j", job, "-o", "%A"], capture_output=True, text=True, timeout=15)
+    listed = subprocess.run(["scontrol", "listpids", raw.stdout.strip()], capture_output=True, text=True, timeout=15)
+    for line in listed.stdout.splitlines()[1:]:
+        pid = int(line.split()[0])
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"submitit.core._submit" in command:
+            os.kill(pid, 9)
+            return pid
+    raise AssertionError(f"no sweep worker process in job {job}: {listed.stdout!r}")

@@ -454,24 +454,31 @@ def run_workers(launcher, workers: int, fixed: Sequence[str], settings: SweepSet
     its config from the fixed command-line overrides (the launcher adds only Hydra's own).
 
     A worker whose job was signalled (preempted, requeued, cancelled) stopped its trials and queued
-    them again; the others ran them. Where the study still lacks trials when every job has ended,
-    the sweep ends as interrupted (the same command resumes it); a worker that failed otherwise
-    fails the sweep."""
+    them again; one whose job was killed outright left them to the others' liveness watch, which
+    fails them and queues them again. Either way the others ran them: where the study still lacks
+    trials when every job has ended, the sweep ends as interrupted (the same command resumes it).
+    A worker that failed otherwise fails the sweep."""
     from hydra.core.utils import JobStatus
+
+    from sgmod_study.sweeper.slurm_jobs import WorkerLost
 
     returns = launcher.launch([[*fixed, f"+sweep_worker={i}"] for i in range(workers)], initial_job_idx=0)
     ended = {i: r._return_value for i, r in enumerate(returns) if r.status != JobStatus.COMPLETED}
-    stopped = {i: err for i, err in ended.items() if isinstance(err, SweepInterrupted)}
+    stopped = {i: err for i, err in ended.items() if isinstance(err, (SweepInterrupted, WorkerLost))}
     failed = [(i, err) for i, err in ended.items() if i not in stopped]
     if failed:
         raise SweepFailed("sweep workers failed: " + "; ".join(f"worker {i}: {err!r}" for i, err in failed))
     for i, stop in stopped.items():
-        print(f"[sweep] worker {i} was stopped by {stop.name} (its job signalled, requeued or cancelled)", end="")
-        print("; its running trials were queued again")
+        how = (
+            f"was stopped by {stop.name} (its job signalled, requeued or cancelled)"
+            if stop.__class__ is SweepInterrupted
+            else f"was lost: {stop}"
+        )
+        print(f"[sweep] worker {i} {how}; its running trials were queued again")
     storage, _ = open_storage(settings.storage, settings.study_name, OPTUNA_DIR)
     study = optuna.load_study(study_name=settings.study_name, storage=storage)
     if stopped and count(study, *FINISHED) < settings.n_trials:
-        stop = next(iter(stopped.values()))
+        stop = next((s for s in stopped.values() if isinstance(s, SweepInterrupted)), SweepInterrupted(signal.SIGTERM))
         stop.study = study
         raise stop
     return study

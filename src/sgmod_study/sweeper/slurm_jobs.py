@@ -1,0 +1,81 @@
+"""How the sweeper waits for its workers' SLURM jobs.
+
+hydra-submitit-launcher waits through submitit, which asks ``sacct`` for the jobs' states. Where
+SLURM keeps no accounting (common on small clusters) every ask fails: submitit then warns on three
+console lines at each poll, and a job killed outright, which writes no result, is never seen to
+end, so the submitting command waits forever (submitit 1.5). While our launcher waits
+(``watched_by_squeue``), jobs are watched through ``squeue`` instead, which every SLURM answers: a
+job it no longer lists has ended, and a job that ended without a result is a lost worker
+(``WorkerLost``), reported rather than awaited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+ENDED = "ENDED"  # no longer listed by squeue; submitit counts every state but its running ones as done
+POLL_MAX_S = 30  # squeue is cheap: at most this long between two asks (submitit asks sacct every 2 s to 10 min)
+SQUEUE = ["squeue", "--me", "--noheader", "--array", "--format=%i|%T|%N"]  # one line per array task
+
+
+class WorkerLost(RuntimeError):
+    """A worker's job ended without its result (killed outright, or its node failed)."""
+
+
+def squeue_states(output: str, registered) -> dict[str, dict[str, str]]:
+    """submitit's job information from squeue's lines: each registered job's state, ``ENDED`` for
+    those it does not list."""
+    listed = {}
+    for line in output.splitlines():
+        job_id, state, nodes = (line.split("|") + ["", ""])[:3]
+        listed[job_id.strip()] = {"JobID": job_id.strip(), "State": state.strip(), "NodeList": nodes.strip()}
+    return {job: listed.get(job, {"JobID": job, "State": ENDED, "NodeList": ""}) for job in registered}
+
+
+def _watcher():
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    class SqueueWatcher(SlurmInfoWatcher):
+        def _make_command(self) -> list[str] | None:
+            return list(SQUEUE) if self._registered - self._finished else None
+
+        def read_info(self, string) -> dict[str, dict[str, str]]:
+            text = string.decode() if isinstance(string, bytes) else string
+            return squeue_states(text, self._registered)
+
+    return SqueueWatcher(delay_s=POLL_MAX_S)
+
+
+def _results_or_lost(results):
+    """``Job.results`` that turns a job ended without a result into a failed Hydra job return."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from submitit.core.utils import UncompletedJobError
+
+    def results_or_lost(job):
+        try:
+            return results(job)
+        except UncompletedJobError:
+            lost = JobReturn()
+            lost.status = JobStatus.FAILED
+            lost._return_value = WorkerLost(
+                f"its job {job.job_id} ended without a result (killed, or its node failed); its console: "
+                f"{job.paths.stdout}"
+            )
+            return [lost]
+
+    return results_or_lost
+
+
+@contextmanager
+def watched_by_squeue() -> Iterator[None]:
+    """submitit's SLURM jobs watched through squeue, and a job lost returned as a failure, while
+    the launcher waits for its jobs."""
+    from submitit.slurm.slurm import SlurmJob
+
+    saved = SlurmJob.watcher, SlurmJob.results
+    SlurmJob.watcher, SlurmJob.results = _watcher(), _results_or_lost(SlurmJob.results)
+    try:
+        yield
+    finally:
+        SlurmJob.watcher, SlurmJob.results = saved
