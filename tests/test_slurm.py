@@ -60,3 +60,34 @@ def test_a_worker_killed_outright_loses_nothing_and_the_command_ends(tmp_path, s
     assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 3
     lost = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(lost) == 1 and lost[0].user_attrs["fail_reason"].endswith("was killed")
+
+
+def test_ctrl_c_cancels_the_worker_jobs_and_the_same_command_resumes(tmp_path, slurm):
+    """Ctrl-C on the submitting command used to leave its worker jobs training unattended: now they
+    are cancelled (their workers stop and queue their trials again), and the command resumes them."""
+    import signal
+    import subprocess
+    import time
+
+    process = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=15", n_trials=2, wait=False)
+    deadline = time.monotonic() + 300
+    while sum(map(len, worker_jobs(tmp_path / "sweep").values())) < 2:  # both jobs are training
+        assert time.monotonic() < deadline and process.poll() is None, "the worker jobs started no trials"
+        time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-3000:]
+    assert "[sweep] cancelled the worker jobs" in output and "train.py -m hparams_search=" in output, output[-2000:]
+    name = next(o.split("=", 1)[1] for o in slurm if o.startswith("hydra.launcher.name="))
+    for _ in range(60):  # the jobs end (their workers record their trials) within SLURM's KillWait
+        queued = subprocess.run(["squeue", "-h", "--name", name], capture_output=True, text=True).stdout.strip()
+        if not queued:
+            break
+        time.sleep(1)
+    assert not queued, queued
+    study = load(tmp_path)
+    assert [t.state for t in study.trials].count(TrialState.WAITING) == 2  # both queued to run again
+    assert all(t.user_attrs.get("interrupted") for t in study.trials if t.state == TrialState.FAIL)
+    code, output = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=15", n_trials=2)
+    assert code == 0, output[-3000:]
+    assert len([t for t in load(tmp_path).trials if t.state == TrialState.COMPLETE]) == 2

@@ -462,7 +462,8 @@ def run_workers(launcher, workers: int, fixed: Sequence[str], settings: SweepSet
 
     from sgmod_study.sweeper.slurm_jobs import WorkerLost
 
-    returns = launcher.launch([[*fixed, f"+sweep_worker={i}"] for i in range(workers)], initial_job_idx=0)
+    with stop_on_signals():  # Ctrl-C or SIGTERM while the jobs run: SweepInterrupted (the launcher cancels them)
+        returns = launcher.launch([[*fixed, f"+sweep_worker={i}"] for i in range(workers)], initial_job_idx=0)
     ended = {i: r._return_value for i, r in enumerate(returns) if r.status != JobStatus.COMPLETED}
     stopped = {i: err for i, err in ended.items() if isinstance(err, (SweepInterrupted, WorkerLost))}
     failed = [(i, err) for i, err in ended.items() if i not in stopped]

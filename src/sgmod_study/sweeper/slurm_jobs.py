@@ -6,11 +6,14 @@ console lines at each poll, and a job killed outright, which writes no result, i
 end, so the submitting command waits forever (submitit 1.5). While our launcher waits
 (``watched_by_squeue``), jobs are watched through ``squeue`` instead, which every SLURM answers: a
 job it no longer lists has ended, and a job that ended without a result is a lost worker
-(``WorkerLost``), reported rather than awaited.
+(``WorkerLost``), reported rather than awaited. Ctrl-C or SIGTERM to the waiting command cancels
+the jobs still queued or running (``scancel``, which sends them SIGTERM): their workers stop their
+trials and queue them again, and none trains on unattended.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -73,9 +76,22 @@ def watched_by_squeue() -> Iterator[None]:
     the launcher waits for its jobs."""
     from submitit.slurm.slurm import SlurmJob
 
+    from sgmod_study.sweeper.signals import SweepInterrupted
+
     saved = SlurmJob.watcher, SlurmJob.results
     SlurmJob.watcher, SlurmJob.results = _watcher(), _results_or_lost(SlurmJob.results)
     try:
         yield
+    except (SweepInterrupted, KeyboardInterrupt):
+        cancel_unfinished(SlurmJob.watcher)
+        raise
     finally:
         SlurmJob.watcher, SlurmJob.results = saved
+
+
+def cancel_unfinished(watcher) -> None:
+    """scancel the watched jobs that have not ended (their workers get SIGTERM and stop cleanly)."""
+    jobs = sorted(watcher._registered - watcher._finished)
+    if jobs:
+        subprocess.run(["scancel", *jobs], capture_output=True, timeout=60)
+        print(f"[sweep] cancelled the worker jobs {', '.join(jobs)}: their running trials run again next time")
