@@ -42,22 +42,21 @@ def test_a_worker_killed_outright_loses_nothing_and_the_command_ends(tmp_path, s
     other worker fails the lost trial and runs it again; the command ends with exactly n_trials."""
     import time
 
-    from helpers.slurm import kill_worker_outright
+    from helpers.slurm import kill_worker_outright, running_trials
 
-    process = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=15", n_trials=3, wait=False)
+    process = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=20", n_trials=2, wait=False)
     deadline = time.monotonic() + 300
-    while not any(worker_jobs(tmp_path / "sweep").values()):  # a worker job has started a trial
+    while not any(running_trials(tmp_path / "sweep").values()):  # a worker job is running a trial
         assert time.monotonic() < deadline and process.poll() is None, "no worker job started a trial"
-        time.sleep(1)
-    job = next(j for j, started in worker_jobs(tmp_path / "sweep").items() if started)
-    time.sleep(3)  # mid-trial
-    kill_worker_outright(job)
+        time.sleep(0.5)
+    job = next(j for j, running in running_trials(tmp_path / "sweep").items() if running)
+    kill_worker_outright(job)  # mid-trial: the trial's process starts Lightning and trains 20 epochs
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output[-3000:]
-    assert f"its job {job} ended without a result (killed, or its node failed)" in output
+    assert f"its job {job} ended without a result (killed, or its node failed)" in output, output[-1500:]
     assert "sacct" not in output  # squeue watches the jobs: no warning at every poll without accounting
     study = load(tmp_path)
-    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 3
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 2
     lost = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(lost) == 1 and lost[0].user_attrs["fail_reason"].endswith("was killed")
 
@@ -69,7 +68,7 @@ def test_ctrl_c_cancels_the_worker_jobs_and_the_same_command_resumes(tmp_path, s
     import subprocess
     import time
 
-    process = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=15", n_trials=2, wait=False)
+    process = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=8", n_trials=2, wait=False)
     deadline = time.monotonic() + 300
     while sum(map(len, worker_jobs(tmp_path / "sweep").values())) < 2:  # both jobs are training
         assert time.monotonic() < deadline and process.poll() is None, "the worker jobs started no trials"
@@ -88,6 +87,44 @@ def test_ctrl_c_cancels_the_worker_jobs_and_the_same_command_resumes(tmp_path, s
     study = load(tmp_path)
     assert [t.state for t in study.trials].count(TrialState.WAITING) == 2  # both queued to run again
     assert all(t.user_attrs.get("interrupted") for t in study.trials if t.state == TrialState.FAIL)
-    code, output = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=15", n_trials=2)
+    code, output = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=8", n_trials=2)
     assert code == 0, output[-3000:]
     assert len([t for t in load(tmp_path).trials if t.state == TrialState.COMPLETE]) == 2
+
+
+def test_worker_jobs_share_a_postgresql_study(tmp_path, slurm, postgres_url):
+    """The README's cluster command with PostgreSQL as the storage, reached from the worker jobs."""
+    import optuna
+
+    code, output = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", storage=postgres_url, n_trials=4)
+    assert code == 0, output[-3000:]
+    assert len(worker_jobs(tmp_path / "sweep")) == 2
+    study = optuna.load_study(study_name="sgmod_classifier", storage=postgres_url)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4 and len({tuple(sorted(t.params.items())) for t in complete}) == 4
+    assert len({t.system_attrs["sgmod:owner"] for t in complete}) == 2
+    optuna.delete_study(study_name="sgmod_classifier", storage=postgres_url)  # the module's server is shared
+
+
+def test_a_signalled_worker_job_loses_nothing_and_the_others_finish(tmp_path, slurm):
+    """scancel --signal=TERM to one worker job mid-trial (what preemption sends): its worker stops the
+    trial and queues it again, the other worker runs it; the command ends finished."""
+    import subprocess
+    import time
+
+    process = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=8", n_trials=2, wait=False)
+    deadline = time.monotonic() + 300
+    while not any(worker_jobs(tmp_path / "sweep").values()):
+        assert time.monotonic() < deadline and process.poll() is None, "no worker job started a trial"
+        time.sleep(1)
+    job = next(j for j, started in worker_jobs(tmp_path / "sweep").items() if started)
+    time.sleep(3)
+    subprocess.run(["scancel", "--signal=TERM", job], check=True, timeout=30)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+    worker = job.split("_")[1]
+    assert f"[sweep] worker {worker} was stopped by SIGTERM" in output
+    study = load(tmp_path)
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 2
+    stopped = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 1 and stopped[0].user_attrs["interrupted"] is True

@@ -81,6 +81,19 @@ def worker_jobs(sweep_dir: Path) -> dict[str, list[int]]:
     return jobs
 
 
+def running_trials(sweep_dir: Path) -> dict[str, list[int]]:
+    """The trials each worker job has started and not finished yet, read from its console."""
+    running = {}
+    for job, started in worker_jobs(sweep_dir).items():
+        if not started:  # its console may not exist yet
+            running[job] = []
+            continue
+        text = (sweep_dir / ".submitit" / job / f"{job}_0_log.out").read_text(errors="replace")
+        finished = {int(n) for n in re.findall(r"^\[sweep\] trial (\d+) (?:finished|failed)", text, re.M)}
+        running[job] = [n for n in started if n not in finished]
+    return running
+
+
 def submission_script(sweep_dir: Path) -> str:
     """The sbatch script submitit wrote for the sweep's job array."""
     scripts = sorted((sweep_dir / ".submitit").glob("*/*_submission.sh"))
