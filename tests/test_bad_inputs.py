@@ -16,12 +16,13 @@ from omegaconf import OmegaConf
 
 from helpers.mounts import needs_root, tmpfs
 from helpers.records import no_sweep, study_cli
-from helpers.runs import ROOT, TINY, compose_config, run_train
+from helpers.runs import CONF, ROOT, TINY, compose_config, run_train
 from helpers.sweeps import train_multirun
 from sgmod_study.config.activation_rules import ACTIVATIONS, NORMS
 from sgmod_study.config.schema import MODELS, OPTIMIZER_RULES, check_config
 from sgmod_study.nn import activations, models, norms
 from sgmod_study.run import training
+from sgmod_study.study.spec import load_study
 from sgmod_study.tasks import optim
 
 ALL_ACTIVATIONS = "elu, gelu, leaky_relu, mish, prelu, relu, selu, sgmod, "
@@ -281,7 +282,7 @@ def test_a_value_that_needs_quotes_shows_them(cli, overrides, code, expected, tm
 
 # -- scripts/study.py: the same one line (its records' own cases, corrupted, read-only, finished: tests/test_study_cli.py)
 
-STUDY_PARTS = "confirm_relu, confirm_sgmod, confirm_sgmod_default, confirm_sigmoid, confirm_tanh, confirm_tanh_cpu, controls, sweep_relu, sweep_sgmod, sweep_sigmoid, sweep_tanh"
+STUDY_PARTS = ", ".join(sorted(load_study("classifier", CONF / "study").parts))
 STUDY_BAD_INPUTS = [
     (["run", "classifier", "controls", "--time-limit", "-5"], 2, "error: study.py run: argument --time-limit: '-5' is not allowed: it must be a number of seconds > 0"),
     (["run", "classifier", "controls", "--time-limit", "0"], 2, "error: study.py run: argument --time-limit: '0' is not allowed: it must be a number of seconds > 0"),
