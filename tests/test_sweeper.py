@@ -430,8 +430,9 @@ def test_a_preempted_worker_leaves_the_sweep_to_the_others_or_to_the_next_comman
 
     import optuna
 
-    from sgmod_study.sweeper.scheduler import SweepFailed, run_workers
+    from sgmod_study.sweeper.scheduler import SweepFailed
     from sgmod_study.sweeper.signals import SweepInterrupted
+    from sgmod_study.sweeper.workers import run_workers
 
     journal = str(tmp_path / "s.journal")
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))

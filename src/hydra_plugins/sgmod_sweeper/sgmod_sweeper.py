@@ -133,7 +133,8 @@ class SgmodOptunaSweeper(Sweeper):
         print(best_summary(study))
 
     def _run(self, settings: Any, space: Dict[str, Any], fixed: List[str], sweep_dir: Path) -> Any:
-        from sgmod_study.sweeper.scheduler import run_worker, run_workers
+        from sgmod_study.sweeper.scheduler import run_worker
+        from sgmod_study.sweeper.workers import run_workers
 
         worker = partial(
             run_worker,

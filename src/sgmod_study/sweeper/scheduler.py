@@ -448,43 +448,6 @@ def run_worker(config, *, settings: SweepSettings, space, fixed, sweep_dir: Path
     return Sweep(settings, space, fixed, sweep_dir, entry_script, config).run()
 
 
-def run_workers(launcher, workers: int, fixed: Sequence[str], settings: SweepSettings) -> optuna.Study:
-    """Start ``workers`` sweep workers as jobs of a Hydra launcher (SLURM through submitit, or its
-    local executor) and wait for them; they share the study through its storage. A job composes
-    its config from the fixed command-line overrides (the launcher adds only Hydra's own).
-
-    A worker whose job was signalled (preempted, requeued, cancelled) stopped its trials and queued
-    them again; one whose job was killed outright left them to the others' liveness watch, which
-    fails them and queues them again. Either way the others ran them: where the study still lacks
-    trials when every job has ended, the sweep ends as interrupted (the same command resumes it).
-    A worker that failed otherwise fails the sweep."""
-    from hydra.core.utils import JobStatus
-
-    from sgmod_study.sweeper.slurm_jobs import WorkerLost
-
-    with stop_on_signals():  # Ctrl-C or SIGTERM while the jobs run: SweepInterrupted (the launcher cancels them)
-        returns = launcher.launch([[*fixed, f"+sweep_worker={i}"] for i in range(workers)], initial_job_idx=0)
-    ended = {i: r._return_value for i, r in enumerate(returns) if r.status != JobStatus.COMPLETED}
-    stopped = {i: err for i, err in ended.items() if isinstance(err, (SweepInterrupted, WorkerLost))}
-    failed = [(i, err) for i, err in ended.items() if i not in stopped]
-    if failed:
-        raise SweepFailed("sweep workers failed: " + "; ".join(f"worker {i}: {err!r}" for i, err in failed))
-    for i, stop in stopped.items():
-        how = (
-            f"was stopped by {stop.name} (its job signalled, requeued or cancelled)"
-            if stop.__class__ is SweepInterrupted
-            else f"was lost: {stop}"
-        )
-        print(f"[sweep] worker {i} {how}; its running trials were queued again")
-    storage, _ = open_storage(settings.storage, settings.study_name, OPTUNA_DIR)
-    study = optuna.load_study(study_name=settings.study_name, storage=storage)
-    if stopped and count(study, *FINISHED) < settings.n_trials:
-        stop = next((s for s in stopped.values() if isinstance(s, SweepInterrupted)), SweepInterrupted(signal.SIGTERM))
-        stop.study = study
-        raise stop
-    return study
-
-
 class SweepFailed(RuntimeError):
     """Too many failed trials; the message lists them and where their logs are."""
 
