@@ -18,13 +18,17 @@ from sgmod_study.sweeper.scheduler import Sweep, starts_in_time
 from sgmod_study.sweeper.settings import SweepSettings
 
 # A trial that starts two children (like DDP ranks; they ignore SIGTERM, so only SIGKILL ends
-# them) and lists their pids; trial 0 then hangs, the others exit and leave their children running.
+# them; it lists their pids once they do); trial 0 then hangs, the others exit and leave their children running.
 TREE_STUB = """
 import json, os, pathlib, subprocess, sys, time
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 folder = pathlib.Path(args["hydra.run.dir"])
-child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
-children = [subprocess.Popen([sys.executable, "-c", child]) for _ in range(2)]
+child = ("import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "pathlib.Path(sys.argv[1]).touch(); time.sleep(600)")
+ready = [folder / f"child_{i}.ready" for i in range(2)]
+children = [subprocess.Popen([sys.executable, "-c", child, str(path)]) for path in ready]
+while not all(path.exists() for path in ready):  # both ignore SIGTERM from here on
+    time.sleep(0.01)
 (folder / "pids.tmp").write_text(json.dumps([os.getpid()] + [c.pid for c in children]))
 os.replace(folder / "pids.tmp", folder / "pids.json")
 if folder.name == "trial_0000" or args.get("hang"):
@@ -94,6 +98,43 @@ def test_a_sweeper_killed_with_sigkill_takes_its_trials_whole_tree_with_it(tmp_p
     sweeper.wait()
     gone_after = wait_for(lambda: not any(running(pid) for pid in tree), timeout=30)
     print(f"trial tree of {len(tree)} processes gone {gone_after:.1f} s after the sweeper's SIGKILL")
+
+
+# The state a sweeper killed with SIGKILL can pass through: the thread that started the guard
+# has exited while another thread of the sweeper (its heartbeat) still runs. The guard then gets
+# its parent-death signal while its parent's pid is still the sweeper's.
+THREAD_PARENT = """
+import os, subprocess, sys, threading, time
+guard, stub, folder = sys.argv[1:4]
+def start():
+    subprocess.Popen([sys.executable, guard, str(os.getpid()), sys.executable, stub,
+                      f"hydra.run.dir={folder}", "hang=1"], start_new_session=True)
+    while not os.path.exists(os.path.join(folder, "pids.json")):
+        time.sleep(0.05)
+starter = threading.Thread(target=start)
+starter.start()
+starter.join()
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_parent_death_signal_while_the_sweepers_pid_lives_on_still_ends_the_whole_tree(tmp_path):
+    from sgmod_study.sweeper.processes import GUARD
+
+    stub = tmp_path / "stub.py"
+    stub.write_text(TREE_STUB)
+    folder = tmp_path / "trial"
+    folder.mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", THREAD_PARENT, str(GUARD), str(stub), str(folder)])
+    try:
+        wait_for((folder / "pids.json").exists, timeout=60)
+        tree = json.loads((folder / "pids.json").read_text())
+        gone_after = wait_for(lambda: not any(running(pid) for pid in tree), timeout=30)
+        print(f"trial tree of {len(tree)} processes gone {gone_after:.1f} s after its guard's parent thread ended")
+    finally:
+        parent.kill()
+        parent.wait()
 
 
 def test_a_trial_starts_only_if_it_is_expected_to_end_within_the_time_limit():

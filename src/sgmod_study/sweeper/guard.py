@@ -8,10 +8,10 @@ parent-death signal reaches only the sweeper's direct child, so without this pro
 killed with SIGKILL would leave the trial's ranks running and holding GPU memory that the next
 trial there needs. On SIGTERM, SIGINT or SIGHUP (the parent-death signal it asks for is
 SIGTERM), or once its parent is no longer the sweeper, it sends SIGTERM to the group and
-SIGKILL after STOP_GRACE_S (or, once the trial has stopped and the sweeper lives, exits as the
-trial did and leaves the rest to the sweeper). Otherwise it exits as the trial did: with its exit code, or killed
-by the same signal. Standard library only, run by path: it starts in milliseconds and needs
-nothing importable.
+SIGKILL after STOP_GRACE_S (or, once the trial has stopped within it, SIGKILL to the rest of
+the group and exits as the trial did). Otherwise it exits as the trial did: with its exit code,
+or killed by the same signal. Standard library only, run by path: it starts in milliseconds and
+needs nothing importable.
 """
 
 import os
@@ -28,18 +28,67 @@ _sweeper: int | None = None  # the sweeper's pid
 
 def end_group(signum: int = signal.SIGTERM, frame=None) -> None:
     """SIGTERM to the whole group, SIGKILL to it (this process too) after STOP_GRACE_S. A trial
-    that stopped within the grace while the sweeper lives: exit as it did (143 after SIGTERM, with
-    its last.ckpt written), so that the sweeper sees an interruption, not a kill; the sweeper ends
-    what is left of the group."""
+    that stopped within the grace: SIGKILL to the rest of the group, then exit as the trial did
+    (143 after SIGTERM, with its last.ckpt written), so that a living sweeper sees an
+    interruption, not a kill.
+
+    The guard ends the rest itself rather than leave it to the sweeper: the sweeper's pid is no
+    proof that it lives. Killed with SIGKILL, its threads die one by one, and when the thread that
+    started the guard is gone first, the parent-death signal comes while getppid() still names
+    the sweeper (a sibling thread became the parent); it then never cleans up."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # its own SIGTERM to the group must not come back here
     os.killpg(0, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline and _child is not None and _child.poll() is None:
         time.sleep(0.05)
-    if _child is not None and _child.poll() is not None and os.getppid() == _sweeper:
-        code = _child.returncode
-        sys.exit(128 - code if code < 0 else code)
+    if _child is not None and _child.poll() is not None:
+        rest_ended = kill_rest_of_group()
+        if rest_ended or (rest_ended is None and os.getppid() == _sweeper):  # no /proc: as before
+            code = _child.returncode
+            sys.exit(128 - code if code < 0 else code)
     os.killpg(0, signal.SIGKILL)
+
+
+def group_members(pgid: int) -> list[int] | None:
+    """The running processes of group ``pgid`` (zombies, which hold no memory, left out); None
+    where there is no /proc to read (not Linux)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    members = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:  # it exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def kill_rest_of_group(tries: int = 20) -> bool | None:
+    """SIGKILL to every other running process of this group, until none is left (a dying one may
+    still fork). False if some outlive ``tries`` rounds, None where there is no /proc to know."""
+    me = os.getpid()
+    for _ in range(tries):
+        members = group_members(os.getpgrp())
+        if members is None:
+            return None
+        others = [pid for pid in members if pid != me]
+        if not others:
+            return True
+        for pid in others:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    return False
 
 
 def die_with_parent() -> None:

@@ -78,25 +78,11 @@ class TrialProcess:
 
 def group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` still runs (zombies, which hold no memory, do not count)."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:  # no /proc (not Linux): whether anything of the group exists at all
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    for pid in entries:
-        if pid.isdigit() and _running_member(pid, pgid):
-            return True
-    return False
-
-
-def _running_member(pid: str, pgid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:  # it exited meanwhile
+    members = guard.group_members(pgid)
+    if members is not None:
+        return bool(members)
+    try:  # no /proc (not Linux): whether anything of the group exists at all
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
         return False
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, pgrp, ...
-    return int(fields[2]) == pgid and fields[0] not in ("Z", "X")
+    return True
