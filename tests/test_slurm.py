@@ -5,6 +5,8 @@ there is no SLURM (the ``slurm`` fixture, tests/helpers/slurm.py)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from optuna.trial import TrialState
 
@@ -35,12 +37,16 @@ def test_the_readmes_cluster_command_runs_two_worker_jobs_to_exactly_n_trials(tm
     started = sorted(n for numbers in jobs.values() for n in numbers)
     assert {t.number for t in complete} <= set(started)  # every complete trial ran in a worker job
 
+    named = re.findall(
+        r"^\[sweep\] worker (\d): SLURM job (\S+), its console (\S+) \(errors: \S+_log\.err\)$", output, re.M
+    )
+    assert [(worker, job) for worker, job, _ in named] == [("0", sorted(jobs)[0]), ("1", sorted(jobs)[1])], output[
+        -2000:
+    ]
+    for _, job, console in named:  # the summary names each job's own console, with its trials in it
+        assert f"[sweep] trial {jobs[job][0]} started" in (tmp_path / console).read_text()
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="passes alone (3 of 3 here); in the loaded whole suite once the killed job's lost-worker line was missing "
-    "while the sweep ended right: cause not found yet (issue 33)",
-)
+
 def test_a_worker_killed_outright_loses_nothing_and_the_command_ends(tmp_path, slurm):
     """SIGKILL to a worker job's sweeper mid-trial (no handler runs, no result is written): without
     accounting, submitit's sacct watch never saw such a job end and the command waited forever. The
@@ -97,11 +103,6 @@ def test_ctrl_c_cancels_the_worker_jobs_and_the_same_command_resumes(tmp_path, s
     assert len([t for t in load(tmp_path).trials if t.state == TrialState.COMPLETE]) == 2
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a known bug (issue 33): two QMC workers that ask at the same moment through PostgreSQL can draw the "
-    "same Sobol point (4 COMPLETE, 2 distinct in one whole-suite run; distinct when run alone)",
-)
 def test_worker_jobs_share_a_postgresql_study(tmp_path, slurm, postgres_url):
     """The README's cluster command with PostgreSQL as the storage, reached from the worker jobs."""
     import optuna

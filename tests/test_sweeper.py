@@ -462,14 +462,19 @@ def test_squeue_tells_running_worker_jobs_from_ended_ones():
 
     from sgmod_study.sweeper.slurm_jobs import ENDED, squeue_states
 
-    output = "41_0|RUNNING|vm\n41_1|PENDING|\n7|COMPLETING|vm\n"
-    states = squeue_states(output, {"41_0", "41_1", "41_2", "7"})
+    output = "41_0|RUNNING|vm\n41_1|PENDING|\n7|COMPLETING|vm\n8|REQUEUE_HOLD|\n9|CONFIGURING|vm\n10|FAILED|vm\n"
+    jobs = ("41_0", "41_1", "41_2", "7", "8", "9", "10")
+    states = squeue_states(output, set(jobs))
     assert {job: s["State"] for job, s in states.items()} == {
         "41_0": "RUNNING",
         "41_1": "PENDING",
         "41_2": ENDED,
         "7": "COMPLETING",
+        "8": "PENDING",  # a requeued job held before it runs again: alive, its old result is not its last
+        "9": "PENDING",
+        "10": "FAILED",
     }
     watcher = SlurmInfoWatcher()  # submitit's own rule, which Job.done() asks: every state but its running ones
     watcher._info_dict = states
-    assert [watcher.is_done(j, mode="cache") for j in ("41_0", "41_1", "41_2", "7")] == [False, False, True, False]
+    done = [watcher.is_done(j, mode="cache") for j in jobs]
+    assert done == [False, False, True, False, False, False, True]

@@ -120,7 +120,9 @@ def kill_worker_outright(job: str) -> int:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"submitit.core._submit" in command:
+        # the worker, not the srun that started it (its command line names the module too):
+        # killing srun left the worker training, and it ended the sweep with a result
+        if b"submitit.core._submit" in command and Path(command[0].decode()).name != "srun":
             os.kill(pid, 9)
             return pid
     raise AssertionError(f"no sweep worker process in job {job}: {listed.stdout!r}")

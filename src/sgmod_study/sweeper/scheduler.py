@@ -44,7 +44,16 @@ from sgmod_study.sweeper.samplers import CompleteGridSampler
 from sgmod_study.sweeper.settings import SweepSettings
 from sgmod_study.sweeper.signals import SweepInterrupted, ignoring_signals, stop_on_signals
 from sgmod_study.sweeper.space import custom_overrides
-from sgmod_study.sweeper.storage import DIVERGED, FINISHED, count, diverged, is_journal, open_storage, open_study
+from sgmod_study.sweeper.storage import (
+    DIVERGED,
+    FINISHED,
+    count,
+    diverged,
+    is_journal,
+    open_storage,
+    open_study,
+    turn_to_ask,
+)
 from sgmod_study.trial_contract import (
     ENV_PRUNER,
     ENV_STORAGE,
@@ -256,7 +265,8 @@ class Sweep:
     def _start(self, slot: int) -> None:
         with warnings.catch_warnings():  # our heartbeat is recorded by this loop, not Study.optimize's thread
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-            trial = self.study.ask(self.space)
+            with turn_to_ask(self.storage, self.settings.study_name):
+                trial = self.study.ask(self.space)
         try:
             self.liveness.started(trial._trial_id)
             if not self._surplus(trial):

@@ -26,13 +26,24 @@ class WorkerLost(RuntimeError):
     """A worker's job ended without its result (killed outright, or its node failed)."""
 
 
+# What squeue may still list of a job that is over; submitit counts these as done too.
+FINAL = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT"}
+# The states of a job still alive that submitit knows as such; any other state squeue lists
+# (REQUEUE_HOLD, REQUEUE_FED, SPECIAL_EXIT, CONFIGURING, SUSPENDED, STOPPED, RESIZING, ...) is
+# passed on as PENDING: submitit would count it as done and read a requeued job's old result.
+ALIVE = {"PENDING", "RUNNING", "REQUEUED", "COMPLETING"}
+
+
 def squeue_states(output: str, registered) -> dict[str, dict[str, str]]:
     """submitit's job information from squeue's lines: each registered job's state, ``ENDED`` for
     those it does not list."""
     listed = {}
     for line in output.splitlines():
         job_id, state, nodes = (line.split("|") + ["", ""])[:3]
-        listed[job_id.strip()] = {"JobID": job_id.strip(), "State": state.strip(), "NodeList": nodes.strip()}
+        state = state.strip().split()[0] if state.strip() else "PENDING"  # "CANCELLED by 0": its first word
+        if state not in FINAL and state not in ALIVE:
+            state = "PENDING"
+        listed[job_id.strip()] = {"JobID": job_id.strip(), "State": state, "NodeList": nodes.strip()}
     return {job: listed.get(job, {"JobID": job, "State": ENDED, "NodeList": ""}) for job in registered}
 
 
@@ -50,38 +61,39 @@ def _watcher():
     return SqueueWatcher(delay_s=POLL_MAX_S)
 
 
-def _results_or_lost(results):
-    """``Job.results`` that turns a job ended without a result into a failed Hydra job return."""
+def _results_or_lost(results, consoles: list[tuple[str, str, str]]):
+    """``Job.results`` that turns a job ended without a result into a failed Hydra job return, and
+    notes each job's id, stdout and stderr files in ``consoles``, in the jobs' order."""
     from hydra.core.utils import JobReturn, JobStatus
     from submitit.core.utils import UncompletedJobError
 
     def results_or_lost(job):
+        consoles.append((job.job_id, str(job.paths.stdout), str(job.paths.stderr)))
         try:
             return results(job)
         except UncompletedJobError:
             lost = JobReturn()
             lost.status = JobStatus.FAILED
-            lost._return_value = WorkerLost(
-                f"its job {job.job_id} ended without a result (killed, or its node failed); its console: "
-                f"{job.paths.stdout}"
-            )
+            lost._return_value = WorkerLost(f"its job {job.job_id} ended without a result (killed, or its node failed)")
             return [lost]
 
     return results_or_lost
 
 
 @contextmanager
-def watched_by_squeue() -> Iterator[None]:
+def watched_by_squeue() -> Iterator[list[tuple[str, str, str]]]:
     """submitit's SLURM jobs watched through squeue, and a job lost returned as a failure, while
-    the launcher waits for its jobs."""
+    the launcher waits for its jobs. Yields the list that gets each job's id and console, in the
+    order of its workers, as the launcher collects their results."""
     from submitit.slurm.slurm import SlurmJob
 
     from sgmod_study.sweeper.signals import SweepInterrupted
 
+    consoles: list[tuple[str, str, str]] = []
     saved = SlurmJob.watcher, SlurmJob.results
-    SlurmJob.watcher, SlurmJob.results = _watcher(), _results_or_lost(SlurmJob.results)
+    SlurmJob.watcher, SlurmJob.results = _watcher(), _results_or_lost(SlurmJob.results, consoles)
     try:
-        yield
+        yield consoles
     except (SweepInterrupted, KeyboardInterrupt):
         cancel_unfinished(SlurmJob.watcher)
         raise

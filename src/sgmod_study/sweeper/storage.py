@@ -8,6 +8,9 @@ import os
 import re
 import time
 import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import optuna
@@ -187,6 +190,46 @@ def open_study(storage, study_name: str, sampler, direction, metric_names) -> op
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(metric_names))  # not "Objective 0" in the dashboard
     return study
+
+
+@contextmanager
+def turn_to_ask(storage, study_name: str) -> Iterator[None]:
+    """Hold this while asking for a trial: the workers of one study ask one at a time. ``storage``
+    as open_storage returned it (the study's own is wrapped in Optuna's cache).
+
+    A sampler reads the study, then writes what it chose: QMC its next Sobol index (a read and a
+    write, not atomic, as Optuna says in QMCSampler._find_sample_id), a grid its cell. Two workers
+    asking at the same moment drew the same point (PostgreSQL, SLURM worker jobs: 4 trials, 2
+    distinct). A journal file: a lock file beside it (``<journal>.ask.lock``, Optuna's own NFS-safe
+    symlink lock, freed after 30 s if its holder died). PostgreSQL: an advisory lock, freed with
+    its holder's connection. Others (in memory; SQLite, one machine) ask as Optuna does."""
+    with _study_lock(storage, study_name):
+        yield
+
+
+def _study_lock(storage, study_name: str):
+    backend = getattr(storage, "_backend", None)
+    if isinstance(backend, optuna.storages.journal.JournalFileBackend):
+        from optuna.storages.journal import JournalFileSymlinkLock
+        from optuna.storages.journal._file import get_lock_file
+
+        return get_lock_file(JournalFileSymlinkLock(backend._file_path + ".ask"))
+    engine = getattr(storage, "engine", None)
+    if engine is not None and engine.dialect.name == "postgresql":
+        return _advisory_lock(engine, zlib.crc32(f"sgmod_study ask {study_name}".encode()))
+    return nullcontext()
+
+
+@contextmanager
+def _advisory_lock(engine, key: int) -> Iterator[None]:
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
 
 def count(study: optuna.Study, *states: TrialState) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 
 import optuna
 
 from sgmod_study.paths import OPTUNA_DIR
+from sgmod_study.run.cli import shown_path
 from sgmod_study.sweeper.scheduler import SweepFailed
 from sgmod_study.sweeper.settings import SweepSettings
 from sgmod_study.sweeper.signals import SweepInterrupted, stop_on_signals
@@ -36,6 +38,10 @@ def run_workers(launcher, workers: int, fixed: Sequence[str], settings: SweepSet
     failed = [(i, err) for i, err in ended.items() if i not in stopped]
     if failed:
         raise SweepFailed("sweep workers failed: " + "; ".join(f"worker {i}: {err!r}" for i, err in failed))
+    for i, (job, stdout, stderr) in enumerate(getattr(launcher, "consoles", [])):
+        print(
+            f"[sweep] worker {i}: SLURM job {job}, its console {shown_path(Path(stdout))} (errors: {Path(stderr).name})"
+        )
     for i, stop in stopped.items():
         how = (
             f"was stopped by {stop.name} (its job signalled, requeued or cancelled)"
