@@ -22,7 +22,9 @@ def test_the_readmes_cluster_command_runs_two_worker_jobs_to_exactly_n_trials(tm
     code, output = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", n_trials=4)
     assert code == 0, output[-3000:]
 
-    assert "#SBATCH --array=0-1" in submission_script(tmp_path / "sweep")  # one array, two worker jobs
+    script = submission_script(tmp_path / "sweep")
+    assert "#SBATCH --array=0-1" in script  # one array, two worker jobs
+    assert "#SBATCH --signal=TERM@120" in script and "USR2" not in script  # trials stop cleanly on SIGTERM
     jobs = worker_jobs(tmp_path / "sweep")
     assert len(jobs) == 2, jobs
     assert all(started for started in jobs.values()), jobs  # each worker job ran trials
@@ -139,3 +141,48 @@ def test_a_signalled_worker_job_loses_nothing_and_the_others_finish(tmp_path, sl
     assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 2
     stopped = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(stopped) == 1 and stopped[0].user_attrs["interrupted"] is True
+
+
+def test_a_requeued_worker_job_rejoins_the_study_and_the_command_waits_for_it(tmp_path, slurm):
+    """scontrol requeue mid-trial (what preemption with requeue does): the worker stops its trial
+    and queues it again; SLURM runs the job again and its worker rejoins the study and runs it.
+    The command used to take the first run's result for the job's end and exit as interrupted
+    while the job ran again on unattended; now it waits and ends finished."""
+    import subprocess
+    import time
+
+    from helpers.slurm import running_trials
+
+    process = sweep(tmp_path, *slurm, "trainer.max_epochs=8", n_trials=2, wait=False)  # workers=1: one job
+    deadline = time.monotonic() + 300
+    while not any(running_trials(tmp_path / "sweep").values()):
+        assert time.monotonic() < deadline and process.poll() is None, "the worker job started no trial"
+        time.sleep(0.5)
+    job = next(iter(running_trials(tmp_path / "sweep")))
+    subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
+    for _ in range(60):  # SLURM holds a requeued job for 2 minutes: release it once it is pending again
+        time.sleep(1)
+        if subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True).returncode == 0:
+            break
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0 and "interrupted" not in output, output[-3000:]
+    study = load(tmp_path)
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 2
+    stopped = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 1 and stopped[0].user_attrs["interrupted"] is True
+    console = (tmp_path / "sweep" / ".submitit" / job / f"{job}_0_log.out").read_text()
+    assert "[sweep] trial 0 stopped: the sweep got SIGTERM" in console  # the job's first run
+    assert "(trial 0 again" in console and "[sweep] trial 2 finished" in console  # its second, in the same study
+
+
+def test_a_ddp_trial_inside_a_worker_job_trains(tmp_path, slurm):
+    """A trial of 2 DDP ranks (ddp_cpu here, 2 GPUs on a cluster) in a worker job of one task: it
+    inherited SLURM's variables, Lightning took it for a SLURM task and refused devices=2 against
+    --ntasks-per-node=1. Trials now run without them (processes.trial_environment)."""
+    overrides = [o for o in slurm if not o.startswith("hydra.launcher.cpus_per_task=")]
+    code, output = sweep(
+        tmp_path, *overrides, "hydra.launcher.cpus_per_task=2", "trainer=ddp_cpu", "trainer.devices=2", n_trials=1
+    )
+    assert code == 0, output[-3000:]
+    assert [t.state for t in load(tmp_path).trials] == [TrialState.COMPLETE]
+    assert (tmp_path / "sweep" / "trial_0000" / "train_ddp_process_1.log").is_file()  # the second rank ran

@@ -226,3 +226,10 @@ def test_a_trial_that_stops_on_sigterm_reports_its_own_exit_code_and_its_tree_st
     child = int((tmp_path / "child").read_text())
     assert process.stop() == 143
     assert not running(child)
+
+
+def test_a_trial_runs_without_slurms_variables():
+    from sgmod_study.sweeper.processes import trial_environment
+
+    worker = {"PATH": "/bin", "SLURM_NTASKS": "1", "SLURM_JOB_ID": "7", "SLURMD_NODENAME": "vm", "MY_SLURM": "x"}
+    assert trial_environment(worker) == {"PATH": "/bin", "MY_SLURM": "x"}

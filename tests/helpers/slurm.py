@@ -69,11 +69,12 @@ def cancel_jobs(job_name: str) -> None:
 
 
 def worker_jobs(sweep_dir: Path) -> dict[str, list[int]]:
-    """The sweep's SLURM worker jobs (array tasks, as submitit names their folders: ``<job>_<task>``)
-    and the trials each started, read from the job's own console (``.submitit/<job>_<task>/``)."""
+    """The sweep's SLURM worker jobs (array tasks, as submitit names their folders: ``<job>_<task>``;
+    a single job, ``<job>``, for one worker) and the trials each started, read from the job's own
+    console (``.submitit/<folder>/<folder>_0_log.out``)."""
     jobs = {}
-    for folder in sorted((sweep_dir / ".submitit").glob("*_*")):
-        if not re.fullmatch(r"\d+_\d+", folder.name):
+    for folder in sorted((sweep_dir / ".submitit").glob("*")):
+        if not (folder / f"{folder.name}_submitted.pkl").is_file():  # an array's own folder holds its script only
             continue
         log = folder / f"{folder.name}_0_log.out"
         text = log.read_text(errors="replace") if log.is_file() else ""

@@ -25,6 +25,15 @@ GUARD = Path(guard.__file__).resolve()
 DIE_WAIT_S = 60.0
 
 
+def trial_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The worker's environment less SLURM's variables: a trial is the worker's child, not a SLURM
+    task. Lightning reads SLURM_NTASKS & co. as the layout of its ranks: in a worker job (one task
+    per node) a DDP trial of 2 devices failed ("You set `devices=2` in Lightning, but the number of
+    tasks per node configured in SLURM `--ntasks-per-node=1` does not match"), and its SIGUSR1
+    handler would requeue the worker's job from inside a trial."""
+    return {key: value for key, value in environ.items() if not key.startswith(("SLURM_", "SLURMD_"))}
+
+
 class TrialProcess:
     def __init__(self, command: Sequence[str], env: Mapping[str, str], log: Path) -> None:
         with open(log, "w") as out:

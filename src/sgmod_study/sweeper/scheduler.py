@@ -38,7 +38,7 @@ from sgmod_study.run.cli import hydra_value, shown_path
 from sgmod_study.sweeper.devices import assign_gpus, sweep_gpus, trial_threads
 from sgmod_study.sweeper.fixed_setup import check_fixed_setup, check_search_space
 from sgmod_study.sweeper.liveness import REQUEUED_ATTR, liveness, mark_interrupted, owner_id
-from sgmod_study.sweeper.processes import TrialProcess
+from sgmod_study.sweeper.processes import TrialProcess, trial_environment
 from sgmod_study.sweeper.results import named_values, shown_params, write_results
 from sgmod_study.sweeper.samplers import CompleteGridSampler
 from sgmod_study.sweeper.settings import SweepSettings
@@ -282,7 +282,7 @@ class Sweep:
         folder = (self.sweep_dir / f"trial_{trial.number:04d}").resolve()  # valid from any working directory
         folder.mkdir(parents=True, exist_ok=True)
         env = {
-            **os.environ,
+            **trial_environment(os.environ),
             ENV_STORAGE: self.storage_name,
             ENV_STUDY: self.study.study_name,
             ENV_TRIAL_ID: str(trial._trial_id),

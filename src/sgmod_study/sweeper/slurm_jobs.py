@@ -6,7 +6,9 @@ console lines at each poll, and a job killed outright, which writes no result, i
 end, so the submitting command waits forever (submitit 1.5). While our launcher waits
 (``watched_by_squeue``), jobs are watched through ``squeue`` instead, which every SLURM answers: a
 job it no longer lists has ended, and a job that ended without a result is a lost worker
-(``WorkerLost``), reported rather than awaited. Ctrl-C or SIGTERM to the waiting command cancels
+(``WorkerLost``), reported rather than awaited. A job counts as over only once squeue says so,
+even where it has written a result: a requeued job reruns its worker, which rejoins the study,
+and the command waits for that run's result. Ctrl-C or SIGTERM to the waiting command cancels
 the jobs still queued or running (``scancel``, which sends them SIGTERM): their workers stop their
 trials and queue them again, and none trains on unattended.
 """
@@ -14,11 +16,13 @@ trials and queue them again, and none trains on unattended.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 ENDED = "ENDED"  # no longer listed by squeue; submitit counts every state but its running ones as done
 POLL_MAX_S = 30  # squeue is cheap: at most this long between two asks (submitit asks sacct every 2 s to 10 min)
+FORCED_EVERY_S = 3  # and at most this often while a job has written a result (is it over, or requeued?)
 SQUEUE = ["squeue", "--me", "--noheader", "--array", "--format=%i|%T|%N"]  # one line per array task
 
 
@@ -54,11 +58,27 @@ def _watcher():
         def _make_command(self) -> list[str] | None:
             return list(SQUEUE) if self._registered - self._finished else None
 
+        def update_if_long_enough(self, mode: str) -> None:
+            if mode == "force" and time.time() - self._last_status_check < FORCED_EVERY_S:
+                return  # asked every second while a job has a result file (_done_once_squeue_agrees)
+            super().update_if_long_enough(mode)
+
         def read_info(self, string) -> dict[str, dict[str, str]]:
             text = string.decode() if isinstance(string, bytes) else string
             return squeue_states(text, self._registered)
 
     return SqueueWatcher(delay_s=POLL_MAX_S)
+
+
+def _done_once_squeue_agrees(job, force_check: bool = False) -> bool:
+    """submitit's Job.done without its shortcut: a result file is no proof that a job is over. A
+    requeued job (``scontrol requeue``, preemption with requeue) keeps its first run's result (the
+    worker stopped by SIGTERM) through its hold and its rerun; submitit took it and the command
+    ended while the job ran on unattended. Where a result exists, squeue is asked at once."""
+    if job._sub_jobs:
+        return all(sub_job.done() for sub_job in job._sub_jobs)
+    forced = force_check or job.paths.result_pickle.exists()
+    return job.watcher.is_done(job.job_id, mode="force" if forced else "standard")
 
 
 def _results_or_lost(results, consoles: list[tuple[str, str, str]]):
@@ -90,15 +110,16 @@ def watched_by_squeue() -> Iterator[list[tuple[str, str, str]]]:
     from sgmod_study.sweeper.signals import SweepInterrupted
 
     consoles: list[tuple[str, str, str]] = []
-    saved = SlurmJob.watcher, SlurmJob.results
+    saved = SlurmJob.watcher, SlurmJob.results, SlurmJob.done
     SlurmJob.watcher, SlurmJob.results = _watcher(), _results_or_lost(SlurmJob.results, consoles)
+    SlurmJob.done = _done_once_squeue_agrees
     try:
         yield consoles
     except (SweepInterrupted, KeyboardInterrupt):
         cancel_unfinished(SlurmJob.watcher)
         raise
     finally:
-        SlurmJob.watcher, SlurmJob.results = saved
+        SlurmJob.watcher, SlurmJob.results, SlurmJob.done = saved
 
 
 def cancel_unfinished(watcher) -> None:

@@ -33,15 +33,15 @@ def run_workers(launcher, workers: int, fixed: Sequence[str], settings: SweepSet
 
     with stop_on_signals():  # Ctrl-C or SIGTERM while the jobs run: SweepInterrupted (the launcher cancels them)
         returns = launcher.launch([[*fixed, f"+sweep_worker={i}"] for i in range(workers)], initial_job_idx=0)
+    for i, (job, stdout, stderr) in enumerate(getattr(launcher, "consoles", [])):
+        print(
+            f"[sweep] worker {i}: SLURM job {job}, its console {shown_path(Path(stdout))} (errors: {Path(stderr).name})"
+        )
     ended = {i: r._return_value for i, r in enumerate(returns) if r.status != JobStatus.COMPLETED}
     stopped = {i: err for i, err in ended.items() if isinstance(err, (SweepInterrupted, WorkerLost))}
     failed = [(i, err) for i, err in ended.items() if i not in stopped]
     if failed:
         raise SweepFailed("sweep workers failed: " + "; ".join(f"worker {i}: {err!r}" for i, err in failed))
-    for i, (job, stdout, stderr) in enumerate(getattr(launcher, "consoles", [])):
-        print(
-            f"[sweep] worker {i}: SLURM job {job}, its console {shown_path(Path(stdout))} (errors: {Path(stderr).name})"
-        )
     for i, stop in stopped.items():
         how = (
             f"was stopped by {stop.name} (its job signalled, requeued or cancelled)"
