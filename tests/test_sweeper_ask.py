@@ -1,12 +1,18 @@
-"""Sweep workers that ask for trials at the same moment get different points (storage.turn_to_ask)."""
+"""Sweep workers that ask for trials, or enqueue their baselines, at the same moment do it one at a
+time (storage.study_lock): different points, each baseline once."""
 
 import subprocess
 import sys
+import threading
 import time
 
 import optuna
 import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
 
+from sgmod_study.sweeper.scheduler import Sweep
+from sgmod_study.sweeper.settings import SweepSettings
 from sgmod_study.sweeper.storage import open_storage
 
 # One worker: opens the shared study, waits for the start file, asks ASKS trials as fast as it can
@@ -16,7 +22,7 @@ import pathlib, sys, time
 import optuna
 from optuna.distributions import FloatDistribution
 from sgmod_study.sweeper.samplers import CompleteGridSampler
-from sgmod_study.sweeper.storage import open_storage, open_study, turn_to_ask
+from sgmod_study.sweeper.storage import open_storage, open_study, study_lock
 storage_arg, kind, start, asks = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]), int(sys.argv[4])
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 space = {"x": FloatDistribution(0, 1), "y": FloatDistribution(0, 1)}
@@ -30,7 +36,7 @@ while not start.exists():
     time.sleep(0.001)
 trials = []
 for _ in range(asks):
-    with turn_to_ask(storage, "s"):
+    with study_lock(storage, "s"):
         trials.append(study.ask(space))
 for trial in trials:
     study.tell(trial, 0.0)
@@ -67,3 +73,37 @@ def test_workers_asking_at_the_same_moment_draw_distinct_points(tmp_path, storag
     finally:
         if "://" in storage:  # the PostgreSQL server is shared by the module's tests
             optuna.delete_study(study_name="s", storage=storage)
+
+
+def test_two_workers_enqueueing_at_the_same_moment_enqueue_each_baseline_once(tmp_path):
+    """Both read the study before either enqueues (a barrier after the read): without the lock each
+    found no baseline queued and both queued it (the SLURM PostgreSQL test ran it twice in the
+    whole suite). With it the second waits for the first, then finds it queued."""
+    barrier = threading.Barrier(2, timeout=2)
+    settings = SweepSettings(
+        study_name="s", storage=str(tmp_path / "study.journal"), n_trials=4, enqueue_trials=[{"x": 0.3}]
+    )
+    sweeps = [
+        Sweep(settings, {"x": FloatDistribution(0, 1)}, [], tmp_path / "sweep", tmp_path / "stub.py") for _ in range(2)
+    ]
+    for sweep in sweeps:
+        sweep.study.get_trials = _then_wait(sweep.study.get_trials, barrier)
+    threads = [threading.Thread(target=sweep._enqueue_baselines) for sweep in sweeps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    queued = [t for t in sweeps[0].study.get_trials(deepcopy=False) if t.state == TrialState.WAITING]
+    assert [t.system_attrs["fixed_params"] for t in queued] == [{"x": 0.3}]
+
+
+def _then_wait(read, barrier):
+    def read_then_wait(*args, **kwargs):
+        trials = read(*args, **kwargs)
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:  # the other one could not get there: it waits for the lock
+            pass
+        return trials
+
+    return read_then_wait

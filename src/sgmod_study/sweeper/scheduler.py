@@ -52,7 +52,7 @@ from sgmod_study.sweeper.storage import (
     is_journal,
     open_storage,
     open_study,
-    turn_to_ask,
+    study_lock,
 )
 from sgmod_study.trial_contract import (
     ENV_PRUNER,
@@ -256,16 +256,19 @@ class Sweep:
 
         Not Optuna's skip_if_exists: that counts a FAIL trial too, so a baseline whose trial was
         killed with its sweep (or failed and then got fixed) would never run again."""
+        if not self.settings.enqueue_trials:
+            return
         live = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
-        trials = [t for t in self.study.get_trials(deepcopy=False) if t.state in live or diverged(t)]
-        for params in self.settings.enqueue_trials:
-            if not any(t.system_attrs.get("fixed_params", t.params) == dict(params) for t in trials):
-                self.study.enqueue_trial(dict(params))
+        with study_lock(self.storage, self.settings.study_name):  # another worker may be enqueueing them
+            trials = [t for t in self.study.get_trials(deepcopy=False) if t.state in live or diverged(t)]
+            for params in self.settings.enqueue_trials:
+                if not any(t.system_attrs.get("fixed_params", t.params) == dict(params) for t in trials):
+                    self.study.enqueue_trial(dict(params))
 
     def _start(self, slot: int) -> None:
         with warnings.catch_warnings():  # our heartbeat is recorded by this loop, not Study.optimize's thread
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-            with turn_to_ask(self.storage, self.settings.study_name):
+            with study_lock(self.storage, self.settings.study_name):
                 trial = self.study.ask(self.space)
         try:
             self.liveness.started(trial._trial_id)

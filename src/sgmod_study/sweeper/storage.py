@@ -193,11 +193,13 @@ def open_study(storage, study_name: str, sampler, direction, metric_names) -> op
 
 
 @contextmanager
-def turn_to_ask(storage, study_name: str) -> Iterator[None]:
-    """Hold this while asking for a trial: the workers of one study ask one at a time. ``storage``
-    as open_storage returned it (the study's own is wrapped in Optuna's cache).
+def study_lock(storage, study_name: str) -> Iterator[None]:
+    """Hold this while reading the study to decide what to add to it (asking for a trial,
+    enqueueing the baselines): the workers of one study do it one at a time. ``storage`` as
+    open_storage returned it (the study's own is wrapped in Optuna's cache).
 
-    A sampler reads the study, then writes what it chose: QMC its next Sobol index (a read and a
+    Two workers that enqueued the baselines at the same moment both found none queued and ran
+    each baseline twice. A sampler reads the study, then writes what it chose: QMC its next Sobol index (a read and a
     write, not atomic, as Optuna says in QMCSampler._find_sample_id), a grid its cell. Two workers
     asking at the same moment drew the same point (PostgreSQL, SLURM worker jobs: 4 trials, 2
     distinct). A journal file: a lock file beside it (``<journal>.ask.lock``, Optuna's own NFS-safe
