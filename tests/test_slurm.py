@@ -57,13 +57,13 @@ def test_a_worker_killed_outright_loses_nothing_and_the_command_ends(tmp_path, s
 
     from helpers.slurm import kill_worker_outright, running_trials
 
-    process = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=20", n_trials=2, wait=False)
+    process = sweep(tmp_path, *slurm, "hydra.sweeper.workers=2", "trainer.max_epochs=8", n_trials=2, wait=False)
     deadline = time.monotonic() + 300
     while not any(running_trials(tmp_path / "sweep").values()):  # a worker job is running a trial
         assert time.monotonic() < deadline and process.poll() is None, "no worker job started a trial"
         time.sleep(0.5)
     job = next(j for j, running in running_trials(tmp_path / "sweep").items() if running)
-    kill_worker_outright(job)  # mid-trial: the trial's process starts Lightning and trains 20 epochs
+    kill_worker_outright(job)  # mid-trial: the trial's process starts Lightning and trains 8 epochs
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output[-3000:]
     assert f"its job {job} ended without a result (killed, or its node failed)" in output, output[-1500:]
