@@ -176,9 +176,9 @@ def test_a_confirm_part_waits_for_its_whole_sweep(tmp_path):
 
 
 class StubSweep:
-    """Stands for a part's sweep process: ``jobs`` trials at once, each ``TRIAL_S`` long, stopping
-    at its ``hydra.sweeper.time_limit`` (or never, with ``deaf``); each finished trial goes to
-    the part's journal and runs.jsonl."""
+    """Stands for a part's sweep process: ``jobs`` trials at once, each ``TRIAL_S`` long, starting
+    only rounds that end within its ``hydra.sweeper.time_limit``, as the sweeper does (or all of
+    them, until terminated, with ``deaf``); each finished trial goes to the part's journal."""
 
     TRIAL_S = 0.6
     log: list = []
@@ -206,9 +206,11 @@ class StubSweep:
         study = self._study()
         done = len(study.trials)
         rounds = math.ceil((self.trials - done) / self.jobs)
-        if elapsed < min(rounds * self.TRIAL_S, math.inf if self.deaf else self.limit):
+        if not self.deaf and math.isfinite(self.limit):
+            rounds = min(rounds, int(self.limit / self.TRIAL_S))  # the rounds that end in time
+        if elapsed < rounds * self.TRIAL_S:
             return None
-        finishing = min(self.trials - done, self.jobs * int(min(elapsed, self.limit) / self.TRIAL_S))
+        finishing = min(self.trials - done, self.jobs * rounds)
         for _ in range(finishing):
             study.add_trial(
                 optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=0.9)
@@ -270,7 +272,8 @@ def test_slots_left_over_by_one_part_go_to_an_independent_one(tmp_path, stub_par
 
 def test_every_part_stops_at_the_deadline_and_resumes_next_time(tmp_path, stub_parts, capsys):
     study, record = stub_parts
-    # 2 slots all go to sweep_a (4 trials left); by 1 s (the sweep gets whole seconds) one round has finished
+    # 2 slots all go to sweep_a (4 trials left); one round fits in 1 s (the sweep gets whole seconds), so
+    # sweep_a ends at 0.6 s, and sweep_b must not start then (its first trial would be stopped at 1 s)
     assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=1.0) == 0
     assert [(n, j) for n, j, _ in StubSweep.log] == [("sweep_a", 2)]
     assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 2, "sweep_b": 0, "confirm_a": 0}

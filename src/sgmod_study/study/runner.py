@@ -154,19 +154,23 @@ def run_parts(
     deadline = None if time_limit is None else time.monotonic() + time_limit
     total = slots(overrides)
     kept = [o for o in overrides if not o.startswith(N_JOBS)]
-    waiting, running, code = list(parts), [], 0
+    waiting, running, code, out_of_time = list(parts), [], 0, False
     with forwarding_signals(running):
         while waiting or running:
-            if code == 0 and not _past(deadline):
+            if code == 0 and not (out_of_time or _past(deadline)):
                 running += _start_ready(study, record, waiting, running, total, kept, deadline)
             if not running:
                 break
             ended = _wait_for_one(running, deadline)
             running.remove(ended)
             code = code or _finish(record, ended)
+            # a sweep that ended short of its trials without an error stopped at its time limit: it
+            # started no trial that would not end in time, and a new part, which has no trial
+            # length to go by, would start one blind only to have it stopped at the deadline
+            out_of_time = out_of_time or (deadline is not None and record.finished(ended.part.name) < ended.part.trials)
     if waiting and code == 0:
         left = ", ".join(p.name for p in waiting)
-        reason = "time limit reached" if _past(deadline) else "their sweeps are not complete"
+        reason = "time limit reached" if out_of_time or _past(deadline) else "their sweeps are not complete"
         print(f"[study] {study.name}: not started ({reason}): {left}; they run next time")
     return code
 
