@@ -154,6 +154,13 @@ def test_the_length_section_states_how_much_the_mean_val_fid_changed_over_the_la
     assert (tmp_path / "gan_figures" / "length.png").stat().st_size > 5000
 
 
+def test_the_length_section_counts_epochs_not_evaluations(tmp_path):
+    rows = [gan_row(s, 30.0, lr=2e-4, number=s, epochs=9, every=3) for s in range(2)]
+    text = _text(length, write_parts(tmp_path / "gan", {"grid_g_relu": rows}), tmp_path)
+    # evaluated at epochs 3, 6 and 9: the last 2 evaluations span 6 epochs, val/fid 61 -> 31
+    assert "- FID changed over the last 6 epochs (3 to 9) by: -30.00 at lr 2e-4 (to 31.00)." in text
+
+
 # --- trajectories ------------------------------------------------------------------------------
 
 

@@ -104,9 +104,12 @@ def row(variant, seed, acc, gamma=None, could=1.0, learn=None):
 GAN_LAYERS = ("generator.body.block0.act", "discriminator.body.act1")
 
 
-def gan_row(seed, fid, kid=0.02, *, lr=2e-4, number=None, collapsed=0, eval_shift=(1.0, 0.001), epochs=3, **extra):
+def gan_row(
+    seed, fid, kid=0.02, *, lr=2e-4, number=None, collapsed=0, eval_shift=(1.0, 0.001), epochs=3, every=1, **extra
+):
     """A finished GAN run: final test FID/KID ``fid``/``kid`` (train mode; eval mode ``eval_shift``
-    worse), val/fid = fid + 1 falling by 5 per epoch before the last, its best epoch the last one,
+    worse), val/fid = fid + 1 falling by 5 per epoch before the last, evaluated every ``every``
+    epochs, its best epoch the last one,
     and gamma/beta curves that end at gamma 1 + 100 lr, beta -10 lr. ``extra``: more row keys."""
     params = {"optimizer.lr": lr, "seed": seed} if seed < 100 else {"seed": seed}
     final = {"fid": fid, "kid": kid, "kid_se": kid / 10, "precision": 0.6, "recall": 0.5, "classes": 9.0}
@@ -116,7 +119,7 @@ def gan_row(seed, fid, kid=0.02, *, lr=2e-4, number=None, collapsed=0, eval_shif
     metrics |= {"test_eval_mode/fid": fid + eval_shift[0], "test_eval_mode/kid": kid + eval_shift[1]}
     evaluations = [
         {"epoch": e, "step": 215 * e, "val/fid": fid + 1.0 + 5.0 * (epochs - e), "val/kid": kid + 0.01 * (epochs - e)}
-        for e in range(1, epochs + 1)
+        for e in range(every, epochs + 1, every)
     ]
     curves = {}
     for layer in GAN_LAYERS:

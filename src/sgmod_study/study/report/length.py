@@ -13,7 +13,7 @@ from sgmod_study.study.report.outcomes import cell_text, cells, failed, fmt, goo
 from sgmod_study.study.report.outcomes import validation as val
 from sgmod_study.study.spec import Study
 
-LAST = 2  # the change is stated over this many last epochs
+LAST = 2  # the change is stated over this many last evaluations
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Curve:
     means: dict[str, list[float]]  # {metric: [mean at each epoch]}
 
     def change(self, metric: str) -> float | None:
-        """The mean's change over the last LAST epochs (None for a shorter curve)."""
+        """The mean's change over the last LAST evaluations (None for a shorter curve)."""
         found = self.means[metric]
         return found[-1] - found[-1 - LAST] if len(found) > LAST else None
 
@@ -101,7 +101,7 @@ def _change_lines(data: Length) -> list[str]:
         each = "; ".join(f"{signed(metric, d)} at {c.cell} (to {fmt(metric, c.means[metric][-1])})" for c, d in changes)
         last = changes[0][0].epochs
         lines.append(
-            f"- {name(metric)} changed over the last {LAST} epochs ({last[-1 - LAST]} to {last[-1]}) by: {each}. "
+            f"- {name(metric)} changed over the last {last[-1] - last[-1 - LAST]} epochs ({last[-1 - LAST]} to {last[-1]}) by: {each}. "
             f"For scale: the contrasts' equivalence margin is +-{data.margins[metric]:g}."
         )
     return lines or ["- Too few epochs evaluated yet to say how much the last ones changed."]
