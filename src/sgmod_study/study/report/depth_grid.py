@@ -1,13 +1,15 @@
 """The depth study's grid as its sections read it from a part's rows: the runs of each activation at
 each depth, activations in the grid's order, a hidden layer's number from its name, a run's curves,
-and how a part is headed (its name and question) or waits (no runs yet)."""
+and how a part is headed (its name and question), how far its runs have come, or that it waits."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from sgmod_study.study.report.outcomes import results, seed_of
+from sgmod_study.study.record import Record
+from sgmod_study.study.report.outcomes import progress, results, seed_of
 from sgmod_study.study.spec import Study
 
 # The grid's activations in the order conf/experiment/depth.yaml lists them; any other after these, by name.
@@ -86,6 +88,33 @@ def steps_per_epoch(rows: Sequence[Mapping]) -> int | None:
         if len(points) >= 2:
             return points[1][0] - points[0][0]
     return None
+
+
+@dataclass
+class GridPart:
+    """One part of a depth section: its heading and how far its runs have come."""
+
+    name: str
+    heading: str
+    progress: str  # "24 of 192 runs", "not run yet"
+    complete: bool
+
+
+def read_part(study: Study, record: Record, name: str) -> tuple[GridPart, list[Mapping]]:
+    """A part's heading and progress, and its rows."""
+    rows = record.rows(name)
+    planned = study.parts[name].trials
+    return GridPart(name, heading(study, name), progress(rows, planned), len(results(rows)) >= planned), rows
+
+
+def parts_lines(parts: Sequence[GridPart], part_lines: Callable) -> list[str]:
+    """Each part's heading and its lines (``part_lines(part)``), a blank line before each."""
+    return [line for part in parts for line in ("", part.heading, "", *part_lines(part))]
+
+
+def so_far(part: GridPart, what: str = "") -> list[str]:
+    """ "So far 24 of 192 runs." and a blank line where the part is not complete; nothing where it is."""
+    return [] if part.complete else [f"So far {part.progress}{what}.", ""]
 
 
 def heading(study: Study, part: str) -> str:

@@ -17,8 +17,17 @@ from math import nan
 
 from sgmod_study.study.record import Record, complete
 from sgmod_study.study.report import figures
-from sgmod_study.study.report.depth_grid import color, depths, grid, heading, layer_index, marker
-from sgmod_study.study.report.outcomes import progress, results
+from sgmod_study.study.report.depth_grid import (
+    GridPart,
+    color,
+    depths,
+    grid,
+    layer_index,
+    marker,
+    parts_lines,
+    read_part,
+    so_far,
+)
 from sgmod_study.study.report.rows import config_value, table_head
 from sgmod_study.study.spec import Study
 
@@ -61,11 +70,7 @@ class Cell:
 
 
 @dataclass
-class Part:
-    name: str
-    heading: str
-    progress: str
-    complete: bool
+class Part(GridPart):
     cells: dict[str, dict[int, Cell]] = field(default_factory=dict)  # {learnable activation: {depth: cell}}
 
 
@@ -77,12 +82,10 @@ class GammaByLayer:
 def compute(study: Study, record: Record) -> GammaByLayer:
     found = []
     for name in study.sections["gamma_by_layer"]:
-        rows = record.rows(name)
-        planned = study.parts[name].trials
-        part = Part(name, heading(study, name), progress(rows, planned), len(results(rows)) >= planned)
+        about, rows = read_part(study, record, name)
         learnable = [r for r in complete(rows) if final_values(r)]
-        part.cells = {a: {d: cell(d, runs) for d, runs in by_depth.items()} for a, by_depth in grid(learnable).items()}
-        found.append(part)
+        cells = {a: {d: cell(d, runs) for d, runs in by_depth.items()} for a, by_depth in grid(learnable).items()}
+        found.append(Part(**vars(about), cells=cells))
     return GammaByLayer(found)
 
 
@@ -117,16 +120,13 @@ def render(data: GammaByLayer, page: figures.Page) -> list[str]:
         "over the upper half (the middle layer of an odd depth in neither), median over the seeds; lower > upper: "
         "the seeds whose lower half ends above its upper half.",
     ]
-    for part in data.parts:
-        lines += ["", part.heading, "", *_part_lines(part)]
-    return lines + _figure(data, page)
+    return lines + parts_lines(data.parts, _part_lines) + _figure(data, page)
 
 
 def _part_lines(part: Part) -> list[str]:
     if not part.cells:
         return ["No finished run of a learnable Sgmod yet." if part.progress != "not run yet" else "Not run yet."]
-    lines = [] if part.complete else [f"So far {part.progress} (all activations).", ""]
-    lines += table_head(
+    lines = so_far(part, " (all activations)") + table_head(
         [
             "activation",
             "depth",

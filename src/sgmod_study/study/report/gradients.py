@@ -21,18 +21,21 @@ from dataclasses import dataclass, field
 from sgmod_study.study.record import Record
 from sgmod_study.study.report import figures
 from sgmod_study.study.report.depth_grid import (
+    GridPart,
     color,
     curve,
     depth_of,
     depths,
     grid,
-    heading,
     layer_index,
     marker,
+    parts_lines,
+    read_part,
+    so_far,
     steps_per_epoch,
     waiting,
 )
-from sgmod_study.study.report.outcomes import progress, results
+from sgmod_study.study.report.outcomes import results
 from sgmod_study.study.report.rows import table_head
 from sgmod_study.study.spec import Study
 
@@ -63,11 +66,7 @@ class Profile:
 
 
 @dataclass
-class Part:
-    name: str
-    heading: str
-    progress: str
-    complete: bool
+class Part(GridPart):
     cells: dict[str, dict[int, Cell]] = field(default_factory=dict)  # {activation: {depth: cell}}
     deepest: int | None = None
     profiles: list[Profile] = field(default_factory=list)  # at the deepest depth
@@ -87,10 +86,9 @@ class Gradients:
 def compute(study: Study, record: Record) -> Gradients:
     found, every = [], []
     for name in study.sections["gradients"]:
-        rows = record.rows(name)
+        about, rows = read_part(study, record, name)
         every += results(rows)
-        planned = study.parts[name].trials
-        part = Part(name, heading(study, name), progress(rows, planned), len(results(rows)) >= planned)
+        part = Part(**vars(about))
         table = grid(rows)
         part.cells = {a: {d: cell(runs) for d, runs in by_depth.items()} for a, by_depth in table.items()}
         if table:
@@ -171,17 +169,16 @@ def render(data: Gradients, page: figures.Page) -> list[str]:
         "brackets where fewer than the runs); the last column is that median times (depth - 1) at the largest "
         "depth: the fitted change in decades from the last hidden layer to the first.",
     ]
-    for part in data.parts:
-        lines += ["", part.heading, "", *_part_lines(part)]
-    return lines + _figure(data, page)
+    return lines + parts_lines(data.parts, _part_lines) + _figure(data, page)
 
 
 def _part_lines(part: Part) -> list[str]:
     if not part.cells:
         return ["Not run yet."]
     shown = depths(part.cells)
-    lines = [] if part.complete else [f"So far {part.progress}.", ""]
-    lines += table_head(["activation", "step", *(f"depth {d}" for d in shown), f"decades over depth {shown[-1]}"])
+    lines = so_far(part) + table_head(
+        ["activation", "step", *(f"depth {d}" for d in shown), f"decades over depth {shown[-1]}"]
+    )
     for activation, by_depth in part.cells.items():
         for step in part.steps:
             found = [_slope_text(by_depth.get(d), step) for d in shown]

@@ -99,9 +99,9 @@ def _change_lines(data: Length) -> list[str]:
         if not changes:
             continue
         each = "; ".join(f"{signed(metric, d)} at {c.cell} (to {fmt(metric, c.means[metric][-1])})" for c, d in changes)
-        last = changes[0][0].epochs
+        first, final = changes[0][0].epochs[-1 - LAST], changes[0][0].epochs[-1]
         lines.append(
-            f"- {name(metric)} changed over the last {last[-1] - last[-1 - LAST]} epochs ({last[-1 - LAST]} to {last[-1]}) by: {each}. "
+            f"- {name(metric)} changed over the last {final - first} epochs ({first} to {final}) by: {each}. "
             f"For scale: the contrasts' equivalence margin is +-{data.margins[metric]:g}."
         )
     return lines or ["- Too few epochs evaluated yet to say how much the last ones changed."]

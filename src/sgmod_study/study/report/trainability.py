@@ -18,17 +18,20 @@ from sgmod_study.study.record import Record, is_diverged
 from sgmod_study.study.report import figures
 from sgmod_study.study.report.depth_grid import (
     TRAIN_ACC,
+    GridPart,
     budget,
     color,
     curve,
     depths,
     grid,
-    heading,
     marker,
+    parts_lines,
+    read_part,
+    so_far,
     steps_per_epoch,
     waiting,
 )
-from sgmod_study.study.report.outcomes import progress, results
+from sgmod_study.study.report.outcomes import results
 from sgmod_study.study.report.rows import epochs, table_head
 from sgmod_study.study.spec import Study
 
@@ -64,11 +67,7 @@ class Cell:
 
 
 @dataclass
-class Part:
-    name: str
-    heading: str
-    progress: str  # "24 of 192 runs", "not run yet"
-    complete: bool
+class Part(GridPart):
     cells: dict[str, dict[int, Cell]] = field(default_factory=dict)  # {activation: {depth: cell}}
 
 
@@ -82,12 +81,10 @@ class Trainability:
 def compute(study: Study, record: Record) -> Trainability:
     found, every = [], []
     for name in study.sections["trainability"]:
-        rows = record.rows(name)
+        about, rows = read_part(study, record, name)
         every += results(rows)
-        planned = study.parts[name].trials
-        part = Part(name, heading(study, name), progress(rows, planned), len(results(rows)) >= planned)
-        part.cells = {a: {d: cell(runs) for d, runs in by_depth.items()} for a, by_depth in grid(rows).items()}
-        found.append(part)
+        cells = {a: {d: cell(runs) for d, runs in by_depth.items()} for a, by_depth in grid(rows).items()}
+        found.append(Part(**vars(about), cells=cells))
     return Trainability(found, epochs(every), steps_per_epoch(every))
 
 
@@ -136,17 +133,14 @@ def render(data: Trainability, page: figures.Page) -> list[str]:
         "its best epoch by validation accuracy; their number in brackets where it is fewer than the runs (a diverged "
         "run has none).",
     ]
-    for part in data.parts:
-        lines += ["", part.heading, "", *_part_lines(part)]
-    return lines + _figure(data, page)
+    return lines + parts_lines(data.parts, _part_lines) + _figure(data, page)
 
 
 def _part_lines(part: Part) -> list[str]:
     if not part.cells:
         return ["Not run yet."]
     shown = depths(part.cells)
-    lines = [] if part.complete else [f"So far {part.progress}.", ""]
-    lines += table_head(["activation", *(f"depth {d}" for d in shown)])
+    lines = so_far(part) + table_head(["activation", *(f"depth {d}" for d in shown)])
     for activation, by_depth in part.cells.items():
         found = [cell_text(by_depth[d]) if d in by_depth else "-" for d in shown]
         lines.append(f"| {activation} | " + " | ".join(found) + " |")
