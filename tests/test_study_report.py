@@ -631,7 +631,8 @@ def test_a_users_activation_gets_its_sweep_and_confirm_sections_against_the_base
     assert text.startswith("# The myact study: status and results so far\n")
     assert "`python scripts/study.py report classifier --activation myact`" in text
     assert "## 1. The sweeps" in text and "## 2. Tuned against tuned, on fresh seeds" in text
-    assert "## 3." not in text and "Controls" not in text  # no importance: nothing of its own searched
+    # no importance (nothing of its own searched): the ledger comes third
+    assert "## 3. What ran" in text and "## 4." not in text and "Controls" not in text
     assert "myact minus each baseline, expected best of 3 trials" in text and "relu +" in text
     assert "| sweep_sgmod | 0 | - | - | - | - |" in text  # a baseline not recorded yet
     assert "| myact - relu | GPU - GPU | 8 | +0.49 [" in text

@@ -1,5 +1,6 @@
-"""The report as one Markdown document: its header (title, what ran, scope, machines) and the
-sections the study lists, in order, each computed from the record and then rendered.
+"""The report as one Markdown document: its header (title, what ran, scope, machines), the
+sections the study lists, in order, each computed from the record and then rendered, and last the
+ledger of every part's runs, epochs, seeds, wall time and machines.
 
     write_report(load_study("classifier"), Record(Path("study/classifier")))
     # docs/report/study.md and docs/report/study_figures/ (run in the repository)
@@ -22,6 +23,7 @@ from sgmod_study.study.report import (
     gamma_by_layer,
     gradients,
     importance,
+    ledger,
     length,
     line_search,
     lr_choice,
@@ -69,9 +71,11 @@ def write_report(study: Study, record: Record, out: Path | None = None) -> str:
     and its figures (in ``<report stem>_figures`` beside it), from the record alone; returns the
     Markdown."""
     out = Path(study.report) if out is None else out
-    page = figures.Page(out.parent / f"{out.stem}_figures", {name: i for i, name in enumerate(study.sections, 1)})
+    numbers = {name: i for i, name in enumerate([*study.sections, ledger.SECTION], 1)}
+    page = figures.Page(out.parent / f"{out.stem}_figures", numbers)
     data = {name: SECTIONS[name].compute(study, record) for name in study.sections}
     sections = ["\n".join(lines) for name in study.sections if (lines := SECTIONS[name].render(data[name], page))]
+    sections.append("\n".join(ledger.render(ledger.compute(study, record), page)))
     text = "\n\n".join(["\n".join(header(study, record, data.get("confirm"))), *sections]) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
