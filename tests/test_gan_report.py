@@ -60,7 +60,7 @@ def _confirm(fids, seeds=SEEDS, **kwargs):
 def test_the_gan_study_tests_two_metrics_each_with_its_own_margin_and_the_classifier_keeps_its_shape():
     assert GAN.metrics == ("test/fid", "test/kid") and GAN.metric == "test/fid" and not GAN.maximize
     declared = load_study("gan", CONF / "study")
-    assert declared.margins == {"test/fid": (1.5,), "test/kid": (0.03,)} and declared.margin == 1.5
+    assert declared.margins == {"test/fid": (0.35, 1.5), "test/kid": (0.008, 0.03)} and declared.margin == 0.35
     assert list(GAN.sections) == [
         "length",
         "stability",
@@ -137,7 +137,7 @@ def test_stability_counts_diverged_and_collapsed_runs_with_an_exact_interval(tmp
     # no failure in 3: [0, 1 - 0.025^(1/3)] = [0, 0.708]; FID 32 +- t(0.975, 2) * 2 / sqrt(3) = 4.97
     assert "| g_relu | lr 1e-4 | 3 | 0 | 0 | 0/3 = 0.00 [0.00, 0.71] | 32.00 [27.03, 36.97] |" in text
     assert "| **g_relu** | all | 6 | 1 | 1 | 2/6 = 0.33 [0.04, 0.78] | 36.50 [" in text  # FID 30, 32, 34, 50
-    assert "Runs so far: grid_g_relu 6 of 15 runs; grid_g_sgmod not run yet;" in text
+    assert "Runs so far: grid_g_relu 6 of 18 runs; grid_g_sgmod not run yet;" in text
     assert "![test FID against the learning rate](gan_figures/stability.png)" in text
     assert (tmp_path / "gan_figures" / "stability.png").stat().st_size > 5000
 
@@ -149,7 +149,7 @@ def test_the_length_section_states_how_much_the_mean_val_fid_changed_over_the_la
     assert "- FID changed over the last 2 epochs (1 to 3) by: -10.00 at lr 1e-4 (to 33.00); -10.00 at lr 1e-3" in text
     assert "- KID changed over the last 2 epochs (1 to 3) by: -0.0200 at lr 1e-4 (to 0.0200);" in text
     assert (
-        "So far 6 of 15 runs of grid_g_relu." in text and "2 failed runs (diverged or collapsed) are left out" in text
+        "So far 6 of 18 runs of grid_g_relu." in text and "2 failed runs (diverged or collapsed) are left out" in text
     )
     assert (tmp_path / "gan_figures" / "length.png").stat().st_size > 5000
 
