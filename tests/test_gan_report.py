@@ -30,6 +30,7 @@ from sgmod_study.study.report import (
     trajectories,
 )
 from sgmod_study.study.report.document import write_report
+from sgmod_study.study.report.outcomes import cell_text
 from sgmod_study.study.spec import load_study
 
 PNG = base64.b64decode(  # a 1x1 PNG
@@ -348,6 +349,7 @@ from pathlib import Path
 from sgmod_study.study.record import Record
 from sgmod_study.study.spec import load_study
 from sgmod_study.study.report.document import write_report
+from sgmod_study.study.report.outcomes import cell_text
 folder = Path(sys.argv[1])
 write_report(load_study("gan"), Record(folder / "gan"), folder / "gan.md")
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "lightning", "pytorch_lightning")))
@@ -359,3 +361,15 @@ def test_writing_the_gan_report_imports_no_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", TORCH_FREE, str(tmp_path)], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert "| g_sgmod | discriminator.body.act1 |" in (tmp_path / "gan.md").read_text()
+
+
+def test_a_grid_cells_learning_rate_is_written_as_a_person_writes_it_at_any_size():
+    lrs = (5e-5, 1.5e-4, 5e-3, 1.5e-2, 0.1)
+    assert [cell_text((("optimizer.lr", lr),)) for lr in lrs] == [
+        "lr 5e-5",
+        "lr 1.5e-4",
+        "lr 5e-3",
+        "lr 1.5e-2",
+        "lr 1e-1",
+    ]
+    assert cell_text((("activation.gamma_init", 2.5),)) == "gamma_init 2.5"

@@ -119,8 +119,13 @@ def lr_text(value: float) -> str:
 
 
 def cell_text(key: tuple) -> str:
-    """A cell as the report names it: "lr 2e-4" (a parameter's last dotted part and its value)."""
-    return ", ".join(f"{k.rsplit('.', 1)[-1]} {number(v)}" for k, v in key) or "-"
+    """A cell as the report names it: "lr 2e-4", "lr 1.5e-2" (a parameter's last dotted part and its value)."""
+    return ", ".join(f"{k.rsplit('.', 1)[-1]} {_setting(k, v)}" for k, v in key) or "-"
+
+
+def _setting(key: str, value) -> str:
+    is_lr = key.rsplit(".", 1)[-1].startswith("lr") and isinstance(value, float) and value > 0
+    return lr_text(value) if is_lr else number(value)
 
 
 def cell_x(key: tuple) -> float | None:
