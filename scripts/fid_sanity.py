@@ -20,7 +20,7 @@ from torchvision.transforms.functional import gaussian_blur
 from sgmod_study.data import SYSTEM_FASHION_MNIST, load_fashion_mnist
 from sgmod_study.nn.feature_net import TEST_ACCURACY, FrozenFeatures, load_feature_net
 from sgmod_study.nn.models import Generator
-from sgmod_study.tasks import gan_quality
+from sgmod_study.tasks import gan_collapse, gan_quality
 from train_feature_net import training_indices
 
 SEED = 0
@@ -136,7 +136,7 @@ def rows(features: FrozenFeatures) -> list[str]:
 
 
 def document(table: list[str]) -> str:
-    q = gan_quality
+    q, c = gan_quality, gan_collapse
     return (
         f"""# GAN metric sanity table
 
@@ -162,12 +162,12 @@ its subsets (which overlap, so it understates the sampling noise). Precision is 
 generated images that land near real ones (image quality), recall the share of real images that
 have a generated image nearby (diversity): blur and noise cost precision and, on these features,
 recall even more; dropped classes cost recall only. "classes" counts the classes the feature net
-assigns at least {q.COVERED_SHARE:.0%} of the images to; the class entropy is at most log2(10) = 3.32 bits.
+assigns at least {c.COVERED_SHARE:.0%} of the images to; the class entropy is at most log2(10) = 3.32 bits.
 
-Collapse: `collapsed` is "yes" when at most {q.COLLAPSE_MAX_CLASSES} classes are covered or recall is
-below {q.COLLAPSE_MIN_RECALL} (`gan_quality.is_collapsed`; its module docstring gives the full
+Collapse: `collapsed` is "yes" when at most {c.COLLAPSE_MAX_CLASSES} classes are covered or recall is
+below {c.COLLAPSE_MIN_RECALL} (`gan_collapse.is_collapsed`; its module docstring gives the full
 argument). 5 dropped classes are flagged, 1 or 3 dropped classes and the mild blur (0.5 px) and
-noise (0.05, 0.1) levels are not. A class is covered at {q.COVERED_SHARE:.0%} of the images (half a fair
+noise (0.05, 0.1) levels are not. A class is covered at {c.COVERED_SHARE:.0%} of the images (half a fair
 share) because the feature net files a few per cent of a present class under a missing look-alike
 (up to 3.6% over all 252 ways of dropping 5 classes). The recall bound is low because k-NN recall on
 these features falls as fast with image quality as with diversity (half a pixel of blur: 0.86 to

@@ -12,18 +12,16 @@ from helpers.data import load_fashion_sample
 from sgmod_study.errors import ConfigError
 from sgmod_study.nn.feature_net import FrozenFeatures, load_feature_net
 from sgmod_study.tasks import gan_quality
-from sgmod_study.tasks.gan_quality import (
+from sgmod_study.tasks.gan_collapse import (
     COLLAPSE_MAX_CLASSES,
     COLLAPSE_MIN_RECALL,
     COVERED_SHARE,
-    QUALITY_KEYS,
-    class_stats,
-    fid,
+    FEW_CLASSES,
+    NO_RECALL,
+    collapse_reasons,
     is_collapsed,
-    kid,
-    precision_recall,
-    quality,
 )
+from sgmod_study.tasks.gan_quality import QUALITY_KEYS, class_stats, fid, kid, precision_recall, quality
 
 
 class Identity(nn.Identity):
@@ -177,6 +175,13 @@ def test_is_collapsed_at_its_thresholds():
     assert not is_collapsed(COLLAPSE_MAX_CLASSES + 1, 0.9)
     assert is_collapsed(10, COLLAPSE_MIN_RECALL - 0.01)
     assert not is_collapsed(10, COLLAPSE_MIN_RECALL)
+
+
+def test_collapse_reasons_name_each_criterion_that_fires():
+    assert collapse_reasons(COLLAPSE_MAX_CLASSES, 0.5) == (FEW_CLASSES,)
+    assert collapse_reasons(10, COLLAPSE_MIN_RECALL / 2) == (NO_RECALL,)
+    assert collapse_reasons(1, 0.0) == (FEW_CLASSES, NO_RECALL)
+    assert collapse_reasons(COLLAPSE_MAX_CLASSES + 1, COLLAPSE_MIN_RECALL) == ()
 
 
 def test_quality_returns_exactly_its_keys():

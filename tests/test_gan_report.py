@@ -143,6 +143,21 @@ def test_stability_counts_diverged_and_collapsed_runs_with_an_exact_interval(tmp
     assert (tmp_path / "gan_figures" / "stability.png").stat().st_size > 5000
 
 
+def test_stability_says_which_criterion_flagged_each_cells_collapsed_runs(tmp_path):
+    few = gan_row(0, 9.0, lr=1e-3, collapsed=1, number=0)  # 4 classes covered, some recall
+    few["metrics"] |= {"test/classes": 4.0, "test/recall": 0.2}
+    far = gan_row(1, 40.0, lr=1e-3, collapsed=1, number=1)  # every class, hardly any recall
+    far["metrics"] |= {"test/classes": 8.0, "test/recall": 0.004}
+    rows = [few, far, gan_row(2, 5.0, lr=1e-3, number=2), gan_row(0, 6.0, lr=2e-4, number=3)]
+    text = _text(stability, write_parts(tmp_path / "gan", {"grid_g_relu": rows}), tmp_path)
+    assert "| configuration | setting | collapsed | few classes | no recall | classes covered | recall | test FID |" in text
+    assert "| g_relu | lr 1e-3 | 2 | 1 | 1 | 6.0 | 0.102 | 24.50 |" in text
+    assert "lr 2e-4" not in text.split("Why the collapsed runs were flagged")[1]  # none collapsed there: no line
+
+    text = _text(stability, write_parts(tmp_path / "none", {"grid_g_relu": rows[2:]}), tmp_path)
+    assert "Why the collapsed runs were flagged" not in text
+
+
 def test_the_length_section_states_how_much_the_mean_val_fid_changed_over_the_last_epochs(tmp_path):
     record = write_parts(tmp_path / "gan", {"grid_g_relu": _grid()})
     text = _text(length, record, tmp_path)

@@ -13,20 +13,8 @@ seeded by the caller: evaluating never moves the global RNG, so it cannot change
   can produce: a collapsed generator keeps its precision but loses recall.
 - classes / class_entropy: the histogram of the feature net's predicted classes of the generated
   images; a generator that leaves out garment types covers fewer classes.
-- collapsed: ``is_collapsed(classes, recall)``.
-
-The collapse flag marks a generator whose samples cover at most half of the classes, or almost
-none of the real distribution. Its thresholds come from two sources. docs/gan_metric_sanity.md
-(real images degraded on purpose, ``python scripts/fid_sanity.py``): real images with 5 of the 10
-classes dropped cover 5 classes at COVERED_SHARE and are flagged; 1 or 3 dropped classes are not.
-And real DCGAN runs: on this feature net recall is small even for a working generator (a
-width-32 DCGAN reaches about 0.15 after 15 epochs and 0.28 after 30, with all 10 classes
-covered), because recall here falls as fast with image quality as with diversity (blur of half a
-pixel alone takes real images from 0.86 to 0.15). So recall only flags where it is practically
-zero, below COLLAPSE_MIN_RECALL = 0.01 (fewer than 1 in 100 real images has a generated image
-nearby): the same 10 images repeated (a collapse within the classes) score 0.000, heavy blur or
-noise and an untrained generator too. Hence: collapsed when at most COLLAPSE_MAX_CLASSES = 5
-classes are covered, or recall is below COLLAPSE_MIN_RECALL.
+- collapsed: the collapse flag, ``gan_collapse.is_collapsed(classes, recall)`` (its thresholds
+  and why they are where they are: that module).
 """
 
 from __future__ import annotations
@@ -37,15 +25,9 @@ import torch
 from torch import Tensor
 
 from sgmod_study.errors import ConfigError
+from sgmod_study.tasks.gan_collapse import COVERED_SHARE, is_collapsed
 
 QUALITY_KEYS = ("fid", "kid", "kid_se", "precision", "recall", "classes", "class_entropy", "collapsed")
-# A class counts as covered when it holds at least this share of the generated images: half its
-# fair share (0.1 of 10 classes). Lower, and the feature net's confusions would cover missing
-# classes: it files a few per cent of a present class's images under a missing look-alike (shirt,
-# T-shirt/top, pullover, coat), up to 3.6% of the set over all 252 ways of dropping 5 classes.
-COVERED_SHARE = 0.05
-COLLAPSE_MAX_CLASSES = 5  # at most half of the 10 classes covered: collapsed
-COLLAPSE_MIN_RECALL = 0.01  # recall below this: collapsed (see the module docstring)
 PR_NEIGHBOUR = 3  # Kynkaanniemi et al. 2019: k = 3
 # Pairwise distances are computed in row chunks of at most this many float64 entries (64 MiB, one
 # buffer and a boolean or top-k result per chunk): 10k x 10k needs about 80 MB, not 800.
@@ -160,11 +142,6 @@ def class_stats(fake_logits: Tensor, num_classes: int = 10) -> tuple[int, float]
     present = shares[shares > 0]
     entropy = (present * (1 / present).log2()).sum().item()  # not -(p log p): no -0.0 for one class
     return covered, entropy
-
-
-def is_collapsed(classes: int, recall: float) -> bool:
-    """Mode collapse: at most COLLAPSE_MAX_CLASSES classes covered, or recall below COLLAPSE_MIN_RECALL."""
-    return classes <= COLLAPSE_MAX_CLASSES or recall < COLLAPSE_MIN_RECALL
 
 
 def _check_pair(real: Tensor, fake: Tensor) -> None:

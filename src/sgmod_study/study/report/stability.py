@@ -1,10 +1,12 @@
 """Section "stability": each configuration of the stability grid at each learning rate: how many of
 its runs failed (diverged, or a collapse flagged by the final test evaluation), that share with an
 exact Clopper-Pearson interval, and the final test metrics over the runs that did not fail; a total
-row per configuration, and the test FID against the learning rate in a figure."""
+row per configuration; which criterion flagged the collapsed runs and what they scored; and the
+test FID against the learning rate in a figure."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +29,16 @@ from sgmod_study.study.report.outcomes import (
     values,
 )
 from sgmod_study.study.spec import Study
+from sgmod_study.tasks.gan_collapse import (
+    COLLAPSE_MAX_CLASSES,
+    COLLAPSE_MIN_RECALL,
+    COVERED_SHARE,
+    FEW_CLASSES,
+    NO_RECALL,
+    collapse_reasons,
+)
+
+FLAG_METRICS = ("test/classes", "test/recall", "test/fid")  # what the flagged runs' table gives
 
 
 @dataclass
@@ -39,6 +51,8 @@ class Cell:
     low: float  # the failed share's 95% interval
     high: float
     metrics: dict[str, list[float]]  # {test metric: its values over the runs that did not fail}
+    reasons: list[tuple[str, ...]] = field(default_factory=list)  # each collapsed run's criteria
+    flagged: dict[str, list[float]] = field(default_factory=dict)  # {FLAG_METRICS: the collapsed runs' values}
 
     @property
     def failed(self) -> int:
@@ -79,7 +93,11 @@ def cell(label: str, x: float | None, runs: Sequence[Mapping], metrics: Sequence
     diverged, collapsed = outcomes.count(DIVERGED), outcomes.count(COLLAPSE)
     low, high = stats.clopper_pearson(diverged + collapsed, len(runs))
     kept = good(runs)
-    return Cell(label, x, len(runs), diverged, collapsed, low, high, {m: values(kept, m) for m in metrics})
+    found = Cell(label, x, len(runs), diverged, collapsed, low, high, {m: values(kept, m) for m in metrics})
+    flagged = [r for r, outcome in zip(runs, outcomes, strict=True) if outcome == COLLAPSE]
+    found.reasons = [collapse_reasons(*(r["metrics"].get(k, 0.0) for k in FLAG_METRICS[:2])) for r in flagged]
+    found.flagged = {m: values(flagged, m) for m in FLAG_METRICS}
+    return found
 
 
 def render(data: Stability, page: figures.Page) -> list[str]:
@@ -102,7 +120,36 @@ def render(data: Stability, page: figures.Page) -> list[str]:
     unfinished = [f"{c.part} {c.progress}" for c in data.configurations if not c.cells or c.total.runs < c.planned]
     if unfinished:
         lines += ["", f"Runs so far: {'; '.join(unfinished)}."]
-    return lines + _figure(ran, data.metrics[0], page)
+    return lines + _flagged_lines(ran) + _figure(ran, data.metrics[0], page)
+
+
+def _flagged_lines(configurations: Sequence[Configuration]) -> list[str]:
+    """Which criterion flagged the collapsed runs of each cell, and their medians."""
+    found = [(c.label, at) for c in configurations for at in c.cells if at.collapsed]
+    if not found:
+        return []
+    lines = [
+        "",
+        f"Why the collapsed runs were flagged: {FEW_CLASSES} (at most {COLLAPSE_MAX_CLASSES} of the 10 classes "
+        f"hold {COVERED_SHARE:.0%} of the generated images each) or {NO_RECALL} (recall below {COLLAPSE_MIN_RECALL}: "
+        "hardly any real image has a generated one nearby), and their final test values, median over the flagged "
+        "runs. Few classes with some recall is a generator that leaves out kinds of garment; no recall, one whose "
+        "images lie far from the real ones (repeated images, or a generator that has not learned yet).",
+        "",
+        "| configuration | setting | collapsed | "
+        + " | ".join((FEW_CLASSES, NO_RECALL))
+        + " | classes covered | recall | test FID |",
+        "|" + "---|" * 8,
+    ]
+    for configuration, at in found:
+        counts = [str(sum(reason in r for r in at.reasons)) for reason in (FEW_CLASSES, NO_RECALL)]
+        medians = [_median(at.flagged[m], digits) for m, digits in zip(FLAG_METRICS, (1, 3, 2), strict=True)]
+        lines.append(f"| {configuration} | {at.label} | {at.collapsed} | " + " | ".join(counts + medians) + " |")
+    return lines
+
+
+def _median(found: Sequence[float], digits: int) -> str:
+    return f"{statistics.median(found):.{digits}f}" if found else "-"
 
 
 def _header(metrics: Sequence[str]) -> str:
