@@ -150,7 +150,8 @@ def test_stability_says_which_criterion_flagged_each_cells_collapsed_runs(tmp_pa
     far["metrics"] |= {"test/classes": 8.0, "test/recall": 0.004}
     rows = [few, far, gan_row(2, 5.0, lr=1e-3, number=2), gan_row(0, 6.0, lr=2e-4, number=3)]
     text = _text(stability, write_parts(tmp_path / "gan", {"grid_g_relu": rows}), tmp_path)
-    assert "| configuration | setting | collapsed | few classes | no recall | classes covered | recall | test FID |" in text
+    header = "| configuration | setting | collapsed | few classes | no recall | classes covered | recall | test FID |"
+    assert header in text
     assert "| g_relu | lr 1e-3 | 2 | 1 | 1 | 6.0 | 0.102 | 24.50 |" in text
     assert "lr 2e-4" not in text.split("Why the collapsed runs were flagged")[1]  # none collapsed there: no line
 
