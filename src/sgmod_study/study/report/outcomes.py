@@ -107,8 +107,7 @@ def best_cell(rows: Sequence[Mapping], maximize: bool) -> tuple | None:
 def number(value: float) -> str:
     """A setting as a person writes it: 2e-4, 1.5e-4, 0.5, 3."""
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < abs(value) < 1e-2:
-        mantissa, exponent = f"{value:.2e}".split("e")
-        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+        return lr_text(value)
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 

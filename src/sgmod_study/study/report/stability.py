@@ -28,6 +28,7 @@ from sgmod_study.study.report.outcomes import (
     results,
     values,
 )
+from sgmod_study.study.report.rows import table_head
 from sgmod_study.study.spec import Study
 from sgmod_study.tasks.gan_collapse import (
     COLLAPSE_MAX_CLASSES,
@@ -136,10 +137,9 @@ def _flagged_lines(configurations: Sequence[Configuration]) -> list[str]:
         "runs. Few classes with some recall is a generator that leaves out kinds of garment; no recall, one whose "
         "images lie far from the real ones (repeated images, or a generator that has not learned yet).",
         "",
-        "| configuration | setting | collapsed | "
-        + " | ".join((FEW_CLASSES, NO_RECALL))
-        + " | classes covered | recall | test FID |",
-        "|" + "---|" * 8,
+        *table_head(
+            ["configuration", "setting", "collapsed", FEW_CLASSES, NO_RECALL, "classes covered", "recall", "test FID"]
+        ),
     ]
     for configuration, at in found:
         counts = [str(sum(reason in r for r in at.reasons)) for reason in (FEW_CLASSES, NO_RECALL)]
