@@ -383,7 +383,7 @@ def test_a_read_only_output_folder_is_one_line(cli, tmp_path, monkeypatch, capsy
 
 
 # -- a sweep's sampler or pruner given as a value where its group is meant, and their options: one line
-# before any trial (more of the sweeper's own: tests/test_sweeper_faults.py)
+# before any trial (more of the sweeper's own: tests/test_sweeper_settings.py)
 
 SWEEP_BAD_INPUTS = [
     (["hydra.sweeper.sampler=foo"], 2, "error: hydra.sweeper.sampler='foo' is not allowed: choose one with hydra/sweeper/sampler=<name> (tpe, random, cmaes, gp, qmc, nsgaii, grid); set its options with hydra.sweeper.sampler.<option>=<value>"),
