@@ -1,6 +1,6 @@
 """The toolkit's studies (conf/study/<name>.yaml), one command line for all of them.
 
-python scripts/study.py list [STUDY]                    # the studies, their parts and how far each is
+python scripts/study.py list [STUDY]                    # the studies, their parts, how far each is, time left
 python scripts/study.py run STUDY PART|all [--time-limit SECONDS] [override ...]
 python scripts/study.py run classifier all --activation NAME   # your activation against the tuned baselines
 python scripts/study.py report [STUDY] [--activation NAME]     # the report from the records, no training
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sgmod_study.errors import EXIT_CONFIG, EXIT_DISK, ConfigError, exit_with
 from sgmod_study.paths import CONF_DIR, STUDY_RECORDS
-from sgmod_study.study.record import Record, RecordNotWritable, summary
+from sgmod_study.study.record import Record, RecordNotWritable, summary, time_left
 from sgmod_study.study.spec import Study, load_study, names, with_activation
 
 
@@ -102,6 +102,7 @@ def list_parts(studies: list[Study], folder: Path | None) -> int:
         for name, part in study.parts.items():
             done = f"{record.finished(name):3d}/{part.trials:<3d}"
             lines.append(f"  {name:22s} {part.kind:8s} {done} {summary(record.rows(name)):28s} {part.question}")
+        lines.append(f"  {time_left(study, record)}")
     print("\n".join(lines))
     return 0
 

@@ -259,3 +259,26 @@ def test_records_kept_elsewhere_are_listed_and_reported_there_and_read_the_basel
     assert (code, out, err) == (0, f"written: {mine / 'study.md'}\n", "")
     assert "| sgmod | 8 |" in (mine / "study.md").read_text()
     assert not (repo / "docs").exists()  # the repository's reports are left alone
+
+
+def test_list_says_the_runs_left_and_their_run_hours_by_each_parts_median_run(tmp_path, monkeypatch, capsys):
+    repo = tmp_path / "repo"
+    timed = [{**row("sgmod", s, a), "duration_s": 60.0 * m} for s, (a, m) in enumerate(zip(LEARNED, [5, 7, 9, 30]))]
+    folder = record_dir("controls", repo)
+    folder.mkdir(parents=True)
+    (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in timed))
+    code, out, err = cli(["list", "classifier"], repo, monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    planned = sum(part.trials for part in CLASSIFIER.parts.values())
+    # controls: 68 left at its own median of 8 min; every other part at the study's median, also 8 min
+    left = planned - 4
+    assert out.splitlines()[-1] == (
+        f"  left: {left} of {planned} runs, about {left * 8 / 60:.1f} run-hours at the median recorded run (8.0 min, "
+        "on the machines that ran them; each part's own where it has one). Runs side by side share them: divide by "
+        "their number for the wall time"
+    )
+    # none timed yet: said so, with no guess
+    (folder / "runs.jsonl").write_text("")
+    assert cli(["list", "classifier"], repo, monkeypatch, capsys)[1].splitlines()[-1] == (
+        f"  left: {planned} of {planned} runs (no finished run to time them by yet)"
+    )

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 import optuna
 
 from sgmod_study.errors import ConfigError
+from sgmod_study.study.spec import Study
 from sgmod_study.sweeper.storage import DIVERGED, open_journal_read_only, open_storage
 
 JOURNAL = "study.journal"
@@ -114,6 +116,30 @@ def complete(rows: Sequence[Mapping]) -> list[Mapping]:
 def summary(rows: Sequence[Mapping]) -> str:
     states = ["INTERRUPTED" if row.get("interrupted") else row["state"] for row in rows]
     return ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states))) or "no trials yet"
+
+
+def run_minutes(rows: Sequence[Mapping]) -> list[float]:
+    """How long each finished run took, in minutes, as recorded (under whatever ran beside it)."""
+    return [float(r["duration_s"]) / 60 for r in complete(rows) if r.get("duration_s")]
+
+
+def time_left(study: Study, record: Record) -> str:
+    """The runs ``study`` has left and the run-hours they should take: each part's median
+    recorded run where it has one, the study's median for the parts not run yet."""
+    left = {name: max(part.trials - record.finished(name), 0) for name, part in study.parts.items()}
+    timed = {name: run_minutes(record.rows(name)) for name in study.parts}
+    everything = sorted(m for minutes in timed.values() for m in minutes)
+    total, planned = sum(left.values()), sum(part.trials for part in study.parts.values())
+    if not total:
+        return f"left: none of {planned} runs"
+    if not everything:
+        return f"left: {total} of {planned} runs (no finished run to time them by yet)"
+    hours = sum(n * statistics.median(timed[name] or everything) for name, n in left.items()) / 60
+    return (
+        f"left: {total} of {planned} runs, about {hours:.1f} run-hours at the median recorded run "
+        f"({statistics.median(everything):.1f} min, on the machines that ran them; each part's own where it has one). "
+        "Runs side by side share them: divide by their number for the wall time"
+    )
 
 
 def machine() -> dict:
