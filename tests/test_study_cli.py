@@ -263,7 +263,8 @@ def test_records_kept_elsewhere_are_listed_and_reported_there_and_read_the_basel
 
 def test_list_says_the_runs_left_and_their_run_hours_by_each_parts_median_run(tmp_path, monkeypatch, capsys):
     repo = tmp_path / "repo"
-    timed = [{**row("sgmod", s, a), "duration_s": 60.0 * m} for s, (a, m) in enumerate(zip(LEARNED, [5, 7, 9, 30]))]
+    minutes = [5, 7, 9, 30]
+    timed = [{**row("sgmod", s, LEARNED[s]), "duration_s": 60.0 * m} for s, m in enumerate(minutes)]
     folder = record_dir("controls", repo)
     folder.mkdir(parents=True)
     (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in timed))

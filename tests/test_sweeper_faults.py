@@ -14,12 +14,12 @@ import pytest
 from optuna.trial import TrialState
 
 from helpers.sweeps import SPACE, dead_owner, journal_study, plain_load, run_sweep, stub_script, train_multirun
-from sgmod_study.errors import ConfigError
+from sgmod_study.errors import EXIT_DIVERGED, ConfigError
 from sgmod_study.sweeper.fixed_setup import fixed_setup
 from sgmod_study.sweeper.liveness import OWNER_ATTR
 from sgmod_study.sweeper.scheduler import Sweep, SweepFailed
 from sgmod_study.sweeper.settings import SweepSettings
-from sgmod_study.sweeper.storage import open_storage
+from sgmod_study.sweeper.storage import diverged, open_storage
 
 BASELINE = {"x": 0.25}
 
@@ -159,6 +159,16 @@ def test_a_failure_in_this_run_stops_it_and_says_how_to_go_on(tmp_path):
     # the rerun with the cause fixed resumes the study and completes it
     study = run_sweep(tmp_path, n_trials=3, max_failure_rate=0.0)
     assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 3
+
+
+def test_diverged_trials_are_results_and_do_not_count_as_failures(tmp_path):
+    # exit code 3: the trial's training diverged (a GAN's discriminator collapsed, a NaN loss)
+    study = run_sweep(tmp_path, fixed=[f"exit={EXIT_DIVERGED}"], n_trials=3, max_failure_rate=0.0)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3  # recorded, every one, none stopped
+    assert all(diverged(t) for t in study.trials)
+    # a crash still stops the sweep at the first
+    with pytest.raises(SweepFailed, match="^1 trials failed in this run"):
+        run_sweep(tmp_path, fixed=["exit=1"], n_trials=4, max_failure_rate=0.0)
 
 
 def test_the_failure_rate_is_a_share_of_the_trials_this_run_starts(tmp_path):

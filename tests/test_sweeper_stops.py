@@ -358,7 +358,7 @@ def _outcome_sweep(tmp_path, n_trials: int, space=SPACE, sampler=None, enqueue=(
 
 def test_a_diverged_badly_configured_or_pruned_trial_is_not_queued_again(tmp_path):
     enqueue = [{"x": 0.2}, {"x": 0.3}, {"x": 0.4}]
-    study = _outcome_sweep(tmp_path, n_trials=2, enqueue=enqueue)
+    study = _outcome_sweep(tmp_path, n_trials=3, enqueue=enqueue)  # the diverged and the pruned count: 1 more
     reasons = [(t.state, t.user_attrs.get("fail_reason", "").split(":")[0]) for t in study.trials[:3]]
     assert reasons == [
         (TrialState.FAIL, "training diverged"),

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import optuna
 from optuna.trial import TrialState
 
-from sgmod_study.sweeper.storage import FINISHED, diverged
+from sgmod_study.sweeper.storage import has_result
 
 
 class CompleteGridSampler(optuna.samplers.GridSampler):
@@ -31,7 +31,7 @@ class CompleteGridSampler(optuna.samplers.GridSampler):
         for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
             if "grid_id" not in t.system_attrs or not self._same_search_space(t.system_attrs["search_space"]):
                 continue
-            if t.state in FINISHED or diverged(t):
+            if has_result(t):
                 done.add(t.system_attrs["grid_id"])
             elif t.state == TrialState.RUNNING:
                 running.add(t.system_attrs["grid_id"])

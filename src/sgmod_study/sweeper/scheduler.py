@@ -46,9 +46,9 @@ from sgmod_study.sweeper.signals import SweepInterrupted, ignoring_signals, stop
 from sgmod_study.sweeper.space import custom_overrides
 from sgmod_study.sweeper.storage import (
     DIVERGED,
-    FINISHED,
     count,
-    diverged,
+    count_results,
+    has_result,
     is_journal,
     open_storage,
     open_study,
@@ -137,7 +137,7 @@ class Sweep:
         self.unwritten = False  # trials finished since the result files were last written
         self.figures_written = time.monotonic()
         self.grid_exhausted = False
-        self.failed: list[int] = []  # numbers of the trials this process told FAIL (not interruptions)
+        self.failed: list[int] = []  # numbers of the trials this process told FAIL (not interruptions, not diverged)
         self.to_run = settings.n_trials  # finished trials this run has to add; set when it starts
         self.next_watch = 0.0  # when to look for other workers' orphaned trials next
         self.started = time.monotonic()  # for time_limit; reset when run() starts
@@ -154,10 +154,10 @@ class Sweep:
             with stop_on_signals():
                 self._watch_others()
                 self._enqueue_baselines()
-                self.to_run = max(0, self.settings.n_trials - count(self.study, *FINISHED))
-                # a grid that an earlier run covered with a diverged cell (one finished trial fewer
-                # than n_trials) has nothing left to run: Optuna's GridSampler would run a cell it
-                # picks at random again. A trial queued by hand still runs.
+                self.to_run = max(0, self.settings.n_trials - count_results(self.study))
+                # a grid whose every cell has a result has nothing left to run, whatever n_trials says:
+                # Optuna's GridSampler would run a cell it picks at random again. A trial queued by
+                # hand still runs.
                 sampler = self.study.sampler
                 if isinstance(sampler, CompleteGridSampler) and not count(self.study, TrialState.WAITING):
                     self.grid_exhausted = sampler.covered(self.study)
@@ -181,7 +181,7 @@ class Sweep:
             self._watch_others()
             if self._out_of_time():
                 return
-            finished = count(self.study, *FINISHED)
+            finished = count_results(self.study)
             if (finished >= self.settings.n_trials or self.grid_exhausted) and not self.running:
                 return
             in_flight = count(self.study, TrialState.RUNNING)  # every worker's, for a shared study
@@ -258,9 +258,9 @@ class Sweep:
         killed with its sweep (or failed and then got fixed) would never run again."""
         if not self.settings.enqueue_trials:
             return
-        live = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+        live = (TrialState.RUNNING, TrialState.WAITING)
         with study_lock(self.storage, self.settings.study_name):  # another worker may be enqueueing them
-            trials = [t for t in self.study.get_trials(deepcopy=False) if t.state in live or diverged(t)]
+            trials = [t for t in self.study.get_trials(deepcopy=False) if t.state in live or has_result(t)]
             for params in self.settings.enqueue_trials:
                 if not any(t.system_attrs.get("fixed_params", t.params) == dict(params) for t in trials):
                     self.study.enqueue_trial(dict(params))
@@ -333,8 +333,8 @@ class Sweep:
         fewer than the two of us started: the later-numbered trial gives way."""
         ahead = [
             t
-            for t in self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-            if t.number < trial.number
+            for t in self.study.get_trials(deepcopy=False)
+            if t.number < trial.number and (has_result(t) or t.state == TrialState.RUNNING)
         ]
         if len(ahead) < self.settings.n_trials:
             return False
@@ -427,13 +427,15 @@ class Sweep:
             return
         run.trial.set_user_attr("fail_reason", reason)
         self._record(run.trial, state=TrialState.FAIL)
-        self.failed.append(run.trial.number)
+        if not reason.startswith(DIVERGED):  # a diverged run is a result (a GAN's stability), not a broken setup
+            self.failed.append(run.trial.number)
         print(f"[sweep] trial {run.trial.number} FAILED: {reason} (log: {run.folder / 'trial.log'})")
 
     def _check_failure_rate(self) -> None:
         """Stop once more than max_failure_rate x the trials this run has to finish have failed in
         this run (0: at the first). Failures of earlier runs do not count: their causes may be
-        fixed, and the study must be able to go on; trials interrupted by a killed sweep never count."""
+        fixed, and the study must be able to go on; trials interrupted by a killed sweep never count,
+        nor do diverged ones: their training failed, not the setup, and the study counts them."""
         allowed = self.settings.max_failure_rate * self.to_run
         if len(self.failed) <= allowed:
             return

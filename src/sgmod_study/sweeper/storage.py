@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sgmod_study.errors import ConfigError
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # n_trials counts these and the diverged (has_result)
 
 # How the scheduler's fail_reason of a trial that exited 3 starts. Such a trial is a result of its
 # parameters (as a COMPLETE one is), not an accident: it is not run again, neither as an enqueued
@@ -29,6 +29,15 @@ DIVERGED = "training diverged"
 
 def diverged(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and str(trial.user_attrs.get("fail_reason", "")).startswith(DIVERGED)
+
+
+def has_result(trial: FrozenTrial) -> bool:
+    """Finished, pruned or diverged: what n_trials counts (a diverged run is a result, not run again)."""
+    return trial.state in FINISHED or diverged(trial)
+
+
+def count_results(study: optuna.Study) -> int:
+    return sum(has_result(t) for t in study.get_trials(deepcopy=False))
 
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9_=,.-]+")

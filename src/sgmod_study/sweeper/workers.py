@@ -14,7 +14,7 @@ from sgmod_study.run.cli import shown_path
 from sgmod_study.sweeper.scheduler import SweepFailed
 from sgmod_study.sweeper.settings import SweepSettings
 from sgmod_study.sweeper.signals import SweepInterrupted, stop_on_signals
-from sgmod_study.sweeper.storage import FINISHED, count, open_storage
+from sgmod_study.sweeper.storage import count_results, open_storage
 
 
 def run_workers(launcher, workers: int, fixed: Sequence[str], settings: SweepSettings) -> optuna.Study:
@@ -51,7 +51,7 @@ def run_workers(launcher, workers: int, fixed: Sequence[str], settings: SweepSet
         print(f"[sweep] worker {i} {how}; its running trials were queued again")
     storage, _ = open_storage(settings.storage, settings.study_name, OPTUNA_DIR)
     study = optuna.load_study(study_name=settings.study_name, storage=storage)
-    if stopped and count(study, *FINISHED) < settings.n_trials:
+    if stopped and count_results(study) < settings.n_trials:
         stop = next((s for s in stopped.values() if isinstance(s, SweepInterrupted)), SweepInterrupted(signal.SIGTERM))
         stop.study = study
         raise stop
