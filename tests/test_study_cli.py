@@ -267,12 +267,16 @@ def test_list_says_the_runs_left_and_their_run_hours_by_each_parts_median_run(tm
     timed = [{**row("sgmod", s, LEARNED[s]), "duration_s": 60.0 * m} for s, m in enumerate(minutes)]
     folder = record_dir("controls", repo)
     folder.mkdir(parents=True)
-    (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in timed))
+    diverged = {**row("sgmod", 4, 0.1), "state": "FAIL", "fail_reason": "training diverged: nan", "duration_s": 6.0}
+    stopped = {**row("sgmod", 5, 0.1), "state": "FAIL", "interrupted": True, "duration_s": 60.0}
+    (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*timed, diverged, stopped]))
     code, out, err = cli(["list", "classifier"], repo, monkeypatch, capsys)
     assert (code, err) == (0, "")
+    controls = out.splitlines()[1]
+    assert controls.split()[:3] == ["controls", "grid", "5/72"] and "4 complete, 1 diverged, 1 interrupted" in controls
     planned = sum(part.trials for part in CLASSIFIER.parts.values())
-    # controls: 68 left at its own median of 8 min; every other part at the study's median, also 8 min
-    left = planned - 4
+    # controls: 67 left at its own median of 8 min (finished runs only); every other part at the study's, also 8
+    left = planned - 5
     assert out.splitlines()[-1] == (
         f"  left: {left} of {planned} runs, about {left * 8 / 60:.1f} run-hours at the median recorded run (8.0 min, "
         "on the machines that ran them; each part's own where it has one). Runs side by side share them: divide by "

@@ -114,8 +114,15 @@ def complete(rows: Sequence[Mapping]) -> list[Mapping]:
 
 
 def summary(rows: Sequence[Mapping]) -> str:
-    states = ["INTERRUPTED" if row.get("interrupted") else row["state"] for row in rows]
+    """How many runs ended how: complete, diverged (a result), fail, interrupted, ..."""
+    states = [_outcome(row) for row in rows]
     return ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states))) or "no trials yet"
+
+
+def _outcome(row: Mapping) -> str:
+    if row.get("interrupted"):
+        return "INTERRUPTED"
+    return "DIVERGED" if is_diverged(row) else row["state"]
 
 
 def run_minutes(rows: Sequence[Mapping]) -> list[float]:
