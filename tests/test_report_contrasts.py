@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from helpers.records import FIXED, LEARNED  # the learnable Sgmod better on every seed
+from helpers.records import FIXED, LEARNED, write_parts  # the learnable Sgmod better on every seed
 from helpers.records import row as _row
 from helpers.report_records import (
     EPYC,
@@ -17,7 +17,6 @@ from helpers.report_records import (
     controls_record,
     on_machine,
     report_page,
-    rows_record,
     sweep_row,
 )
 from sgmod_study.study import stats
@@ -84,7 +83,7 @@ def test_every_paired_table_has_a_tost_column_per_margin(tmp_path):
 
 
 def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds(tmp_path):
-    record = rows_record(
+    record = write_parts(
         tmp_path,
         {
             "confirm_sgmod": [_row("sgmod", s, a, gamma=[1.0 + s / 10, 1.2]) for s, a in enumerate(LEARNED)],
@@ -120,14 +119,14 @@ def test_tuned_sgmod_is_compared_with_each_tuned_baseline_on_the_fresh_seeds(tmp
     assert "| sgmod_default | head.act |" not in text  # its rows carry no gamma/beta record
     assert (tmp_path / "study_figures" / "gamma_beta_tuned.png").stat().st_size > 5000
     empty = confirm.render(
-        confirm.compute(classifier_study(), rows_record(tmp_path / "none", {})), report_page(tmp_path)
+        confirm.compute(classifier_study(), write_parts(tmp_path / "none", {})), report_page(tmp_path)
     )
     assert empty[-1].startswith("Not run yet (no finished run in part confirm_sgmod, confirm_sgmod_default")
 
 
 def test_the_winners_curse_puts_each_sweeps_best_beside_its_fresh_seed_mean(tmp_path):
     fresh = [sweep_row(100 + s, a, {"seed": 100 + s}) for s, a in enumerate(FIXED)]  # val/acc_best 0.9129 on average
-    record = rows_record(
+    record = write_parts(
         tmp_path,
         {
             "sweep_relu": [sweep_row(0, 0.925, {"optimizer.lr": 1e-3}), sweep_row(1, 0.930, {"optimizer.lr": 5e-3})],
@@ -171,7 +170,7 @@ def test_the_machine_effect_from_the_controls_is_a_pooled_two_sample_estimate(tm
     rows = on_machine(EPYC, [_row("relu", s, a) for s, a in enumerate(cpu)])
     rows += [_row("relu", 10 + s, a) for s, a in enumerate(gpu)]  # _row runs on "Test GPU"
     # one variant: exactly the pooled (equal-variance) two-sample t interval
-    effect = confirm.controls_effect(classifier_study(), rows_record(tmp_path / "a", {"controls": rows}))
+    effect = confirm.controls_effect(classifier_study(), write_parts(tmp_path / "a", {"controls": rows}))
     reference = scipy_stats.ttest_ind(gpu, cpu, equal_var=True).confidence_interval(0.95)
     assert effect["mean"] == pytest.approx(np.mean(gpu) - np.mean(cpu))
     assert (effect["low"], effect["high"]) == (pytest.approx(reference.low), pytest.approx(reference.high))
@@ -180,11 +179,11 @@ def test_the_machine_effect_from_the_controls_is_a_pooled_two_sample_estimate(tm
     # weight, so the estimate is the plain mean of the two differences (0.004 and 0.00475)
     rows += on_machine(EPYC, [_row("tanh", s, a - 0.004) for s, a in enumerate(gpu[:3])])
     rows += [_row("tanh", 10 + s, a) for s, a in enumerate(gpu[:3] + [np.mean(gpu[:3])])]
-    both = confirm.controls_effect(classifier_study(), rows_record(tmp_path / "b", {"controls": rows}))
+    both = confirm.controls_effect(classifier_study(), write_parts(tmp_path / "b", {"controls": rows}))
     assert both["mean"] == pytest.approx((0.004 + np.mean(gpu) - np.mean(cpu)) / 2)
     # a variant with one run on a side says nothing about its variance: left out
     one_side = [_row("sigmoid", 0, 0.9), _row("sigmoid", 1, 0.91), *on_machine(EPYC, [_row("sigmoid", 2, 0.92)])]
-    assert confirm.controls_effect(classifier_study(), rows_record(tmp_path / "c", {"controls": one_side})) is None
+    assert confirm.controls_effect(classifier_study(), write_parts(tmp_path / "c", {"controls": one_side})) is None
 
 
 def test_a_configuration_retrained_on_a_gpu_and_a_cpu_gives_the_machine_effect_paired_by_seed(tmp_path):
@@ -203,7 +202,7 @@ def test_a_configuration_retrained_on_a_gpu_and_a_cpu_gives_the_machine_effect_p
             EPYC, runs("tanh", 2e-3, FIXED)
         ),  # another configuration: no twin of confirm_tanh
     }
-    data = confirm.compute(classifier_study(), rows_record(tmp_path / "a", parts))
+    data = confirm.compute(classifier_study(), write_parts(tmp_path / "a", parts))
     text = "\n".join(confirm.render(data, report_page(tmp_path)))
     assert "- tanh on a GPU minus tanh_cpu, the same configuration and seeds on a CPU (paired, 8 seeds): +0.20" in text
     assert text.count("on a GPU minus") == 1 and "`tanh_cpu` is `tanh` again (its settings and seeds) on a CPU." in text
@@ -217,7 +216,7 @@ def test_a_configuration_retrained_on_a_gpu_and_a_cpu_gives_the_machine_effect_p
     # all on one kind of machine: no machine paragraph at all
     same = {name: on_machine(EPYC, rows) for name, rows in parts.items()}
     alike = confirm.render(
-        confirm.compute(classifier_study(), rows_record(tmp_path / "b", same)), report_page(tmp_path)
+        confirm.compute(classifier_study(), write_parts(tmp_path / "b", same)), report_page(tmp_path)
     )
     assert "one kind of machine" not in "\n".join(alike)
 
@@ -231,7 +230,7 @@ def test_a_machine_effect_whose_interval_holds_zero_is_consistent_with_non_deter
             EPYC, [{**_row("tanh", s, a), "config": {"lr": 1}} for s, a in enumerate(FIXED)]
         ),
     }
-    data = confirm.compute(classifier_study(), rows_record(tmp_path, parts))
+    data = confirm.compute(classifier_study(), write_parts(tmp_path, parts))
     sentence = document.machine_effect_sentence(data, classifier_study())
     assert sentence.startswith(
         "Accuracies from different machines are consistent with floating-point "

@@ -10,14 +10,16 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from helpers.records import LEARNED  # the learnable Sgmod better on every seed
+from helpers.records import (
+    LEARNED,  # the learnable Sgmod better on every seed
+    write_parts,
+)
 from helpers.records import row as _row
 from helpers.report_records import (
     BASELINE_PARAMS,
     SGMOD_PARAMS,
     classifier_study,
     report_page,
-    rows_record,
     sweep_importance,
     sweep_row,
     sweep_trials,
@@ -113,7 +115,7 @@ def test_the_recommended_confirm_part_says_which_network_parameters_moved(tmp_pa
         "optimizer": {"lr": 3e-3, "weight_decay": 1e-4},
     }
     runs = [{**_row("sgmod", 100 + s, a), "config": default} for s, a in enumerate(LEARNED)]
-    record = rows_record(tmp_path, {"sweep_sgmod": [sweep_row(0, 0.92, start)], "confirm_sgmod_default": runs})
+    record = write_parts(tmp_path, {"sweep_sgmod": [sweep_row(0, 0.92, start)], "confirm_sgmod_default": runs})
     text = "\n".join(confirm.render(confirm.compute(classifier_study(), record), report_page(tmp_path)))
     assert (
         "`sgmod_default` also moves the network's own parameters from where sweep_sgmod started (its trial 0, "
@@ -130,7 +132,7 @@ def test_sweep_travel_states_how_far_gamma_beta_could_and_did_move_over_the_tria
     assert moves == {"n": 2, "could": [0.6, 2.3], "moved": [0.5, 0.5], "enough": 1}
     text = "\n".join(
         sweeps.render(
-            sweeps.compute(classifier_study(), rows_record(tmp_path, {"sweep_sgmod": rows})), report_page(tmp_path)
+            sweeps.compute(classifier_study(), write_parts(tmp_path, {"sweep_sgmod": rows})), report_page(tmp_path)
         )
     )
     assert "they could travel 1.45 (median; 0.60 to 2.30) and moved 0.50" in text
@@ -140,7 +142,7 @@ def test_sweep_travel_states_how_far_gamma_beta_could_and_did_move_over_the_tria
 def test_sweeps_are_compared_at_the_fewest_trials_any_sweep_has_finished(tmp_path):
     sgmod = [sweep_row(i, acc, SGMOD_PARAMS) for i, acc in enumerate((0.90, 0.92, 0.94))]
     relu = [sweep_row(i, acc, BASELINE_PARAMS) for i, acc in enumerate((0.91, 0.93))]
-    record = rows_record(tmp_path, {"sweep_sgmod": sgmod, "sweep_relu": relu})
+    record = write_parts(tmp_path, {"sweep_sgmod": sgmod, "sweep_relu": relu})
     text = "\n".join(sweeps.render(sweeps.compute(classifier_study(), record), report_page(tmp_path)))
     assert "| expected best of 2 [95% CI] |" in text
     # expected best of 2 draws: (0.90 * 1 + 0.92 * 3 + 0.94 * 5) / 9 for sgmod, (0.91 + 3 * 0.93) / 4 for relu
@@ -160,7 +162,7 @@ def test_sweeps_are_compared_at_the_fewest_trials_any_sweep_has_finished(tmp_pat
     assert "Best Sgmod configuration so far: " in text  # 3 of its 64 trials
     complete = [sweep_row(i, 0.9 + i / 1000, SGMOD_PARAMS) for i in range(64)]
     full = sweeps.render(
-        sweeps.compute(classifier_study(), rows_record(tmp_path / "full", {"sweep_sgmod": complete})),
+        sweeps.compute(classifier_study(), write_parts(tmp_path / "full", {"sweep_sgmod": complete})),
         report_page(tmp_path),
     )
     assert any(line.startswith("Best Sgmod configuration: ") for line in full)
@@ -175,7 +177,7 @@ def test_the_share_of_small_gamma_inits_is_put_beside_the_rest(tmp_path):
         sweep_row(3 + i, acc, {**SGMOD_PARAMS, "activation.gamma_init": 2.0})
         for i, acc in enumerate((0.92, 0.93, 0.91, 0.925, 0.915))
     ]
-    data = sweeps.compute(classifier_study(), rows_record(tmp_path, {"sweep_sgmod": small + rest}))
+    data = sweeps.compute(classifier_study(), write_parts(tmp_path, {"sweep_sgmod": small + rest}))
     (g,) = data.small_gamma
     assert (g.total, g.n, g.failing, g.median, g.rest_median) == (8, 3, 2, 0.88, 0.92)
     text = "\n".join(sweeps.render(data, report_page(tmp_path)))
@@ -199,18 +201,18 @@ def test_the_budget_is_read_from_the_rows_and_a_shorter_sweep_is_called_a_cheape
     assert epochs([]) == "?"
     same = sweeps.fidelity(
         classifier_study(),
-        rows_record(tmp_path / "a", {"sweep_sgmod": [run(10)], "controls": [run(10)], "confirm_relu": [run(10)]}),
+        write_parts(tmp_path / "a", {"sweep_sgmod": [run(10)], "controls": [run(10)], "confirm_relu": [run(10)]}),
     )
     assert same.startswith(
         "Every sweep trial trains for the full budget (10 epochs, as the controls and the confirmation runs)"
     )
     shorter = sweeps.fidelity(
         classifier_study(),
-        rows_record(tmp_path / "b", {"sweep_sgmod": [run(3)], "sweep_relu": [run(3)], "confirm_sgmod": [run(10)]}),
+        write_parts(tmp_path / "b", {"sweep_sgmod": [run(3)], "sweep_relu": [run(3)], "confirm_sgmod": [run(10)]}),
     )
     assert shorter.startswith("The sweep trials train for 3 epochs, the controls and the confirmation runs for 10")
     assert (
-        sweeps.fidelity(classifier_study(), rows_record(tmp_path / "c", {"controls": [run(10)]})) == ""
+        sweeps.fidelity(classifier_study(), write_parts(tmp_path / "c", {"controls": [run(10)]})) == ""
     )  # no sweep finished
 
 

@@ -16,7 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers.records import CLASSIFIER, FIXED, LEARNED, fake_study, no_sweep, record_dir, record_of, row, sgmod_sweep
+from helpers.records import (
+    CLASSIFIER,
+    FIXED,
+    LEARNED,
+    fake_study,
+    no_sweep,
+    record_dir,
+    record_of,
+    row,
+    sgmod_sweep,
+    write_parts,
+)
 from helpers.records import study_cli as cli
 from helpers.runs import ROOT
 from sgmod_study.study.export import export, run_folder
@@ -265,11 +276,9 @@ def test_list_says_the_runs_left_and_their_run_hours_by_each_parts_median_run(tm
     repo = tmp_path / "repo"
     minutes = [5, 7, 9, 30]
     timed = [{**row("sgmod", s, LEARNED[s]), "duration_s": 60.0 * m} for s, m in enumerate(minutes)]
-    folder = record_dir("controls", repo)
-    folder.mkdir(parents=True)
     diverged = {**row("sgmod", 4, 0.1), "state": "FAIL", "fail_reason": "training diverged: nan", "duration_s": 6.0}
     stopped = {**row("sgmod", 5, 0.1), "state": "FAIL", "interrupted": True, "duration_s": 60.0}
-    (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*timed, diverged, stopped]))
+    write_parts(record_of(repo).folder, {"controls": [*timed, diverged, stopped]})
     code, out, err = cli(["list", "classifier"], repo, monkeypatch, capsys)
     assert (code, err) == (0, "")
     controls = out.splitlines()[1]
@@ -283,7 +292,7 @@ def test_list_says_the_runs_left_and_their_run_hours_by_each_parts_median_run(tm
         "their number for the wall time"
     )
     # none timed yet: said so, with no guess
-    (folder / "runs.jsonl").write_text("")
+    write_parts(record_of(repo).folder, {"controls": []})
     assert cli(["list", "classifier"], repo, monkeypatch, capsys)[1].splitlines()[-1] == (
         f"  left: {planned} of {planned} runs (no finished run to time them by yet)"
     )

@@ -8,12 +8,11 @@ import subprocess
 import sys
 from dataclasses import dataclass, fields
 
-from helpers.records import FIXED, LEARNED  # the learnable Sgmod better on every seed
+from helpers.records import FIXED, LEARNED, write_parts  # the learnable Sgmod better on every seed
 from helpers.records import row as _row
 from helpers.report_records import (
     BASELINE_PARAMS,
     classifier_study,
-    rows_record,
     sweep_row,
 )
 from sgmod_study.study.report import document
@@ -24,7 +23,7 @@ from sgmod_study.study.spec import Study, with_activation
 def test_the_report_is_written_from_the_records_alone(tmp_path, monkeypatch):
     rows = [_row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
     rows += [_row("sgmod_fixed", s, a) for s, a in enumerate(FIXED)]
-    record, study = rows_record(tmp_path / "study" / "classifier", {"controls": rows}), classifier_study()
+    record, study = write_parts(tmp_path / "study" / "classifier", {"controls": rows}), classifier_study()
     monkeypatch.chdir(tmp_path)  # the repository: the report's paths are relative to it
     text = write_report(study, record)
     assert (tmp_path / "docs" / "report" / "study.md").read_text() == text
@@ -52,7 +51,7 @@ def test_the_scope_paragraph_comes_from_the_study(tmp_path):
 
     base = classifier_study()
     scoped = Scoped(**({f.name: getattr(base, f.name) for f in fields(base)} | {"scope": "the 2-conv CNN only."}))
-    record = rows_record(tmp_path / "record", {"controls": [_row("sgmod", 0, 0.9)]})
+    record = write_parts(tmp_path / "record", {"controls": [_row("sgmod", 0, 0.9)]})
     lines = document.header(scoped, record, None)
     assert "Scope: the 2-conv CNN only." in lines
     assert lines.index("Scope: the 2-conv CNN only.") < next(i for i, x in enumerate(lines) if x.startswith("Machines"))
@@ -61,9 +60,9 @@ def test_the_scope_paragraph_comes_from_the_study(tmp_path):
 def test_the_report_is_titled_results_once_every_part_is_complete(tmp_path):
     study = classifier_study()
     parts = {name: [_row("relu", s, 0.9) for s in range(p.trials)] for name, p in study.parts.items()}
-    assert document.is_complete(study, rows_record(tmp_path / "a", parts))
+    assert document.is_complete(study, write_parts(tmp_path / "a", parts))
     parts["confirm_relu"][3] = {**parts["confirm_relu"][3], "state": "FAIL"}  # 9 of 10 finished
-    assert not document.is_complete(study, rows_record(tmp_path / "b", parts))
+    assert not document.is_complete(study, write_parts(tmp_path / "b", parts))
 
 
 def test_a_users_activation_gets_its_sweep_and_confirm_sections_against_the_baselines(tmp_path, monkeypatch):
@@ -72,7 +71,7 @@ def test_a_users_activation_gets_its_sweep_and_confirm_sections_against_the_base
     relu = [sweep_row(i, 0.91 + i / 1000, BASELINE_PARAMS) for i in range(3)]
     fresh = [{**_row("myact", 100 + s, a), "config": {"lr": 1}} for s, a in enumerate(LEARNED)]
     base = [{**_row("relu", 100 + s, a), "config": {"lr": 2}} for s, a in enumerate(FIXED)]
-    record = rows_record(
+    record = write_parts(
         tmp_path / "study" / "classifier",
         {"sweep_myact": mine, "sweep_relu": relu, "confirm_myact": fresh, "confirm_relu": base},
     )
@@ -108,7 +107,7 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "lightning",
 
 def test_writing_the_report_imports_no_torch(tmp_path):
     rows = [_row("sgmod", s, a, gamma=[1.1]) for s, a in enumerate(LEARNED)]
-    rows_record(
+    write_parts(
         tmp_path / "study" / "classifier", {"controls": rows, "sweep_relu": [sweep_row(0, 0.9, BASELINE_PARAMS)]}
     )
     done = subprocess.run(

@@ -4,14 +4,12 @@ record's runs.jsonl, and a sweep whose score depends on |beta|/gamma alone."""
 from __future__ import annotations
 
 import functools
-import json
-from pathlib import Path
 
 import optuna
 from optuna.distributions import FloatDistribution
 
 from helpers.records import row as _row
-from sgmod_study.study.record import Record
+from helpers.records import write_parts
 from sgmod_study.study.report import figures, importance
 from sgmod_study.study.spec import Study, load_study
 
@@ -45,14 +43,6 @@ def sweep_row(number, value, params, test=None):
     }
 
 
-def rows_record(folder: Path, parts: dict) -> Record:
-    """A record in ``folder`` holding each part's rows (runs.jsonl only: no journal)."""
-    for part, rows in parts.items():
-        (folder / part).mkdir(parents=True, exist_ok=True)
-        (folder / part / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return Record(folder)
-
-
 def classifier_study() -> Study:
     return load_study("classifier")
 
@@ -63,7 +53,7 @@ def report_page(tmp_path, numbers=None) -> figures.Page:
 
 def controls_record(tmp_path, table):
     rows = [_row(variant, s, a) for variant, values in table.items() for s, a in enumerate(values)]
-    return rows_record(tmp_path / "record", {"controls": rows})
+    return write_parts(tmp_path / "record", {"controls": rows})
 
 
 def sweep_trials(n):

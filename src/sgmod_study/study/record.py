@@ -135,7 +135,7 @@ def time_left(study: Study, record: Record) -> str:
     recorded run where it has one, the study's median for the parts not run yet."""
     left = {name: max(part.trials - record.finished(name), 0) for name, part in study.parts.items()}
     timed = {name: run_minutes(record.rows(name)) for name in study.parts}
-    everything = sorted(m for minutes in timed.values() for m in minutes)
+    everything = [m for minutes in timed.values() for m in minutes]
     total, planned = sum(left.values()), sum(part.trials for part in study.parts.values())
     if not total:
         return f"left: none of {planned} runs"
