@@ -80,7 +80,10 @@ def render(data: Length, page: figures.Page) -> list[str]:
         return [*lines, f"Not run yet (no finished run in part {data.part})."]
     if not data.complete:
         lines += [f"So far {data.progress} of {data.part}.", ""]
-    left = f"; {data.left_out} failed runs (diverged or collapsed) are left out" if data.left_out else ""
+    left = ""
+    if data.left_out:
+        verb = "run (diverged or collapsed) is" if data.left_out == 1 else "runs (diverged or collapsed) are"
+        left = f"; {data.left_out} failed {verb} left out"
     lines += [
         f"The validation {' and '.join(name(m) for m in data.metrics)} after each epoch, the mean over the seeds "
         f"of the runs that did not fail at each learning rate{left}.",
