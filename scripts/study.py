@@ -99,9 +99,10 @@ def list_parts(studies: list[Study], folder: Path | None) -> int:
     for study in studies:
         record = record_of(study, folder)
         lines.append(f"{study.name}: {study.question}")
+        width = max(len(name) for name in study.parts)
         for name, part in study.parts.items():
             done = f"{record.finished(name):3d}/{part.trials:<3d}"
-            lines.append(f"  {name:22s} {part.kind:8s} {done} {summary(record.rows(name)):38s} {part.question}")
+            lines.append(f"  {name:{width}s} {part.kind:8s} {done} {summary(record.rows(name)):38s} {part.question}")
         lines.append(f"  {time_left(study, record)}")
     print("\n".join(lines))
     return 0

@@ -283,6 +283,10 @@ def test_list_says_the_runs_left_and_their_run_hours_by_each_parts_median_run(tm
     assert (code, err) == (0, "")
     controls = out.splitlines()[1]
     assert controls.split()[:3] == ["controls", "grid", "5/72"] and "4 complete, 1 diverged, 1 interrupted" in controls
+    # the columns line up however long a part's name (confirm_sgmod_default_at_1_0 is 28 characters)
+    parts = out.splitlines()[1:-1]
+    assert len(parts) == len(CLASSIFIER.parts) and max(map(len, CLASSIFIER.parts)) > 22
+    assert len({line.index(f" {kind} ") for line, kind in zip(parts, (p.kind for p in CLASSIFIER.parts.values()))}) == 1
     planned = sum(part.trials for part in CLASSIFIER.parts.values())
     # controls: 67 left at its own median of 8 min (finished runs only); every other part at the study's, also 8
     left = planned - 5
