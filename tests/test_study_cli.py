@@ -286,7 +286,8 @@ def test_list_says_the_runs_left_and_their_run_hours_by_each_parts_median_run(tm
     # the columns line up however long a part's name (confirm_sgmod_default_at_1_0 is 28 characters)
     parts = out.splitlines()[1:-1]
     assert len(parts) == len(CLASSIFIER.parts) and max(map(len, CLASSIFIER.parts)) > 22
-    assert len({line.index(f" {kind} ") for line, kind in zip(parts, (p.kind for p in CLASSIFIER.parts.values()))}) == 1
+    kinds = [part.kind for part in CLASSIFIER.parts.values()]
+    assert len({line.index(f" {kind} ") for line, kind in zip(parts, kinds, strict=True)}) == 1
     planned = sum(part.trials for part in CLASSIFIER.parts.values())
     # controls: 67 left at its own median of 8 min (finished runs only); every other part at the study's, also 8
     left = planned - 5

@@ -19,6 +19,7 @@ from sgmod_study.nn.models import build_model
 from sgmod_study.nn.norms import batch_statistics
 from sgmod_study.tasks.checkpoints import read_checkpoint, rebuild_task
 from sgmod_study.tasks.optim import build_optimizer, build_scheduler
+from sgmod_study.tasks.step_logging import values_written_this_step
 
 
 class Classifier(L.LightningModule):
@@ -91,7 +92,8 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, self.train_loss, self.train_acc, "train")
-        self.log("train/loss_step", loss, on_step=True, on_epoch=False)  # the per-step curve
+        if values_written_this_step(self.trainer):
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False)  # the per-step curve
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:

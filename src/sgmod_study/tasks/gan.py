@@ -52,6 +52,7 @@ from sgmod_study.tasks.gan_metrics import (
 )
 from sgmod_study.tasks.gan_quality import QUALITY_KEYS
 from sgmod_study.tasks.optim import build_optimizer
+from sgmod_study.tasks.step_logging import values_written_this_step
 
 BEST_KEYS = ("val/fid_best", "val/kid_best", "val/best_epoch")
 
@@ -146,7 +147,8 @@ class GAN(L.LightningModule):
         g_loss = None
         if (batch_idx + 1) % self.d_steps == 0:
             g_loss = logs["train/g_loss"] = self._generator_step(opt_g, fake)
-        self.log_dict(logs, prog_bar=True)
+        if values_written_this_step(self.trainer):
+            self.log_dict(logs, prog_bar=True)
         self.check_divergence(logs["train/d_loss"], g_loss, self.trainer)
 
     def _discriminator_step(self, opt_d: LightningOptimizer, real: torch.Tensor, fake: torch.Tensor) -> dict:
