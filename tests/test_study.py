@@ -112,6 +112,26 @@ def test_export_keeps_rows_whose_run_folders_are_on_another_machine(tmp_path):
     assert read_rows(record_dir("controls", tmp_path) / "runs.jsonl") == rows
 
 
+def test_while_a_part_runs_only_its_newly_ended_trials_are_read_and_a_running_one_gets_no_row(tmp_path, monkeypatch):
+    study = fake_study(tmp_path, "controls", 2)
+    export(record_of(tmp_path), "controls")
+    running = study.ask({"x": FloatDistribution(0, 1)})
+    study.tell(study.ask({"x": FloatDistribution(0, 1)}), 0.7)  # trial 3 ended, trial 2 still runs
+    read = []
+
+    def reading(trial):
+        read.append(trial.number)
+        return {"number": trial.number, "state": trial.state.name}
+
+    monkeypatch.setattr("sgmod_study.study.export.trial_row", reading)
+    rows = export(record_of(tmp_path), "controls", new_only=True)
+    assert read == [3] and [r["number"] for r in rows] == [0, 1, 3]
+    assert rows[0]["metrics"] == {"test/acc": 0.0}  # read before, kept as it was
+    study.tell(running, 0.2)
+    assert [r["number"] for r in export(record_of(tmp_path), "controls", new_only=True)] == [0, 1, 2, 3]
+    assert read == [3, 2]
+
+
 def test_a_row_names_the_cpus_vector_extension_which_one_model_name_does_not():
     here = machine()
     assert here["cpu_capability"] in ("DEFAULT", "NO AVX", "AVX2", "AVX512", "Z VECTOR", "VSX", "SVE256")
@@ -183,6 +203,7 @@ class StubSweep:
     TRIAL_S = 0.6
     log: list = []
     deaf = False
+    gradual = False  # record each round's trials as it ends, not all at the sweep's end
 
     def __init__(self, command, cwd=".", **kwargs):
         options = dict(a.split("=", 1) for a in command if a.startswith("hydra."))
@@ -191,6 +212,7 @@ class StubSweep:
         self.trials = int(options["hydra.sweeper.n_trials"])
         self.limit = float(options.get("hydra.sweeper.time_limit", "inf"))
         self.start, self.code, self.stdout, self.stderr = time.monotonic(), None, io.BytesIO(), io.BytesIO()
+        self.before = None
         StubSweep.log.append((self.name, self.jobs, self.start))
 
     def _study(self):
@@ -202,21 +224,26 @@ class StubSweep:
     def poll(self):
         if self.code is not None:
             return self.code
-        elapsed = time.monotonic() - self.start
         study = self._study()
-        done = len(study.trials)
-        rounds = math.ceil((self.trials - done) / self.jobs)
+        if self.before is None:
+            self.before = len(study.trials)  # recorded before this sweep started
+        rounds = math.ceil((self.trials - self.before) / self.jobs)
         if not self.deaf and math.isfinite(self.limit):
             rounds = min(rounds, int(self.limit / self.TRIAL_S))  # the rounds that end in time
-        if elapsed < rounds * self.TRIAL_S:
+        ended = int((time.monotonic() - self.start) / self.TRIAL_S)
+        if ended < rounds:
+            if self.gradual:
+                self._record(study, self.before + self.jobs * ended)
             return None
-        finishing = min(self.trials - done, self.jobs * rounds)
-        for _ in range(finishing):
+        self._record(study, self.before + min(self.trials - self.before, self.jobs * rounds))
+        self.code = 0
+        return 0
+
+    def _record(self, study, total):
+        for _ in range(total - len(study.trials)):
             study.add_trial(
                 optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=0.9)
             )
-        self.code = 0
-        return 0
 
     def wait(self, timeout=None):
         while self.poll() is None:
@@ -268,6 +295,24 @@ def test_slots_left_over_by_one_part_go_to_an_independent_one(tmp_path, stub_par
     (a, a_jobs, a_start), (b, b_jobs, b_start), (c, c_jobs, _) = StubSweep.log
     assert (a, a_jobs, b, b_jobs, c, c_jobs) == ("sweep_a", 4, "sweep_b", 1, "confirm_a", 2)
     assert b_start - a_start < 0.1  # at once: sweep_a has 4 trials left, the fifth slot goes to sweep_b
+
+
+def test_a_running_part_records_the_rows_of_its_ended_trials_before_it_ends(tmp_path, stub_parts, monkeypatch):
+    study, record = stub_parts
+    monkeypatch.setattr(StubSweep, "gradual", True)
+    monkeypatch.setattr(StubSweep, "TRIAL_S", 0.25)
+    monkeypatch.setattr(runner, "ROWS_EVERY_S", 0.05)
+    rows_seen = []
+
+    class Watched(StubSweep):
+        def poll(self):
+            rows_seen.append(record.finished("sweep_a"))
+            return super().poll()
+
+    monkeypatch.setattr(runner, "subprocess", SimpleNamespace(Popen=Watched, PIPE=-1, STDOUT=-2))
+    assert runner.run(study, record, "sweep_a", ["hydra.sweeper.n_jobs=1"]) == 0
+    assert {1, 2, 3} <= set(rows_seen)  # in runs.jsonl while the sweep still ran (4 trials, one at a time)
+    assert record.finished("sweep_a") == 4
 
 
 def test_every_part_stops_at_the_deadline_and_resumes_next_time(tmp_path, stub_parts, capsys):

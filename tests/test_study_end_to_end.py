@@ -78,7 +78,7 @@ def test_a_declared_study_runs_to_its_record_and_its_report(tiny_repo):
     assert "[study] sweep_relu: starting, 2 trial(s) at once" in output  # both sweeps at once on 4 slots
     assert "[study] sweep_tanh: starting, 2 trial(s) at once" in output
     listing = study_cli(repo, "list", "tiny")
-    assert listing.returncode == 0 and "confirm_tanh           confirm    2/2" in listing.stdout
+    assert listing.returncode == 0 and "  confirm_tanh confirm    2/2   2 complete" in listing.stdout
     report = study_cli(repo, "report", "tiny")
     assert report.returncode == 0, report.stderr
     text = (repo / "docs" / "report" / "tiny.md").read_text()

@@ -27,9 +27,11 @@ SAMPLES = "samples"  # a run folder's sample grids, and the record's copies of t
 FINAL_GRID = "final.png"
 
 
-def export(record: Record, part: str, samples: bool = False) -> list[dict]:
+def export(record: Record, part: str, samples: bool = False, new_only: bool = False) -> list[dict]:
     """Refresh ``<record>/<part>/runs.jsonl`` from the part's study and the run folders here (and
-    with ``samples``, copy their final sample grids into the record)."""
+    with ``samples``, copy their final sample grids into the record). With ``new_only`` (while the
+    part's sweep runs) only the trials that ended since the file was written are read: a running
+    trial gets no row yet, and reading every run's TensorBoard events again would cost seconds each."""
     from sgmod_study.tasks.checkpoints import write_atomic
 
     study = record.load(part)
@@ -37,6 +39,8 @@ def export(record: Record, part: str, samples: bool = False) -> list[dict]:
     path = record.folder / part / RUNS_FILE
     rows = {row["number"]: row for row in read_rows(path)}
     for trial in study.get_trials(deepcopy=False):
+        if new_only and (not trial.state.is_finished() or rows.get(trial.number, {}).get("state") == trial.state.name):
+            continue
         rows[trial.number] = {**rows.get(trial.number, {}), **trial_row(trial)}
         if samples:
             rows[trial.number] |= _copied_grid(trial, record.folder / part)

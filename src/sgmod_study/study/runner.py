@@ -1,7 +1,7 @@
 """Running a study's parts: each part is one resumable ``python src/train.py -m`` sweep whose
 Optuna journal is the part's record. ``run STUDY all`` runs the parts that do not depend on each
 other side by side while the machine has free trial slots, stops them all at ``--time-limit``,
-and refreshes each part's ``runs.jsonl`` as it ends."""
+and refreshes each part's ``runs.jsonl`` while it runs (its ended trials) and as it ends."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ ALL = "all"  # `run STUDY all`: every unfinished part
 # more they are terminated.
 STOP_GRACE_S = 120.0
 POLL_S = 1.0
+# While a part runs, its runs.jsonl gains the rows of its ended trials this often: a record
+# committed mid-part then holds them (a run folder does not outlive the machine it ran on).
+ROWS_EVERY_S = 60.0
 N_JOBS = "hydra.sweeper.n_jobs="
 
 
@@ -92,6 +95,7 @@ class Launch:
     process: subprocess.Popen
     jobs: int
     console: tuple[threading.Thread, ...] = ()  # show the sweep's lines until it ends
+    journal_seen: int = 0  # the journal's modification time (ns) when its rows were last refreshed
 
 
 def run(
@@ -161,7 +165,7 @@ def run_parts(
                 running += _start_ready(study, record, waiting, running, total, kept, deadline)
             if not running:
                 break
-            ended = _wait_for_one(running, deadline)
+            ended = _wait_for_one(record, running, deadline)
             running.remove(ended)
             code = code or _finish(record, ended)
             # a sweep that ended short of its trials without an error stopped at its time limit: it
@@ -224,13 +228,18 @@ def _past(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
 
 
-def _wait_for_one(running: Sequence[Launch], deadline: float | None) -> Launch:
-    """The first launch to end; past the deadline plus the grace, every sweep is terminated."""
-    warned = False
+def _wait_for_one(record: Record, running: Sequence[Launch], deadline: float | None) -> Launch:
+    """The first launch to end; meanwhile the rows of ended trials go to the running parts' records
+    every ROWS_EVERY_S; past the deadline plus the grace, every sweep is terminated."""
+    warned, rows_due = False, time.monotonic() + ROWS_EVERY_S
     while True:
         for launch in running:
             if launch.process.poll() is not None:
                 return launch
+        if time.monotonic() >= rows_due:
+            rows_due = time.monotonic() + ROWS_EVERY_S
+            for launch in running:
+                _refresh_rows(record, launch)
         if deadline is not None and time.monotonic() >= deadline + STOP_GRACE_S:
             if not warned:
                 print("[study] time limit reached; stopping the sweeps (they resume next time)")
@@ -238,6 +247,20 @@ def _wait_for_one(running: Sequence[Launch], deadline: float | None) -> Launch:
                     launch.process.terminate()
                 warned = True
         time.sleep(POLL_S)
+
+
+def _refresh_rows(record: Record, launch: Launch) -> None:
+    """The rows of the trials that ended since the part's journal was last read, if it changed."""
+    name, journal = launch.part.name, record.folder / launch.part.name / JOURNAL
+    if not journal.is_file():
+        return  # no trial has started yet
+    try:
+        changed = journal.stat().st_mtime_ns
+        if changed != launch.journal_seen:
+            launch.journal_seen = changed
+            export(record, name, samples=launch.part.kind == "confirm", new_only=True)
+    except Exception as err:  # noqa: BLE001 - never stop the sweeps over it: the part's end refreshes the rows again
+        print(f"[study] {name}: runs.jsonl not refreshed while the part runs ({type(err).__name__}: {err})")
 
 
 def _finish(record: Record, launch: Launch) -> int:
