@@ -1,8 +1,8 @@
 """Whether a training step's per-step values reach the loggers.
 
 Lightning writes a step's logged values only every ``trainer.log_every_n_steps`` batches, but
-``self.log`` does its bookkeeping on every call: about 0.4 ms a value on this project's CPU
-(measured 2026-12-06), 5% of a width-32 DCGAN step that logs four. Per-step values are therefore
+``self.log`` does its bookkeeping on every call: 1.3 ms of a 31 ms width-32 DCGAN step that
+logs four values, 4%, on this project's CPU (measured 2026-12-06). Per-step values are therefore
 logged only on the steps whose values are written, so TensorBoard gets the same points.
 """
 
