@@ -331,6 +331,25 @@ def test_failures_are_compared_by_seed_and_the_margins_are_put_beside_the_spread
     assert "Waiting for runs: d_sgmod - d_sgmod_fixed; sn_sgmod - sn_sgmod_fixed;" in text
 
 
+def test_each_contrast_letters_the_machines_its_pairs_ran_on_as_the_last_section_does(tmp_path):
+    first, second = {"cpu": "CPU A", "cpu_count": 2}, {"cpu": "CPU B", "cpu_count": 2}
+    reference = _confirm(REFERENCE, machine=first)
+    for row in reference[4:]:  # the ReLU baseline's last 4 seeds ran on a second machine
+        row["machine"] = second
+    parts = {"confirm_g_relu": reference, "confirm_g_sgmod": _confirm(BETTER, machine=first)}
+    parts |= {"confirm_g_sgmod_fixed": _confirm(ALIKE, machine=first)}
+    record = write_parts(tmp_path / "gan", parts)
+    text = "\n".join(contrasts.render(contrasts.compute(GAN, record), _page(tmp_path)))
+    assert "| verdict | machines |" in text
+    lines = text.splitlines()
+    across = next(line for line in lines if line.startswith("| Sgmod vs ReLU in G |"))
+    alike = next(line for line in lines if line.startswith("| learnable vs fixed at (1, 0) in G |"))
+    assert across.endswith("| A, B |") and alike.endswith("| A |")
+    assert "Paired across machines: g_sgmod - g_relu. Machines round differently" in text
+    # the letters are the last section's
+    assert "the machines: A = CPU A (2 cores); B = CPU B (2 cores)." in write_report(GAN, record, tmp_path / "g.md")
+
+
 # --- the whole report ----------------------------------------------------------------------------
 
 

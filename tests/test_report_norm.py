@@ -182,6 +182,24 @@ def test_a_list_side_is_the_best_member_at_each_cell_and_the_table_says_which(tm
     assert "not run (layer_kaiming): not run yet." in text
 
 
+def test_cell_contrasts_letter_the_machines_of_their_pairs_and_name_the_pairs_across_machines(tmp_path):
+    record = _depth_record(tmp_path)
+    rows = record.rows("none_kaiming")
+    for row in rows:  # the seed-0 sgmod_2tanh_fixed run at depth 4 ran on a second machine
+        other = (row["params"]["activation"], row["params"]["model.depth"], row["params"]["seed"])
+        row["machine"] = (
+            {"cpu": "CPU B", "cpu_count": 2}
+            if other == ("sgmod_2tanh_fixed", 4, 0)
+            else {"cpu": "CPU A", "cpu_count": 2}
+        )
+    text = _text(cell_contrasts, _depth_study(), _record(tmp_path / "mixed", {"none_kaiming": rows}), tmp_path)
+    lines = [line for line in text.splitlines() if line.startswith("| learnable vs fixed (none_kaiming) |")]
+    assert [line.rsplit("|", 2)[1].strip() for line in lines] == ["A, B", "A"]  # depth 4, depth 8
+    assert "Paired across machines: sgmod_2tanh - sgmod_2tanh_fixed at depth 4. Machines round" in text
+    # on one machine: no such paragraph
+    assert "Paired across machines" not in _text(cell_contrasts, _depth_study(), record, tmp_path)
+
+
 def test_cell_contrasts_with_nothing_run_say_so(tmp_path):
     text = _text(cell_contrasts, _depth_study(), Record(tmp_path / "none"), tmp_path)
     assert "Not run yet (no contrast has runs on both sides at any of its cells)." in text

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sgmod_study.study.record import Record
-from sgmod_study.study.report import figures, paired
-from sgmod_study.study.report.contrasts import paired_test, pick
+from sgmod_study.study.report import figures, ledger, paired
+from sgmod_study.study.report.contrasts import machine_note, paired_test, pick
 from sgmod_study.study.report.outcomes import cell_text, results
 from sgmod_study.study.report.rows import metric_words, table_head
 from sgmod_study.study.spec import Contrast, Study
@@ -29,10 +29,11 @@ class CellContrasts:
     margins: tuple[float, ...]
     rows: list[dict] = field(default_factory=list)  # one per contrast and value of its ``by``
     waiting: list[str] = field(default_factory=list)  # a contrast at a value where a side has no runs yet
+    letters: dict[str, str] = field(default_factory=dict)  # {machine: its letter in the section "What ran"}
 
 
 def compute(study: Study, record: Record) -> CellContrasts:
-    data = CellContrasts(study.metric, paired.margins_of(study))
+    data = CellContrasts(study.metric, paired.margins_of(study), letters=ledger.machine_letters(study, record))
     for contrast in study.contrasts.get("cell_contrasts", ()):
         runs = results(record.rows(contrast.part))
         if not runs:
@@ -99,13 +100,14 @@ def render(data: CellContrasts, page: figures.Page) -> list[str]:
             f"Variant minus reference of {metric_words(data.metric)} within one part, at each value of the grid "
             "parameter named (its other settings shared), paired by seed; differences in percentage points. A seed "
             "where either side failed (diverged) has no comparable result: its pair is left out and counted "
-            "(`excluded`).",
+            "(`excluded`). Machines: where the paired runs ran, lettered as in the last section.",
+            *machine_note([data.rows], lambda row: f"{row['label']} at {row['at']}"),
             "",
             *table_head(
                 ["question", "at", "variant - reference", "paired n", "excluded", "difference [95% CI]", "p (Holm)"]
-                + [*paired.tost_header(data.margins), "verdict"]
+                + [*paired.tost_header(data.margins), "verdict", "machines"]
             ),
-            *(_line(r, data.margins) for r in data.rows),
+            *(_line(r, data.margins, data.letters) for r in data.rows),
             "",
             paired.tests_note(data.margins),
             *_notes(data.rows),
@@ -115,12 +117,13 @@ def render(data: CellContrasts, page: figures.Page) -> list[str]:
     return lines
 
 
-def _line(row: Mapping, margins: Sequence[float]) -> str:
+def _line(row: Mapping, margins: Sequence[float], letters: Mapping[str, str]) -> str:
     """A row of the table: the test columns as ``paired.cells`` writes them (a secondary row's raw
-    p marked), with the excluded pairs beside the paired n."""
+    p marked), with the excluded pairs beside the paired n, and the machines last."""
     question = row["question"] + ("" if row["primary"] else " (secondary)")
     n, *tests = paired.cells(row, margins)
-    return "| " + " | ".join([question, row["at"], row["label"], n, str(row["excluded"]), *tests]) + " |"
+    machines = ledger.lettered(row["machines"], letters)
+    return "| " + " | ".join([question, row["at"], row["label"], n, str(row["excluded"]), *tests, machines]) + " |"
 
 
 def _notes(rows: Sequence[Mapping]) -> list[str]:

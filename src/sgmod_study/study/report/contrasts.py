@@ -12,12 +12,13 @@ one (FID, KID), points to their real-vs-real floor."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from sgmod_study.study import stats
-from sgmod_study.study.record import Record
-from sgmod_study.study.report import figures, paired
+from sgmod_study.study.record import Record, machine_name
+from sgmod_study.study.report import figures, ledger, paired
 from sgmod_study.study.report.outcomes import (
     FLOORED,
     failure,
@@ -63,10 +64,12 @@ class Contrasts:
     spread: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # {metric: (pooled sd, df, groups)}
     seeds: int = 0  # a confirm part's seeds
     waiting: list[str] = field(default_factory=list)  # contrasts with a side not run yet
+    letters: dict[str, str] = field(default_factory=dict)  # {machine: its letter in the section "What ran"}
 
 
 def compute(study: Study, record: Record) -> Contrasts:
     data = Contrasts(study.metrics, {m: study.margins[m] for m in study.metrics}, study.maximize, declared(study))
+    data.letters = ledger.machine_letters(study, record)
     contrasts = study.contrasts.get("contrasts", ())
     sides = [n for c in contrasts for side in (c.variant, c.reference) for n in _names(side)]
     runs = {p: results(record.rows(p)) for p in dict.fromkeys([*study.sections["contrasts"], *sides])}
@@ -125,7 +128,7 @@ def paired_test(
 ) -> dict:
     """Variant minus reference of ``metric`` over the seeds where neither side failed
     (``stats.paired``, TOST at each of ``margins``), with ``excluded``: the seeds of both sides left
-    out for a failure."""
+    out for a failure, and ``machines``: the names of the machines the paired runs ran on."""
     ours, theirs = _by_seed(variant), _by_seed(reference)
     seeds = sorted(set(ours) & set(theirs))
     kept = [s for s in seeds if failure(ours[s]) is None and failure(theirs[s]) is None]
@@ -134,7 +137,9 @@ def paired_test(
         for side, rows in (("variant", ours), ("reference", theirs))
     }
     found = stats.paired(measured["variant"], measured["reference"], margins)
-    return found | {"excluded": len(seeds) - len(kept)}
+    both = set(measured["variant"]) & set(measured["reference"])
+    machines = {machine_name(rows[s]) for rows in (ours, theirs) for s in both}
+    return found | {"excluded": len(seeds) - len(kept), "machines": sorted(machines)}
 
 
 def _by_seed(rows: Sequence[Mapping]) -> dict[int, Mapping]:
@@ -194,7 +199,8 @@ def render(data: Contrasts, page: figures.Page) -> list[str]:
             "paired test and counted (`excluded`); the failures are compared below. p: paired t-test of no "
             f"difference, Holm-corrected over the primary contrasts of each metric (secondary ones: raw p, "
             f"optimistic); TOST p: two one-sided tests that the difference lies within {within}; "
-            f"verdicts at {ALPHA:g}.",
+            f"verdicts at {ALPHA:g}; machines: where the paired runs ran, lettered as in the last section.",
+            *machine_note(data.tests.values()),
         ]
         for metric in data.metrics:
             lines += _metric_lines(data, metric)
@@ -212,7 +218,7 @@ def _metric_lines(data: Contrasts, metric: str) -> list[str]:
         "",
         f"**test {name(metric)}** (`{metric}`; equivalence margin +-{margins[0]:g}{also}):",
         "",
-        *table_head([*columns, *(f"TOST p (+-{m:g})" for m in margins), "verdict"]),
+        *table_head([*columns, *(f"TOST p (+-{m:g})" for m in margins), "verdict", "machines"]),
     ]
     for row in data.tests[metric]:
         question = row["question"] + ("" if row["primary"] else " (secondary)")
@@ -222,9 +228,25 @@ def _metric_lines(data: Contrasts, metric: str) -> list[str]:
         tosts = "".join(f"{paired.p_text(row['p_tost'][m])} | " for m in margins)
         lines.append(
             f"| {question} | {row['label']} | {row['n']} | {row['excluded']} | {difference} | {p_text} | "
-            f"{tosts}{verdict(row, data.maximize)} |"
+            f"{tosts}{verdict(row, data.maximize)} | {ledger.lettered(row['machines'], data.letters)} |"
         )
     return lines
+
+
+def machine_note(
+    tables: Iterable[Sequence[Mapping]], called: Callable[[Mapping], str] = itemgetter("label")
+) -> list[str]:
+    """A paragraph naming (``called``) the contrasts that pair runs from more than one machine; none if no
+    contrast does."""
+    mixed = list(dict.fromkeys(called(row) for rows in tables for row in rows if len(row["machines"]) > 1))
+    if not mixed:
+        return []
+    return [
+        "",
+        f"Paired across machines: {', '.join(mixed)}. Machines round differently, so a seed's runs on two "
+        "machines start alike and then part: there the pairing removes less of the spread over seeds, and the "
+        "difference includes whatever the machines themselves add.",
+    ]
 
 
 def _failure_lines(found: Sequence[Failures]) -> list[str]:

@@ -70,9 +70,24 @@ def spans(numbers: Iterable[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in found) or "-"
 
 
+def letters(lines: Sequence[Line]) -> dict[str, str]:
+    """{machine name: its letter}: A for the first machine in the parts' order, then B, ..."""
+    machines = dict.fromkeys(m for line in lines for m in line.machines)
+    return {m: chr(ord("A") + i) for i, m in enumerate(machines)}
+
+
+def machine_letters(study: Study, record: Record) -> dict[str, str]:
+    """The letters this section gives the machines, for the sections that name them too."""
+    return letters(compute(study, record))
+
+
+def lettered(names: Iterable[str], known: Mapping[str, str]) -> str:
+    """Machines by their letters ("A, B"); "-" for none."""
+    return ", ".join(sorted(known.get(n, "?") for n in set(names))) or "-"
+
+
 def render(lines: Sequence[Line], page: figures.Page) -> list[str]:
-    machines = list(dict.fromkeys(m for line in lines for m in line.machines))
-    letters = {m: chr(ord("A") + i) for i, m in enumerate(machines)}
+    letters_of = letters(lines)
     text = [
         page.title(SECTION, "What ran"),
         "",
@@ -80,14 +95,14 @@ def render(lines: Sequence[Line], page: figures.Page) -> list[str]:
         "it plans; of those, the failed ones (diverged, or finished with a collapse flag); runs interrupted or "
         "crashed whose parameters ran again; the epochs and seeds of the runs with a result; the wall time, the "
         "sum of every recorded run's duration (runs side by side each count theirs); and the machines"
-        + (": " + "; ".join(f"{letters[m]} = {m}" for m in machines) if machines else "")
+        + (": " + "; ".join(f"{letter} = {m}" for m, letter in letters_of.items()) if letters_of else "")
         + ".",
         "",
         *table_head(COLUMNS),
     ]
     for x in lines:
         shown = [x.part, x.kind, f"{x.results} of {x.planned}", str(x.failed), str(x.rerun)]
-        shown += [spans(x.epochs), spans(x.seeds), f"{x.hours:.1f}", ", ".join(letters[m] for m in x.machines) or "-"]
+        shown += [spans(x.epochs), spans(x.seeds), f"{x.hours:.1f}", lettered(x.machines, letters_of)]
         text.append("| " + " | ".join(shown) + " |")
     total = sum(x.results for x in lines), sum(x.planned for x in lines), sum(x.hours for x in lines)
     text += ["", f"In all {total[0]} of {total[1]} runs, {total[2]:.1f} hours of runs."]
