@@ -110,14 +110,15 @@ def render(data: Stability, page: figures.Page) -> list[str]:
         "Each configuration at each learning rate over its seeds. A run fails when its training diverged (the "
         "run stopped) or when its final test evaluation flagged a collapse; the failed share has an exact "
         f"(Clopper-Pearson) 95% interval. The test {' and '.join(name(m) for m in data.metrics)} are the means "
-        "[95% CI] over the runs that did not fail.",
+        "[95% CI] over the runs that did not fail. A configuration's total row counts its failures only: a mean "
+        "over the learning rates would leave out the failed runs, and so favour the configurations that fail more.",
         "",
         _header(data.metrics),
         "|" + "---|" * (6 + len(data.metrics)),
     ]
     for c in ran:
         lines += [_line(c.label, cell, data.metrics) for cell in c.cells]
-        lines.append(_line(f"**{c.label}**", c.total, data.metrics))
+        lines.append(_line(f"**{c.label}**", c.total, data.metrics, total=True))
     unfinished = [f"{c.part} {c.progress}" for c in data.configurations if not c.cells or c.total.runs < c.planned]
     if unfinished:
         lines += ["", f"Runs so far: {'; '.join(unfinished)}."]
@@ -157,9 +158,9 @@ def _header(metrics: Sequence[str]) -> str:
     return "| " + " | ".join([*columns, *(f"test {name(m)} [95% CI]" for m in metrics)]) + " |"
 
 
-def _line(label: str, cell: Cell, metrics: Sequence[str]) -> str:
+def _line(label: str, cell: Cell, metrics: Sequence[str], total: bool = False) -> str:
     share = f"{cell.failed}/{cell.runs} = {cell.failed / cell.runs:.2f} [{cell.low:.2f}, {cell.high:.2f}]"
-    found = [mean_cell(m, cell.metrics[m]) for m in metrics]
+    found = ["-" if total else mean_cell(m, cell.metrics[m]) for m in metrics]
     return f"| {label} | {cell.label} | {cell.runs} | {cell.diverged} | {cell.collapsed} | {share} | " + (
         " | ".join(found) + " |"
     )
