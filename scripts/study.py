@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sgmod_study.errors import EXIT_CONFIG, EXIT_DISK, ConfigError, exit_with
 from sgmod_study.paths import CONF_DIR, STUDY_RECORDS
-from sgmod_study.study.record import Record, RecordNotWritable, summary, time_left
+from sgmod_study.study.record import Record, RecordNotWritable, cpu_here, pace_here, summary, time_left
 from sgmod_study.study.spec import Study, load_study, names, with_activation
 
 
@@ -104,6 +104,8 @@ def list_parts(studies: list[Study], folder: Path | None) -> int:
             done = f"{record.finished(name):3d}/{part.trials:<3d}"
             lines.append(f"  {name:{width}s} {part.kind:8s} {done} {summary(record.rows(name)):38s} {part.question}")
         lines.append(f"  {time_left(study, record)}")
+        if pace := pace_here(study, record, cpu_here()):
+            lines.append(f"  {pace}")
     print("\n".join(lines))
     return 0
 

@@ -26,10 +26,12 @@ from helpers.records import (
     record_of,
     row,
     sgmod_sweep,
+    study_script,
     write_parts,
 )
 from helpers.records import study_cli as cli
 from helpers.runs import ROOT
+from sgmod_study.study import record as record_module
 from sgmod_study.study.export import export, run_folder
 
 
@@ -270,6 +272,47 @@ def test_records_kept_elsewhere_are_listed_and_reported_there_and_read_the_basel
     assert (code, out, err) == (0, f"written: {mine / 'study.md'}\n", "")
     assert "| sgmod | 8 |" in (mine / "study.md").read_text()
     assert not (repo / "docs").exists()  # the repository's reports are left alone
+
+
+def test_list_gives_the_run_hours_left_at_this_machines_pace_where_it_ran_some_of_them(tmp_path, monkeypatch, capsys):
+    repo = tmp_path / "repo"
+    fast, slow = {"cpu": "Fast", "cpu_count": 2}, {"cpu": "Slow", "cpu_count": 2, "cpu_capability": "AVX2"}
+
+    def timed(seed, minutes, machine):
+        return {**row("sgmod", seed, 0.9), "duration_s": 60.0 * minutes, "machine": machine}
+
+    controls = [timed(0, 8, fast), timed(1, 10, fast), timed(2, 12, fast), timed(3, 25, slow), timed(4, 35, slow)]
+    write_parts(record_of(repo).folder, {"controls": controls})
+    monkeypatch.setattr(study_script(), "cpu_here", lambda: "Slow (2 cores, AVX2)")
+    out = cli(["list", "classifier"], repo, monkeypatch, capsys)[1].splitlines()
+    # Slow took 25/10 and 35/10 of the other machine's median: 3.0x. The controls' 67 runs left at Slow's
+    # own median there (30 min); every other part at 3.0 x the other machine's median (10 min)
+    planned = sum(part.trials for part in CLASSIFIER.parts.values())
+    hours = ((72 - 5) * 30 + (planned - 72) * 30) / 60
+    assert out[-1] == (
+        "  this machine, Slow (2 cores, AVX2), took 3.0x as long as the other machines over the same parts (the "
+        f"median of its 2 finished runs): about {hours:.1f} run-hours left at its pace"
+    )
+    assert out[-2].startswith(f"  left: {planned - 5} of {planned} runs, about ")
+    # a machine that ran none of them, or ran every one of them (nothing to compare with): no such line
+    monkeypatch.setattr(study_script(), "cpu_here", lambda: "Other (2 cores)")
+    assert "this machine" not in cli(["list", "classifier"], repo, monkeypatch, capsys)[1]
+    write_parts(record_of(repo).folder, {"controls": controls[3:]})
+    monkeypatch.setattr(study_script(), "cpu_here", lambda: "Slow (2 cores, AVX2)")
+    assert "this machine" not in cli(["list", "classifier"], repo, monkeypatch, capsys)[1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "name"),
+    [
+        (["fma", "avx2", "avx512f", "avx512vl", "avx512bw", "avx512dq"], "Some CPU (2 cores, AVX512)"),
+        (["fma", "avx2", "avx512f"], "Some CPU (2 cores, AVX2)"),  # AVX512 needs vl, bw and dq too
+        (["sse4_2"], "Some CPU (2 cores)"),
+    ],
+)
+def test_this_machine_is_named_as_its_runs_name_it_without_torch(monkeypatch, flags, name):
+    monkeypatch.setattr(record_module, "_cpu", lambda: {"cpu": "Some CPU", "cpu_count": 2, "flags": flags})
+    assert record_module.cpu_here() == name
 
 
 def test_list_says_the_runs_left_and_their_run_hours_by_each_parts_median_run(tmp_path, monkeypatch, capsys):

@@ -169,7 +169,8 @@ def write_parts(folder: Path, parts: dict) -> Record:
 
 
 @cache
-def _script():
+def study_script():
+    """scripts/study.py as a module, loaded once (patch its names on this object)."""
     spec = importlib.util.spec_from_file_location("study_script", ROOT / "scripts" / "study.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -183,7 +184,7 @@ def study_cli(args, repo, monkeypatch, capsys) -> tuple[int, str, str]:
     monkeypatch.chdir(repo)
     monkeypatch.setattr(sys, "argv", ["study.py", *args])
     try:
-        code = _script().main()
+        code = study_script().main()
     except SystemExit as stop:
         code = stop.code
     out, err = capsys.readouterr()

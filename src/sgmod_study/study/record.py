@@ -149,15 +149,66 @@ def time_left(study: Study, record: Record) -> str:
     )
 
 
-def machine() -> dict:
-    """Where a run happened: figures from different machines are compared only with this said."""
-    info = {"host": socket.gethostname(), "cpu": platform.processor() or platform.machine()}
-    info["cpu_count"] = len(os.sched_getaffinity(0))
+def pace_here(study: Study, record: Record, here: str) -> str | None:
+    """How fast this machine (``here``, as ``machine_name`` names it) ran its share of the study's
+    finished runs against the same parts' runs on other machines, and the run-hours left at that pace;
+    None where it ran none of them, or only runs with no other machine's to compare."""
+    mine, others, ratios = {}, {}, []
+    for name in study.parts:
+        rows = [r for r in complete(record.rows(name)) if r.get("duration_s")]
+        mine[name] = [float(r["duration_s"]) / 60 for r in rows if machine_name(r) == here]
+        others[name] = [float(r["duration_s"]) / 60 for r in rows if machine_name(r) != here]
+        if others[name]:
+            ratios += [m / statistics.median(others[name]) for m in mine[name]]
+    if not ratios:
+        return None
+    factor = statistics.median(ratios)
+    elsewhere = [m for minutes in others.values() for m in minutes]
+    hours = 0.0
+    for name, part in study.parts.items():
+        each = statistics.median(mine[name]) if mine[name] else factor * statistics.median(others[name] or elsewhere)
+        hours += max(part.trials - record.finished(name), 0) * each / 60
+    return (
+        f"this machine, {here}, took {factor:.1f}x as long as the other machines over the same parts (the median of "
+        f"its {len(ratios)} finished runs): about {hours:.1f} run-hours left at its pace"
+    )
+
+
+def cpu_here() -> str:
+    """This machine's CPU as ``machine_name`` names a run's, read without torch: the vector
+    extension as ATen picks it (AVX512 where the CPU has avx512vl/bw/dq, AVX2 where it has avx2;
+    both with fma)."""
+    info = _cpu()
+    flags = set(info.pop("flags"))
+    if {"avx512vl", "avx512bw", "avx512dq", "fma"} <= flags:
+        info["cpu_capability"] = "AVX512"
+    elif {"avx2", "fma"} <= flags:
+        info["cpu_capability"] = "AVX2"
+    return machine_name({"machine": info})
+
+
+def _cpu() -> dict:
+    """The CPU's model name, the cores this process may use, and the CPU's flags (/proc/cpuinfo)."""
+    info = {"cpu": platform.processor() or platform.machine(), "cpu_count": len(os.sched_getaffinity(0)), "flags": []}
     try:
         with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+            lines = f.read().splitlines()
+    except OSError:
+        return info
+    for line in lines:
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "model name":
+            info["cpu"] = value
+        elif key == "flags":
+            info["flags"] = value.split()
+            break
+    return info
+
+
+def machine() -> dict:
+    """Where a run happened: figures from different machines are compared only with this said."""
+    info = {"host": socket.gethostname()} | _cpu()
+    del info["flags"]
     import torch  # only a run (which imports it anyway) asks where it ran
 
     info["torch"] = torch.__version__
