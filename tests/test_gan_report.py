@@ -347,8 +347,10 @@ def test_each_contrast_letters_the_machines_its_pairs_ran_on_as_the_last_section
     alike = next(line for line in lines if line.startswith("| learnable vs fixed at (1, 0) in G |"))
     assert across.endswith("| A, B |") and alike.endswith("| A |")
     assert "Paired across machines: g_sgmod - g_relu. Machines round differently" in text
-    # the letters are the last section's
-    assert "the machines: A = CPU A (2 cores); B = CPU B (2 cores)." in write_report(GAN, record, tmp_path / "g.md")
+    # the letters are the last section's, and the header's
+    report = write_report(GAN, record, tmp_path / "g.md")
+    assert "the machines: A = CPU A (2 cores); B = CPU B (2 cores)." in report
+    assert "\nMachines: A = CPU A (2 cores); B = CPU B (2 cores). The last section says which" in report
 
 
 # --- the whole report ----------------------------------------------------------------------------

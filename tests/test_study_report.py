@@ -31,7 +31,7 @@ def test_the_report_is_written_from_the_records_alone(tmp_path, monkeypatch):
     assert text.startswith("# The Sgmod study: status and results so far\n")  # most parts not run
     assert "from the records in `study/classifier/`" in text
     assert "| learnable vs fixed gamma/beta at (1, 0) | sgmod - sgmod_fixed | 8 | +0.49 [" in text
-    assert "Machines: Test GPU." in text
+    assert "Machines: A = Test GPU." in text
     assert "TOST p: two one-sided tests that the difference lies within +-0.5 points" in text
     for figure in ("controls_test_acc", "gamma_beta_channels"):
         assert (tmp_path / "docs" / "report" / "study_figures" / f"{figure}.png").stat().st_size > 5000, figure

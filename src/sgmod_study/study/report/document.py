@@ -37,7 +37,7 @@ from sgmod_study.study.report import (
     trajectories,
     travel,
 )
-from sgmod_study.study.report.rows import epochs, machines
+from sgmod_study.study.report.rows import epochs
 from sgmod_study.study.spec import Study
 
 SECTIONS = {
@@ -104,7 +104,7 @@ def header(study: Study, record: Record, found: confirm.Confirm | None) -> list[
     lines = [f"# {name[0].upper()}{name[1:]}: {state}", "", _generated(study, record, rows)]
     if study.scope:
         lines += ["", f"Scope: {study.scope}"]
-    return [*lines, "", _machines(rows, found, study)]
+    return [*lines, "", _machines(rows, ledger.machine_letters(study, record), found, study)]
 
 
 def _generated(study: Study, record: Record, rows: Sequence[Mapping]) -> str:
@@ -130,12 +130,11 @@ def _shown(folder: Path) -> str:
         return str(folder)
 
 
-def _machines(rows: Sequence[Mapping], found: confirm.Confirm | None, study: Study) -> str:
-    names = machines(rows)
-    text = "Machines: " + ("; ".join(names) or "none yet") + ". "
+def _machines(rows: Sequence[Mapping], letters: Mapping[str, str], found: confirm.Confirm | None, study: Study) -> str:
+    text = "Machines: " + ("; ".join(f"{letter} = {name}" for name, letter in letters.items()) or "none yet") + ". "
     if len({is_gpu(r) for r in complete(rows)}) > 1:
         text += machine_effect_sentence(found, study) + " "
-    text += "Rows say which machine ran them. "
+    text += "The last section says which machine ran each part's runs, and the contrast tables their pairs'. "
     return text + (
         "A CPU's vector extension (AVX2, AVX512) is named from 2026-12-03 on; rows recorded before do not say it."
     )
