@@ -338,7 +338,14 @@ def _interval(values):
 
 def test_confirm_table_states_each_norm_setting_and_activation_with_its_lr_and_interval(tmp_path):
     data = confirm_table.compute(NORM, _confirm_record(tmp_path))
-    assert list(data.settings.values())[:3] == ["no norm", "lr_bn_before", "BatchNorm after"]
+    # a norm setting with no runs yet is named from its parts' overrides (norm=batch, placement before by default)
+    assert list(data.settings.values()) == [
+        "no norm",
+        "BatchNorm before",
+        "BatchNorm after",
+        "LayerNorm before",
+        "LayerNorm after",
+    ]
     assert data.activations == ["sigmoid", "sgmod", "tanh", "relu"]
     sgmod = data.entry("lr_none", "sgmod")
     assert (sgmod.finished, sgmod.diverged, sgmod.lrs) == (8, 0, [3e-3])
@@ -353,7 +360,7 @@ def test_confirm_table_states_each_norm_setting_and_activation_with_its_lr_and_i
     mean, _, low, high = _interval([a + 0.01 for a in SGMOD])
     cell = f"{mean:.4f} [{low:.4f}, {high:.4f}] <sub>lr 1e-2</sub>"
     assert f"| BatchNorm after | not run yet | not run yet | {cell} | not run yet |" in text
-    assert "| confirm_ln_after_relu | lr_ln_after | relu | - | 0 of 8 | 0 | - | - | - |" in text
+    assert "| confirm_ln_after_relu | LayerNorm after | relu | - | 0 of 8 | 0 | - | - | - |" in text
     assert "![confirm_table](figures/confirm_table.png)" in text
     assert (tmp_path / "figures" / "confirm_table.png").stat().st_size > 5000
 

@@ -18,7 +18,7 @@ from sgmod_study.study import stats
 from sgmod_study.study.record import Record
 from sgmod_study.study.report import figures
 from sgmod_study.study.report.outcomes import failed, good, lr_text, results, values
-from sgmod_study.study.report.rows import config_value, interval_cell, norm_setting, table_head
+from sgmod_study.study.report.rows import config_value, declared_norm, interval_cell, norm_setting, table_head
 from sgmod_study.study.spec import Part, Study
 
 METRIC = "test/acc"
@@ -62,7 +62,8 @@ def compute(study: Study, record: Record) -> ConfirmTable:
         if entry.grid not in settings:
             confirmed = [r for e in entries if e.grid == entry.grid for r in rows[e.part]]
             grid = record.rows(entry.grid) if entry.grid in study.parts else []
-            settings[entry.grid] = norm_setting(confirmed) or norm_setting(grid) or entry.grid
+            declared = declared_norm(study.parts[entry.part].overrides)
+            settings[entry.grid] = norm_setting(confirmed) or norm_setting(grid) or declared or entry.grid
     activations = list(dict.fromkeys(e.activation for e in entries))
     return ConfirmTable(entries, settings, activations)
 

@@ -30,7 +30,7 @@ from sgmod_study.study.report.outcomes import (
     results,
     values,
 )
-from sgmod_study.study.report.rows import OBJECTIVE, config_value, norm_setting, table_head
+from sgmod_study.study.report.rows import OBJECTIVE, config_value, declared_norm, norm_setting, table_head
 from sgmod_study.study.spec import Study
 
 LR = "optimizer.lr"  # the grid parameter picked per activation
@@ -85,7 +85,7 @@ def compute(study: Study, record: Record) -> LrChoice:
 def _setting(part: str, study: Study, record: Record) -> Setting:
     rows = results(record.rows(part))
     seeds = len({(r.get("params") or {}).get("seed") for r in rows})
-    setting = Setting(part, norm_setting(rows) or part, seeds)
+    setting = Setting(part, norm_setting(rows) or declared_norm(study.parts[part].overrides) or part, seeds)
     lrs = sorted({r["params"][LR] for r in rows if LR in (r.get("params") or {})})
     for activation in activations(part, rows, study):
         choice = choose(matching(rows, ((ACTIVATION, activation),)), activation, study.maximize)

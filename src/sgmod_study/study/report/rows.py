@@ -90,6 +90,17 @@ def norm_setting(rows: Sequence[Mapping]) -> str | None:
     return " / ".join(dict.fromkeys(found)) or None
 
 
+def declared_norm(overrides: Sequence[str]) -> str | None:
+    """The normalisation a part's overrides set (``norm=batch``, ``norm.placement=after``), named as
+    ``norm_setting`` names it: for a part not run yet. The placement is conf/norm's default, before,
+    unless the overrides say; None where they set no norm."""
+    found = dict(o.split("=", 1) for o in overrides if o.split("=", 1)[0] in ("norm", "norm.placement"))
+    if "norm" not in found:
+        return None
+    name = NORMS.get(found["norm"], found["norm"])
+    return name if found["norm"] == "none" else f"{name} {found.get('norm.placement', 'before')}"
+
+
 def table_head(columns: Sequence[str]) -> list[str]:
     """A Markdown table's two header lines."""
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
