@@ -155,9 +155,9 @@ def pace_here(study: Study, record: Record, here: str) -> str | None:
     None where it ran none of them, or only runs with no other machine's to compare."""
     mine, others, ratios = {}, {}, []
     for name in study.parts:
-        rows = [r for r in complete(record.rows(name)) if r.get("duration_s")]
-        mine[name] = [float(r["duration_s"]) / 60 for r in rows if machine_name(r) == here]
-        others[name] = [float(r["duration_s"]) / 60 for r in rows if machine_name(r) != here]
+        rows = record.rows(name)
+        mine[name] = run_minutes([r for r in rows if machine_name(r) == here])
+        others[name] = run_minutes([r for r in rows if machine_name(r) != here])
         if others[name]:
             ratios += [m / statistics.median(others[name]) for m in mine[name]]
     if not ratios:
