@@ -297,6 +297,30 @@ def test_slots_left_over_by_one_part_go_to_an_independent_one(tmp_path, stub_par
     assert b_start - a_start < 0.1  # at once: sweep_a has 4 trials left, the fifth slot goes to sweep_b
 
 
+def test_named_parts_start_in_the_order_given_and_a_confirm_waits_for_its_sweep_named_with_it(
+    tmp_path, stub_parts, capsys
+):
+    study, record = stub_parts
+    # "all" would start sweep_a first; named, confirm_a (listed first) waits for sweep_a, then both
+    # slots go to sweep_b before sweep_a, in the order given
+    assert runner.run(study, record, "confirm_a,sweep_b,sweep_a,sweep_b", ["hydra.sweeper.n_jobs=2"]) == 0
+    assert [(n, j) for n, j, _ in StubSweep.log] == [("sweep_b", 2), ("sweep_a", 2), ("confirm_a", 2)]
+    assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 4, "sweep_b": 2, "confirm_a": 2}
+    assert runner.run(study, record, "sweep_a,sweep_b") == 0
+    assert "sweep_a is complete (4 of 4 trials): nothing to run" in capsys.readouterr().out
+
+
+def test_bad_part_lists_are_refused_before_anything_runs(tmp_path, stub_parts):
+    study, record = stub_parts
+    with pytest.raises(ConfigError, match="part='sweep_c' is not a known choice; valid choices: all, confirm_a"):
+        runner.run(study, record, "sweep_a,sweep_c")
+    with pytest.raises(ConfigError, match="part='all,sweep_a' is not allowed: all runs every unfinished part"):
+        runner.run(study, record, "all,sweep_a")
+    with pytest.raises(ConfigError, match="confirm_a retrains the best configuration of sweep_a, which has 0 of"):
+        runner.run(study, record, "sweep_b,confirm_a")  # its sweep is neither complete nor named
+    assert StubSweep.log == []
+
+
 def test_a_running_part_records_the_rows_of_its_ended_trials_before_it_ends(tmp_path, stub_parts, monkeypatch):
     study, record = stub_parts
     monkeypatch.setattr(StubSweep, "gradual", True)

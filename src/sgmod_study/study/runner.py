@@ -1,7 +1,8 @@
 """Running a study's parts: each part is one resumable ``python src/train.py -m`` sweep whose
 Optuna journal is the part's record. ``run STUDY all`` runs the parts that do not depend on each
-other side by side while the machine has free trial slots, stops them all at ``--time-limit``,
-and refreshes each part's ``runs.jsonl`` while it runs (its ended trials) and as it ends."""
+other side by side while the machine has free trial slots (``run STUDY a,b`` runs parts a and b,
+started in that order), stops them all at ``--time-limit``, and refreshes each part's
+``runs.jsonl`` while it runs (its ended trials) and as it ends."""
 
 from __future__ import annotations
 
@@ -101,26 +102,41 @@ class Launch:
 def run(
     study: Study,
     record: Record,
-    name: str,
+    names: str,
     overrides: Sequence[str] = (),
     time_limit: float | None = None,
 ) -> int:
-    """Run part ``name`` of ``study`` (or every unfinished part, for ``all``) until it is complete
-    or ``time_limit`` seconds have passed; returns the first non-zero exit code of a sweep."""
+    """Run the parts ``names`` of ``study`` (comma-separated, started in that order as trial slots
+    free up; or ``all``: every unfinished part) until they are complete or ``time_limit`` seconds
+    have passed; returns the first non-zero exit code of a sweep."""
     check_time_limit(time_limit)
-    check_choice("part", name, [*study.parts, ALL])
-    if name != ALL:
-        part = study.part(name)
-        if record.finished(name) >= part.trials:
-            print(f"[study] {name} is complete ({record.finished(name)} of {part.trials} trials): nothing to run")
+    if names == ALL:
+        todo = [p for p in own_parts(study).values() if record.finished(p.name) < p.trials]
+        if not todo:
+            print(f"[study] {study.name}: every part is complete; the report: scripts/study.py report {study.record}")
             return 0
-        check_ready(study, part, record)
-        return run_parts(study, record, [part], overrides, time_limit)
-    todo = [p for p in own_parts(study).values() if record.finished(p.name) < p.trials]
-    if not todo:
-        print(f"[study] {study.name}: every part is complete; the report: scripts/study.py report {study.record}")
-        return 0
-    return run_parts(study, record, todo, overrides, time_limit)
+        return run_parts(study, record, todo, overrides, time_limit)
+    todo = []
+    for part in named_parts(study, names):
+        done = record.finished(part.name)
+        if done >= part.trials:
+            print(f"[study] {part.name} is complete ({done} of {part.trials} trials): nothing to run")
+        else:
+            todo.append(part)
+    for part in todo:
+        if part.of not in {p.name for p in todo}:  # one named with its sweep waits for it instead
+            check_ready(study, part, record)
+    return run_parts(study, record, todo, overrides, time_limit) if todo else 0
+
+
+def named_parts(study: Study, names: str) -> list[Part]:
+    """The parts of ``names`` ("a,b,c"), each once, in the order given."""
+    chosen = list(dict.fromkeys(names.split(",")))
+    if ALL in chosen:
+        raise ConfigError(f"part={names!r} is not allowed: {ALL} runs every unfinished part, so it stands alone")
+    for name in chosen:
+        check_choice("part", name, [*study.parts, ALL])
+    return [study.part(name) for name in chosen]
 
 
 def own_parts(study: Study) -> dict[str, Part]:
