@@ -1,7 +1,8 @@
 # `make run`  : set everything up, then train the default Sgmod classifier.
 # `make test` : set everything up, then run the whole test suite (CI runs this; under 25 min on 2 cores).
 # `make test-fast` : the tests that train nothing, start no server and spawn no src/train.py (under
-#                    3 min on 2 cores): run it after each change. `make test` runs them too.
+#                    3 min on 2 cores), on every core (pytest-xdist, one module per worker so a module's
+#                    fixtures are built once): run it after each change. `make test` runs them too.
 # `make offline-bundle` : wheels + Fashion-MNIST for a GPU node without internet (README, "Offline GPU node").
 # They are idempotent: a second call only re-installs when pyproject.toml changed.
 
@@ -21,7 +22,7 @@ test: setup services
 	$(PY) -m pytest tests
 
 test-fast: setup
-	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests -m "not slow" -n auto --dist loadscope
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts

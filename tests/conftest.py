@@ -1,7 +1,8 @@
 """Fixtures, the test tiers and their check. Shared helpers (the tiny preset, composing the config,
 running src/train.py, sweeps, records, mounts) are in tests/helpers/, which test modules import.
 
-Tiers: ``make test-fast`` (``pytest -m "not slow"``, under 3 minutes on 2 cores) runs every test that
+Tiers: ``make test-fast`` (``pytest -m "not slow" -n auto --dist loadscope``: a module per worker, so its
+fixtures are built once; under 3 minutes on 2 cores) runs every test that
 trains nothing, starts no server (PostgreSQL, TensorBoard) and spawns no ``src/train.py`` or other
 training process; ``make test`` runs them all. A test that needs any of those is marked ``slow``
 (pytest.mark.slow, or ``pytestmark`` for a whole module), and so is one that needs a trained run
