@@ -266,6 +266,23 @@ def test_quality_reports_train_mode_metrics_the_eval_mode_difference_and_the_bes
     assert "Not run yet: confirm_g_sgmod," in text
 
 
+def test_quality_names_sgmods_settings_only_for_configurations_with_sgmod_layers(tmp_path):
+    activation = {"gamma_init": 1.0, "beta_init": 0.0, "lr": None, "weight_decay": 0.0}
+    layers = {"layers": {"generator.body.block0.act": {"gamma": [1.0], "beta": [0.0]}}}
+
+    def runs(learn: bool, sgmod):
+        config = {"activation": activation | {"learn_gamma": learn, "learn_beta": learn}}
+        return [r | {"config": r["config"] | config} for r in _confirm(REFERENCE, sgmod=sgmod)]
+
+    parts = {"confirm_g_relu": runs(True, None), "confirm_g_sgmod": runs(True, layers)}
+    parts["confirm_g_sgmod_fixed"] = runs(False, layers)
+    text = _text(quality, write_parts(tmp_path / "gan", parts), tmp_path)
+    # every run's config holds the activation group; a ReLU baseline has no gamma/beta to name
+    assert "| g_relu | lr 2e-4 | 8 |" in text
+    assert "| g_sgmod | lr 2e-4, gamma_init 1, beta_init 0, gamma/beta wd 0 | 8 |" in text
+    assert "| g_sgmod_fixed | lr 2e-4, gamma_init 1, beta_init 0, gamma/beta fixed | 8 |" in text
+
+
 # --- contrasts -----------------------------------------------------------------------------------
 
 

@@ -34,13 +34,10 @@ from sgmod_study.study.spec import Study
 # The means shown beside the metrics (with their interval): test metrics in train mode.
 MEANS = ("test/kid_se", "test/precision", "test/recall", "test/classes", "test/class_entropy")
 BEST_EPOCH = ("val/fid", "val/fid_best", "val/best_epoch")
-# The activation's settings a table shows, and their names there.
-ACTIVATION_SETTINGS = {
-    "activation.gamma_init": "gamma_init",
-    "activation.beta_init": "beta_init",
-    "activation.lr": "gamma/beta lr",
-    "activation.weight_decay": "gamma/beta wd",
-}
+# Sgmod's settings a table shows for a configuration with Sgmod layers, and their names there; its
+# own lr and weight decay only where gamma/beta learn.
+INIT_SETTINGS = {"activation.gamma_init": "gamma_init", "activation.beta_init": "beta_init"}
+LEARNING_SETTINGS = {"activation.lr": "gamma/beta lr", "activation.weight_decay": "gamma/beta wd"}
 
 
 @dataclass
@@ -91,7 +88,9 @@ def compute(study: Study, record: Record) -> Quality:
 
 
 def settings(rows: Sequence[Mapping]) -> str:
-    """The settings a confirm part retrained, read from its first run's config."""
+    """The settings a confirm part retrained, read from its first run's config. The config always
+    holds an ``activation`` group, so Sgmod's settings are shown only for runs with Sgmod layers
+    (their recorded gamma/beta): a ReLU baseline has no gamma_init."""
     config = next((r.get("config") for r in rows if r.get("config")), None) or {}
     lr = config_value(config, "optimizer.lr")
     lr_g, lr_d = (
@@ -99,8 +98,13 @@ def settings(rows: Sequence[Mapping]) -> str:
         config_value(config, "task.lr_d") or lr,
     )  # as the task reads them
     shown = [("lr", lr_g)] if lr_g == lr_d else [("lr_g", lr_g), ("lr_d", lr_d)]
-    shown += [(label, config_value(config, key)) for key, label in ACTIVATION_SETTINGS.items()]
-    return ", ".join(f"{k} {number(v)}" for k, v in shown if _numeric(v)) or "-"
+    has_sgmod = any(r.get("sgmod") for r in rows)
+    learns = has_sgmod and any(config_value(config, f"activation.learn_{p}") is not False for p in ("gamma", "beta"))
+    if has_sgmod:
+        named = INIT_SETTINGS | (LEARNING_SETTINGS if learns else {})
+        shown += [(label, config_value(config, key)) for key, label in named.items()]
+    text = ", ".join(f"{k} {number(v)}" for k, v in shown if _numeric(v)) or "-"
+    return f"{text}, gamma/beta fixed" if has_sgmod and not learns else text
 
 
 def _numeric(value) -> bool:
