@@ -281,9 +281,10 @@ def stub_parts(tmp_path, monkeypatch):
 def test_independent_parts_fill_the_free_slots_and_a_confirm_starts_when_its_sweep_is_complete(tmp_path, stub_parts):
     study, record = stub_parts
     assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=4"]) == 0
-    (a, a_jobs, a_start), (b, b_jobs, b_start), (c, c_jobs, c_start) = StubSweep.log
+    (a, a_jobs, a_start), (c, c_jobs, c_start), (b, b_jobs, b_start) = StubSweep.log
     # sweep_a has 4 trials left and gets every slot; sweep_b waits for free slots, confirm_a for sweep_a
-    assert (a, a_jobs, b, c, c_jobs) == ("sweep_a", 4, "sweep_b", "confirm_a", 2)
+    # (and is given its slots first: a confirm finishes a question before a sweep opens another)
+    assert (a, a_jobs, c, c_jobs, b) == ("sweep_a", 4, "confirm_a", 2, "sweep_b")
     assert b_start >= a_start + StubSweep.TRIAL_S and c_start >= a_start + StubSweep.TRIAL_S
     assert abs(b_start - c_start) < 0.3  # sweep_b (2 slots) and confirm_a (2 slots) side by side
     assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 4, "sweep_b": 2, "confirm_a": 2}
@@ -295,6 +296,33 @@ def test_slots_left_over_by_one_part_go_to_an_independent_one(tmp_path, stub_par
     (a, a_jobs, a_start), (b, b_jobs, b_start), (c, c_jobs, _) = StubSweep.log
     assert (a, a_jobs, b, b_jobs, c, c_jobs) == ("sweep_a", 4, "sweep_b", 1, "confirm_a", 2)
     assert b_start - a_start < 0.1  # at once: sweep_a has 4 trials left, the fifth slot goes to sweep_b
+
+
+PRIORITY_STUDY = """
+setup: {trainer.max_epochs: 1}
+parts:
+  sweep_a: {kind: sweep, overrides: [], trials: 2}
+  sweep_b: {kind: sweep, overrides: [], trials: 2}
+  sweep_c: {kind: sweep, overrides: [], trials: 2}
+  confirm_b: {kind: confirm, of: sweep_b, overrides: [], seeds: [100, 101]}
+  confirm_c: {kind: confirm, of: sweep_c, overrides: [], seeds: [100, 101]}
+contrasts:
+  contrasts:
+    - {variant: confirm_c, reference: sweep_a, question: named}
+    - {variant: confirm_b, reference: sweep_a, question: secondary, primary: false}
+sections: {sweeps: [sweep_a, sweep_b, sweep_c], confirm: [confirm_b, confirm_c], contrasts: [confirm_b, confirm_c]}
+"""
+
+
+def test_all_runs_the_parts_of_the_primary_contrasts_first_and_their_confirms_as_soon_as_they_can(tmp_path, stub_parts):
+    (tmp_path / "conf" / "study" / "priority.yaml").write_text(PRIORITY_STUDY)
+    study = load_study("priority", tmp_path / "conf" / "study")
+    record = Record(tmp_path / "study" / "priority")
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"]) == 0
+    # the study file's order would be sweep_a, sweep_b, sweep_c, confirm_b, confirm_c
+    started = [n for n, _, _ in StubSweep.log]
+    assert started == ["sweep_a", "sweep_c", "confirm_c", "sweep_b", "confirm_b"]
+    assert runner.primary_parts(study) == {"sweep_a", "sweep_c", "confirm_c"}
 
 
 def test_named_parts_start_in_the_order_given_and_a_confirm_waits_for_its_sweep_named_with_it(
@@ -346,7 +374,7 @@ def test_every_part_stops_at_the_deadline_and_resumes_next_time(tmp_path, stub_p
     assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=1.0) == 0
     assert [(n, j) for n, j, _ in StubSweep.log] == [("sweep_a", 2)]
     assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 2, "sweep_b": 0, "confirm_a": 0}
-    assert "not started (time limit reached): sweep_b, confirm_a; they run next time" in capsys.readouterr().out
+    assert "not started (time limit reached): confirm_a, sweep_b; they run next time" in capsys.readouterr().out
     assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"]) == 0
     assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 4, "sweep_b": 2, "confirm_a": 2}
 

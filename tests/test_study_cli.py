@@ -205,11 +205,12 @@ def test_list_and_report_only_read_the_record(read_only_record, monkeypatch, cap
 
 def test_run_and_export_on_a_read_only_record_stop_with_one_line(read_only_record, monkeypatch, capsys):
     no_sweep(monkeypatch)
-    for name in ("controls", "all"):
+    # all: its first part is the first named contrast's confirm part
+    for name, first in (("controls", "controls"), ("all", "confirm_sgmod")):
         assert cli(["run", "classifier", name], read_only_record, monkeypatch, capsys) == (
             5,
             "",
-            "error: part=controls: its record study/classifier/controls cannot be written (Read-only file system); "
+            f"error: part={first}: its record study/classifier/{first} cannot be written (Read-only file system); "
             "running a part needs a writable record folder (list and report only read it; --record DIR puts it "
             "elsewhere)\n",
         ), name

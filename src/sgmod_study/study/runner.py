@@ -1,11 +1,12 @@
 """Running a study's parts: each part is one resumable ``python src/train.py -m`` sweep whose
 Optuna journal is the part's record. ``run STUDY all`` runs the parts that do not depend on each
-other side by side while the machine has free trial slots (``run STUDY a,b`` runs parts a and b,
-started in that order), stops them all at ``--time-limit``, and refreshes each part's
-``runs.jsonl`` while it runs (its ended trials) and as it ends."""
+other side by side while the machine has free trial slots, those of the primary contrasts first
+(``run STUDY a,b`` runs parts a and b, started in that order), stops them all at ``--time-limit``,
+and refreshes each part's ``runs.jsonl`` while it runs (its ended trials) and as it ends."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -111,7 +112,7 @@ def run(
     have passed; returns the first non-zero exit code of a sweep."""
     check_time_limit(time_limit)
     if names == ALL:
-        todo = [p for p in own_parts(study).values() if record.finished(p.name) < p.trials]
+        todo = by_priority(study, [p for p in own_parts(study).values() if record.finished(p.name) < p.trials])
         if not todo:
             print(f"[study] {study.name}: every part is complete; the report: scripts/study.py report {study.record}")
             return 0
@@ -137,6 +138,30 @@ def named_parts(study: Study, names: str) -> list[Part]:
     for name in chosen:
         check_choice("part", name, [*study.parts, ALL])
     return [study.part(name) for name in chosen]
+
+
+def by_priority(study: Study, parts: Sequence[Part]) -> list[Part]:
+    """``all``'s order: first the parts the primary contrasts need (theirs and the sweeps they
+    retrain), confirm parts before the rest, so that a study cut short has answered its named
+    questions rather than opened new ones; otherwise the study file's order."""
+    needed = primary_parts(study)
+    return sorted(parts, key=lambda p: (p.name not in needed, p.kind != "confirm"))
+
+
+def primary_parts(study: Study) -> set[str]:
+    """The parts the primary contrasts compare (or compare within), and every part those retrain."""
+    named = set()
+    for contrast in itertools.chain.from_iterable(study.contrasts.values()):
+        if contrast.primary:
+            for side in (contrast.variant, contrast.reference, contrast.part):
+                named.update([side] if isinstance(side, str) else side or ())
+    needed, todo = set(), [n for n in named if n in study.parts]
+    while todo:
+        name = todo.pop()
+        needed.add(name)
+        if study.parts[name].of is not None and study.parts[name].of not in needed:
+            todo.append(study.parts[name].of)
+    return needed
 
 
 def own_parts(study: Study) -> dict[str, Part]:
