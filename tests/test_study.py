@@ -26,6 +26,7 @@ from helpers.runs import CONF, compose_config, read_events
 from sgmod_study.data import dataset_spec
 from sgmod_study.errors import ConfigError
 from sgmod_study.nn.activations import Sgmod
+from sgmod_study.run.cli import RESUME_COMMAND_ENV
 from sgmod_study.run.diagnostics import activation_record
 from sgmod_study.study import runner
 from sgmod_study.study.choose import chosen_overrides
@@ -347,6 +348,25 @@ def test_bad_part_lists_are_refused_before_anything_runs(tmp_path, stub_parts):
     with pytest.raises(ConfigError, match="confirm_a retrains the best configuration of sweep_a, which has 0 of"):
         runner.run(study, record, "sweep_b,confirm_a")  # its sweep is neither complete nor named
     assert StubSweep.log == []
+
+
+def test_a_sweep_the_study_starts_names_the_study_command_as_the_one_that_resumes_it(tmp_path, stub_parts, monkeypatch):
+    study, record = stub_parts
+    environments = []
+
+    class Recording(StubSweep):
+        def __init__(self, command, **kwargs):
+            environments.append(kwargs["env"])
+            super().__init__(command, **kwargs)
+
+    monkeypatch.setattr(runner, "subprocess", SimpleNamespace(Popen=Recording, PIPE=-1, STDOUT=-2))
+    monkeypatch.chdir(tmp_path)
+    typed = ["run", "tiny", "sweep_b", "--time-limit", "60", "hydra.sweeper.n_jobs=2"]
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "scripts" / "study.py"), *typed])
+    assert runner.run(study, record, "sweep_b", ["hydra.sweeper.n_jobs=2"]) == 0
+    # the sweeper's "interrupted ...; resume with: ..." line names this, not its own src/train.py -m
+    again = "python scripts/study.py run tiny sweep_b --time-limit 60 hydra.sweeper.n_jobs=2"
+    assert [env[RESUME_COMMAND_ENV] for env in environments] == [again]
 
 
 def test_a_running_part_records_the_rows_of_its_ended_trials_before_it_ends(tmp_path, stub_parts, monkeypatch):

@@ -23,11 +23,14 @@ from optuna.trial import TrialState
 from helpers.runs import ROOT
 from helpers.sweeps import SPACE, dead_owner, journal_study, load, plain_load, run_sweep, stub_script, sweep
 from hydra_plugins.sgmod_sweeper.sgmod_sweeper import SAMPLERS
+from hydra_plugins.sgmod_sweeper.sgmod_sweeper import _exit_interrupted as exit_interrupted
 from sgmod_study.errors import ConfigError
+from sgmod_study.run.cli import RESUME_COMMAND_ENV
 from sgmod_study.sweeper.liveness import OWNER_ATTR, REQUEUED_ATTR
 from sgmod_study.sweeper.samplers import CompleteGridSampler
 from sgmod_study.sweeper.scheduler import Sweep
 from sgmod_study.sweeper.settings import SweepSettings
+from sgmod_study.sweeper.signals import SweepInterrupted
 
 # A trial that runs until it is stopped: SIGTERM makes it exit 143, as a real run does.
 SLEEPING_STUB = """
@@ -174,6 +177,17 @@ def test_a_signal_stops_every_trial_queues_it_again_and_removes_the_heartbeat(tm
     assert not heartbeats.exists()
     for log in tmp_path.glob("sweep/trial_*/trial.log"):  # each trial's own process ended
         assert "Traceback" not in log.read_text()
+
+
+def test_a_sweep_a_study_started_names_the_study_command_as_the_one_that_resumes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(RESUME_COMMAND_ENV, "python scripts/study.py run gan grid_g_relu --time-limit 600")
+    with pytest.raises(SystemExit) as stopped:
+        exit_interrupted(SweepInterrupted(signal.SIGTERM), tmp_path)
+    assert stopped.value.code == 143
+    assert capsys.readouterr().err == (
+        "interrupted (SIGTERM): the running trials were stopped and run again next time; "
+        "resume with: python scripts/study.py run gan grid_g_relu --time-limit 600\n"
+    )
 
 
 @pytest.mark.slow

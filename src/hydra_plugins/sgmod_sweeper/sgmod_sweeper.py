@@ -303,18 +303,18 @@ def _probe(key: str, cfg: Dict[str, Any], attempt: Any) -> None:
 def _exit_interrupted(stop: BaseException, sweep_dir: Path) -> None:
     """SIGTERM or Ctrl-C: the running trials were stopped and queued again (scheduler.Sweep.run);
     one line on how to resume, and 143 / 130, never 0: a preempted sweep is no finished one."""
-    import shlex
+    import os
     import signal
 
     from sgmod_study.errors import EXIT_SIGINT, EXIT_SIGTERM
-    from sgmod_study.run.cli import shown_path
+    from sgmod_study.run.cli import RESUME_COMMAND_ENV, command_line
     from sgmod_study.sweeper.results import write_results
 
     signum = getattr(stop, "signum", signal.SIGINT)
     study = getattr(stop, "study", None)
     if study is not None:
         write_results(study, sweep_dir, figures=False)
-    again = shlex.join(["python", shown_path(Path(sys.argv[0])), *sys.argv[1:]])
+    again = os.environ.get(RESUME_COMMAND_ENV) or command_line()
     print(
         f"interrupted ({signal.Signals(signum).name}): the running trials were stopped and run again next time; "
         f"resume with: {again}",

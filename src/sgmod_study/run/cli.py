@@ -161,6 +161,16 @@ def _related(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents or path in folder.parents
 
 
+# A sweep started by another command (scripts/study.py run) names that command, not its own, as the
+# one that resumes it: the study command that started it sets this in the sweep's environment.
+RESUME_COMMAND_ENV = "SGMOD_RESUME_COMMAND"
+
+
+def command_line() -> str:
+    """The command that started this process, as a person types it again (``python PATH args``)."""
+    return shlex.join(["python", shown_path(Path(sys.argv[0])), *sys.argv[1:]])
+
+
 def shown_path(path: Path) -> str:
     """``path`` relative to the current folder when it is inside it, else absolute."""
     path = Path(path).absolute()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sgmod_study.errors import ConfigError, check_choice
 from sgmod_study.paths import STUDY_RUNS, TRAIN_SCRIPT
+from sgmod_study.run.cli import RESUME_COMMAND_ENV, command_line
 from sgmod_study.study.choose import confirm_overrides
 from sgmod_study.study.export import export
 from sgmod_study.study.record import JOURNAL, MACHINE_FILE, Record, summary
@@ -246,7 +247,7 @@ def _start(study, record, part, jobs, overrides, deadline) -> Launch:
     limit = [] if deadline is None else [f"hydra.sweeper.time_limit={max(deadline - time.monotonic(), 1.0):.0f}"]
     command = sweep_command(study, part, record, [*overrides, f"{N_JOBS}{jobs}", *limit])
     print(f"[study] {part.name}: starting, {jobs} trial(s) at once")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", RESUME_COMMAND_ENV: command_line()}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     console = tuple(
         threading.Thread(target=_show, args=(stream, part.name, shown), daemon=True)
