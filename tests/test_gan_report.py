@@ -311,7 +311,10 @@ def test_contrasts_are_paired_by_seed_holm_corrected_per_metric_and_judged_lower
         scipy_stats.ttest_rel(ALIKE, REFERENCE).pvalue,
         scipy_stats.ttest_rel(kept, fixed).pvalue,
     ]
-    holm = stats.holm(raw)
+    # the study declares 6 primary contrasts; the 3 not run yet count as p = 1 in Holm's correction
+    holm = stats.holm([*raw, 1.0, 1.0, 1.0])
+    assert holm[0] > stats.holm(raw)[0]  # over the 3 run so far it would be optimistic
+    assert "Holm's correction counts the 6 primary tests declared; the 3 without a p yet count as p = 1" in text
     difference = np.mean(np.array(BETTER) - np.array(REFERENCE))
     assert (
         f"| Sgmod vs ReLU in G | g_sgmod - g_relu | 8 | 0 | {difference:+.2f} [" in text

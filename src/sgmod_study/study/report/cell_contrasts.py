@@ -29,6 +29,7 @@ class CellContrasts:
     margins: tuple[float, ...]
     rows: list[dict] = field(default_factory=list)  # one per contrast and value of its ``by``
     waiting: list[str] = field(default_factory=list)  # a contrast at a value where a side has no runs yet
+    family: int = 0  # the primary tests known so far: rows, cells waiting, the ``at`` values of unrun parts
     letters: dict[str, str] = field(default_factory=dict)  # {machine: its letter in the section "What ran"}
 
 
@@ -38,6 +39,7 @@ def compute(study: Study, record: Record) -> CellContrasts:
         runs = results(record.rows(contrast.part))
         if not runs:
             data.waiting.append(f"{_question(contrast)}: not run yet")
+            data.family += len(contrast.at) * contrast.primary
             continue
         values = list(contrast.at) or sorted({r["params"][contrast.by] for r in runs if contrast.by in r["params"]})
         for value in values:
@@ -46,7 +48,8 @@ def compute(study: Study, record: Record) -> CellContrasts:
                 data.waiting.append(found)
             else:
                 data.rows.append(found)
-    paired.correct_holm([r for r in data.rows if r["primary"]])
+            data.family += contrast.primary
+    paired.correct_holm([r for r in data.rows if r["primary"]], data.family)
     return data
 
 
@@ -110,6 +113,7 @@ def render(data: CellContrasts, page: figures.Page) -> list[str]:
             *(_line(r, data.margins, data.letters) for r in data.rows),
             "",
             paired.tests_note(data.margins),
+            *paired.family_note([r for r in data.rows if r["primary"]], data.family),
             *_notes(data.rows),
         ]
     if data.waiting:

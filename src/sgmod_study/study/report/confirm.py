@@ -65,6 +65,7 @@ class Confirm:
     curse: list[Curse] = field(default_factory=list)
     moved: list[tuple[str, str, list[tuple[str, float, float]]]] = field(default_factory=list)
     contrasts: list[dict] = field(default_factory=list)  # Holm-corrected together
+    family: int = 0  # the primary contrasts declared: Holm's correction counts them all
     mixed: bool = False  # ran on GPUs and CPUs
     controls_effect: dict | None = None  # GPU minus CPU from the controls (unpaired)
     twin_effects: list[dict] = field(default_factory=list)  # GPU minus CPU, the twins paired by seed
@@ -87,6 +88,7 @@ def compute(study: Study, record: Record) -> Confirm:
     data.curse = [c for name in parts if (c := curse(study, record, name, runs[name]))]
     data.moved = [m for name in parts if (m := moved(study, record, name, runs[name]))]
     data.contrasts = contrasts(study, runs, labels, data.margins)
+    data.family = paired.family(study, "confirm")
     data.mixed = len({is_gpu(r) for rows in ran.values() for r in rows}) > 1
     data.controls_effect = controls_effect(study, record)
     data.twin_effects = [twin_effect(g, c, ran, labels, study.metric) for g, c in replicates(ran)]
@@ -196,7 +198,7 @@ def contrasts(
                     **paired.compare(tables[variant], tables[reference], margins),
                 }
             )
-    paired.correct_holm([r for r in rows if r["primary"]])
+    paired.correct_holm([r for r in rows if r["primary"]], paired.family(study, "confirm"))
     return rows
 
 
@@ -285,6 +287,7 @@ def _contrast_lines(data: Confirm) -> list[str]:
         *(paired.line([_contrast_name(r), " - ".join(r["kinds"])], r, data.margins) for r in data.contrasts),
         "",
         paired.tests_note(data.margins),
+        *paired.family_note([r for r in data.contrasts if r["primary"]], data.family),
     ]
 
 

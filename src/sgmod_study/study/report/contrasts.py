@@ -65,6 +65,7 @@ class Contrasts:
     seeds: int = 0  # a confirm part's seeds
     waiting: list[str] = field(default_factory=list)  # contrasts with a side not run yet
     letters: dict[str, str] = field(default_factory=dict)  # {machine: its letter in the section "What ran"}
+    family: int = 0  # the primary contrasts declared: Holm's correction counts them all
 
 
 def compute(study: Study, record: Record) -> Contrasts:
@@ -86,8 +87,9 @@ def compute(study: Study, record: Record) -> Contrasts:
             data.tests[metric].append(
                 {"question": contrast.question, "label": named, "primary": contrast.primary} | row
             )
+    data.family = paired.family(study, "contrasts")
     for metric in study.metrics:
-        paired.correct_holm([r for r in data.tests[metric] if r["primary"]])
+        paired.correct_holm([r for r in data.tests[metric] if r["primary"]], data.family)
         groups = [values(good(runs[p]), metric) for p in study.sections["contrasts"]]
         data.spread[metric] = (*stats.pooled_sd(groups), sum(len(g) >= 2 for g in groups))
     data.seeds = min(
@@ -202,6 +204,7 @@ def render(data: Contrasts, page: figures.Page) -> list[str]:
             f"verdicts at {ALPHA:g}; machines: where the paired runs ran, lettered as in the last section.",
             *machine_note(data.tests.values()),
         ]
+        lines += paired.family_note([r for r in data.tests[data.metrics[0]] if r["primary"]], data.family)
         for metric in data.metrics:
             lines += _metric_lines(data, metric)
         lines += _failure_lines(data.failures)

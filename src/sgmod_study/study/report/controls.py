@@ -35,6 +35,7 @@ class Controls:
     variants: list[Variant] = field(default_factory=list)  # best mean first
     primary: list[dict] = field(default_factory=list)  # Holm-corrected together
     secondary: list[dict] = field(default_factory=list)
+    family: int = 0  # the primary contrasts declared: Holm's correction counts them all
 
 
 def compute(study: Study, record: Record) -> Controls:
@@ -50,7 +51,8 @@ def compute(study: Study, record: Record) -> Controls:
     found = [contrast_row(c, table, data.margins) for c in study.contrasts.get("controls", ())]
     data.primary = [r for r in found if r and r["primary"]]
     data.secondary = [r for r in found if r and not r["primary"]]
-    paired.correct_holm(data.primary)
+    data.family = paired.family(study, "controls")
+    paired.correct_holm(data.primary, data.family)
     return data
 
 
@@ -118,6 +120,7 @@ def _primary_lines(data: Controls) -> list[str]:
         *(paired.line([r["question"], f"{r['variant']} - {r['reference']}"], r, data.margins) for r in data.primary),
         "",
         paired.tests_note(data.margins),
+        *paired.family_note(data.primary, data.family),
     ]
 
 

@@ -25,11 +25,33 @@ def compare(values: Mapping[int, float], reference: Mapping[int, float], margins
     return stats.paired(values, reference, margins)
 
 
-def correct_holm(rows: Sequence[MutableMapping]) -> None:
-    """Set ``p_holm`` on the rows that have a p-value: Holm-corrected over those rows together."""
+def family(study, section: str) -> int:
+    """How many primary contrasts ``study`` declares in ``section``: the family Holm's correction counts."""
+    return sum(c.primary for c in study.contrasts.get(section, ()))
+
+
+def correct_holm(rows: Sequence[MutableMapping], family: int = 0) -> None:
+    """Set ``p_holm`` on the rows that have a p-value: Holm-corrected over the ``family`` tests
+    declared before the runs (at least these rows). A declared test with no p yet counts as p = 1:
+    Holm's adjusted p-values never rise when a raw p falls, so an interim one is never below the
+    value it will have once every test has run (correcting over the tests run so far would be)."""
     tested = [r for r in rows if not math.isnan(r["p"])]
-    for row, adjusted in zip(tested, stats.holm([r["p"] for r in tested]), strict=True):
-        row["p_holm"] = adjusted
+    adjusted = stats.holm([r["p"] for r in tested] + [1.0] * max(family - len(tested), 0))
+    for row, p in zip(tested, adjusted[: len(tested)], strict=True):
+        row["p_holm"] = p
+
+
+def family_note(rows: Sequence[Mapping], family: int) -> list[str]:
+    """A paragraph saying how many of the declared primary tests the correction counted as p = 1
+    (none once every one has a p)."""
+    tested = sum(not math.isnan(r["p"]) for r in rows)
+    if tested >= family:
+        return []
+    return [
+        "",
+        f"Holm's correction counts the {family} primary tests declared; the {family - tested} without a p yet "
+        "count as p = 1 until they have one, so no corrected p here is below the value it will have then.",
+    ]
 
 
 def points(margin: float) -> str:

@@ -136,10 +136,11 @@ def _figure(t: Trajectory, page: figures.Page) -> list[str]:
     shown = next((c for c in t.cells if c.label == t.best), t.cells[0])
     name = f"trajectories_{t.label}"
     panels = {p: shown.series[p] for p in PARAMETERS if shown.series[p]}
-    figures.line_panels(panels, "step", page.path(name), f"{t.label} at {shown.label}: mean over {shown.n} seeds")
+    over = "one seed" if shown.n == 1 else f"mean over {shown.n} seeds"
+    figures.line_panels(panels, "step", page.path(name), f"{t.label} at {shown.label}: {over}")
     return [
         "",
-        f"{t.label} at {shown.label} (mean over {shown.n} seeds):",
+        f"{t.label} at {shown.label} ({over}):",
         "",
         page.link(f"{t.label} gamma/beta", name),
     ]
