@@ -95,6 +95,8 @@ def record_of(study: Study, folder: Path | None) -> Record:
 
 
 def list_parts(studies: list[Study], folder: Path | None) -> int:
+    from sgmod_study.study.runner import starts_next
+
     lines = []  # all read before any is printed: a corrupted record gives its one error line alone
     for study in studies:
         record = record_of(study, folder)
@@ -106,6 +108,8 @@ def list_parts(studies: list[Study], folder: Path | None) -> int:
         lines.append(f"  {time_left(study, record)}")
         if pace := pace_here(study, record, cpu_here()):
             lines.append(f"  {pace}")
+        if following := starts_next(study, record):
+            lines.append(f"  {following}")
     print("\n".join(lines))
     return 0
 

@@ -319,7 +319,11 @@ def test_all_runs_the_parts_of_the_primary_contrasts_first_and_their_confirms_as
     (tmp_path / "conf" / "study" / "priority.yaml").write_text(PRIORITY_STUDY)
     study = load_study("priority", tmp_path / "conf" / "study")
     record = Record(tmp_path / "study" / "priority")
+    assert runner.starts_next(study, record) == (
+        "next, `run priority all` starts (the primary contrasts' parts first): sweep_a, sweep_c, sweep_b"
+    )  # the confirms wait for their sweeps
     assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"]) == 0
+    assert runner.starts_next(study, record) is None
     # the study file's order would be sweep_a, sweep_b, sweep_c, confirm_b, confirm_c
     started = [n for n, _, _ in StubSweep.log]
     assert started == ["sweep_a", "sweep_c", "confirm_c", "sweep_b", "confirm_b"]

@@ -294,11 +294,11 @@ def test_list_gives_the_run_hours_left_at_this_machines_pace_where_it_ran_some_o
     # own median there (30 min); every other part at 3.0 x the other machine's median (10 min)
     planned = sum(part.trials for part in CLASSIFIER.parts.values())
     hours = ((72 - 5) * 30 + (planned - 72) * 30) / 60
-    assert out[-1] == (
+    assert out[-2] == (
         "  this machine, Slow (2 cores, AVX2), took 3.0x as long as the other machines over the same parts (the "
         f"median of its 2 finished runs): about {hours:.1f} run-hours left at its pace"
     )
-    assert out[-2].startswith(f"  left: {planned - 5} of {planned} runs, about ")
+    assert out[-3].startswith(f"  left: {planned - 5} of {planned} runs, about ")
     # a machine that ran none of them, or ran every one of them (nothing to compare with): no such line
     monkeypatch.setattr(study_script(), "cpu_here", lambda: "Other (2 cores)")
     assert "this machine" not in cli(["list", "classifier"], repo, monkeypatch, capsys)[1]
@@ -332,20 +332,25 @@ def test_list_says_the_runs_left_and_their_run_hours_by_each_parts_median_run(tm
     controls = out.splitlines()[1]
     assert controls.split()[:3] == ["controls", "grid", "5/72"] and "4 complete, 1 diverged, 1 interrupted" in controls
     # the columns line up however long a part's name (confirm_sgmod_default_at_1_0 is 28 characters)
-    parts = out.splitlines()[1:-1]
+    parts = out.splitlines()[1:-2]
     assert len(parts) == len(CLASSIFIER.parts) and max(map(len, CLASSIFIER.parts)) > 22
     kinds = [part.kind for part in CLASSIFIER.parts.values()]
     assert len({line.index(f" {kind} ") for line, kind in zip(parts, kinds, strict=True)}) == 1
     planned = sum(part.trials for part in CLASSIFIER.parts.values())
     # controls: 67 left at its own median of 8 min (finished runs only); every other part at the study's, also 8
     left = planned - 5
-    assert out.splitlines()[-1] == (
+    assert out.splitlines()[-2] == (
         f"  left: {left} of {planned} runs, about {left * 8 / 60:.1f} run-hours at the median recorded run (8.0 min, "
         "on the machines that ran them; each part's own where it has one). Runs side by side share them: divide by "
         "their number for the wall time"
     )
     # none timed yet: said so, with no guess
+    # last, what `run classifier all` starts: the sweeps of the primary contrasts (their confirms wait)
+    assert out.splitlines()[-1] == (
+        "  next, `run classifier all` starts (the primary contrasts' parts first): sweep_sgmod, sweep_sigmoid, "
+        "sweep_tanh, sweep_relu and 1 more"
+    )
     write_parts(record_of(repo).folder, {"controls": []})
-    assert cli(["list", "classifier"], repo, monkeypatch, capsys)[1].splitlines()[-1] == (
+    assert cli(["list", "classifier"], repo, monkeypatch, capsys)[1].splitlines()[-2] == (
         f"  left: {planned} of {planned} runs (no finished run to time them by yet)"
     )

@@ -149,6 +149,17 @@ def by_priority(study: Study, parts: Sequence[Part]) -> list[Part]:
     return sorted(parts, key=lambda p: (p.name not in needed, p.kind != "confirm"))
 
 
+def starts_next(study: Study, record: Record, shown: int = 4) -> str | None:
+    """The parts ``run STUDY all`` would start now, in its order (those whose sweep is complete);
+    None when every part is complete or waits for one."""
+    todo = by_priority(study, [p for p in own_parts(study).values() if record.finished(p.name) < p.trials])
+    ready = [p.name for p in todo if p.of is None or record.finished(p.of) >= study.parts[p.of].trials]
+    if not ready:
+        return None
+    more = f" and {len(ready) - shown} more" if len(ready) > shown else ""
+    return f"next, `run {study.name} all` starts (the primary contrasts' parts first): {', '.join(ready[:shown])}{more}"
+
+
 def primary_parts(study: Study) -> set[str]:
     """The parts the primary contrasts compare (or compare within), and every part those retrain."""
     named = set()
