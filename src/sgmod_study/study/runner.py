@@ -113,7 +113,7 @@ def run(
     have passed; returns the first non-zero exit code of a sweep."""
     check_time_limit(time_limit)
     if names == ALL:
-        todo = by_priority(study, [p for p in own_parts(study).values() if record.finished(p.name) < p.trials])
+        todo = by_priority(study, unfinished(study, record))
         if not todo:
             print(f"[study] {study.name}: every part is complete; the report: scripts/study.py report {study.record}")
             return 0
@@ -152,12 +152,21 @@ def by_priority(study: Study, parts: Sequence[Part]) -> list[Part]:
 def starts_next(study: Study, record: Record, shown: int = 4) -> str | None:
     """The parts ``run STUDY all`` would start now, in its order (those whose sweep is complete);
     None when every part is complete or waits for one."""
-    todo = by_priority(study, [p for p in own_parts(study).values() if record.finished(p.name) < p.trials])
-    ready = [p.name for p in todo if p.of is None or record.finished(p.of) >= study.parts[p.of].trials]
+    ready = [p.name for p in by_priority(study, unfinished(study, record)) if sweep_complete(study, record, p)]
     if not ready:
         return None
     more = f" and {len(ready) - shown} more" if len(ready) > shown else ""
     return f"next, `run {study.name} all` starts (the primary contrasts' parts first): {', '.join(ready[:shown])}{more}"
+
+
+def unfinished(study: Study, record: Record) -> list[Part]:
+    """The parts a run of ``study`` trains that have trials left, in the study file's order."""
+    return [p for p in own_parts(study).values() if record.finished(p.name) < p.trials]
+
+
+def sweep_complete(study: Study, record: Record, part: Part) -> bool:
+    """Whether ``part`` can start: it retrains no sweep, or that sweep has all its trials."""
+    return part.of is None or record.finished(part.of) >= study.parts[part.of].trials
 
 
 def primary_parts(study: Study) -> set[str]:
@@ -238,7 +247,7 @@ def _start_ready(study, record, waiting, running, total, overrides, deadline) ->
     for part in list(waiting):
         if free <= 0:
             break
-        if part.of is not None and record.finished(part.of) < study.parts[part.of].trials:
+        if not sweep_complete(study, record, part):
             continue  # its sweep is still running (or unfinished): it starts when that one is complete
         jobs = min(free, part.trials - record.finished(part.name))
         started.append(_start(study, record, part, jobs, overrides, deadline))
