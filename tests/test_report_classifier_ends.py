@@ -113,7 +113,7 @@ def test_secondary_confirm_contrasts_keep_their_raw_p_out_of_the_holm_correction
         "confirm_relu_cpu": _confirm_rows([v + 0.001 for v in CONFIRMED]),
     }
     labels = {name: name.removeprefix("confirm_") for name in runs}
-    rows = confirm.contrasts(CLASSIFIER, runs, labels, (0.005, 0.002))
+    rows = confirm.contrasts(CLASSIFIER, runs, labels, (0.005, 0.002), paired.family(CLASSIFIER, "confirm"))
     secondary = [r for r in rows if not r["primary"]]
     primary = [r for r in rows if r["primary"]]
     assert [(r["variant"], r["reference"]) for r in secondary] == [("sgmod", "tanh")]

@@ -87,9 +87,8 @@ def compute(study: Study, record: Record) -> Confirm:
     data.twins = [(labels[g], labels[c]) for g, c in replicates(ran)]
     data.curse = [c for name in parts if (c := curse(study, record, name, runs[name]))]
     data.moved = [m for name in parts if (m := moved(study, record, name, runs[name]))]
-    data.contrasts = contrasts(study, runs, labels, data.margins)
     data.family = paired.family(study, "confirm")
-    paired.correct_holm([r for r in data.contrasts if r["primary"]], data.family)
+    data.contrasts = contrasts(study, runs, labels, data.margins, data.family)
     data.mixed = len({is_gpu(r) for rows in ran.values() for r in rows}) > 1
     data.controls_effect = controls_effect(study, record)
     data.twin_effects = [twin_effect(g, c, ran, labels, study.metric) for g, c in replicates(ran)]
@@ -179,9 +178,13 @@ def moved(study: Study, record: Record, name: str, rows: Sequence[Mapping]) -> t
 
 
 def contrasts(
-    study: Study, runs: Mapping[str, Sequence[Mapping]], labels: Mapping[str, str], margins: Sequence[float]
+    study: Study,
+    runs: Mapping[str, Sequence[Mapping]],
+    labels: Mapping[str, str],
+    margins: Sequence[float],
+    family: int,
 ) -> list[dict]:
-    """The study's confirm contrasts, paired by seed (``compute`` Holm-corrects the primary ones)."""
+    """The study's confirm contrasts, paired by seed; the primary ones Holm-corrected over ``family``."""
     tables = {name: by_seed(rows, study.metric) for name, rows in runs.items() if rows}
     means = {name: mean(list(t.values())) for name, t in tables.items() if t}
     rows = []
@@ -199,6 +202,7 @@ def contrasts(
                     **paired.compare(tables[variant], tables[reference], margins),
                 }
             )
+    paired.correct_holm([r for r in rows if r["primary"]], family)
     return rows
 
 
