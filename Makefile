@@ -1,5 +1,8 @@
 # `make run`  : set everything up, then train the default Sgmod classifier.
-# `make test` : set everything up, then run the whole test suite (CI runs this; under 25 min on 2 cores).
+# `make test` : set everything up, then run the whole test suite (CI runs this): two pytest-xdist workers,
+#               one module per worker. Serial, it took 25:17 on CI's 2 cores (stop 42); two workers took
+#               18:43 on a 2-core AMD EPYC. Two, not one per core: each test module spawns trainers and
+#               sweep workers of its own, and the sweeper/SLURM tests wait on real heartbeats.
 # `make test-fast` : the tests that train nothing, start no server and spawn no src/train.py (under
 #                    3 min on 2 cores), on every core (pytest-xdist, one module per worker so a module's
 #                    fixtures are built once): run it after each change. `make test` runs them too.
@@ -19,7 +22,7 @@ run: setup data
 	$(PY) src/train.py $(ARGS)
 
 test: setup services
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n 2 --dist loadscope
 
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow" -n auto --dist loadscope

@@ -4,10 +4,10 @@ running src/train.py, sweeps, records, mounts) are in tests/helpers/, which test
 Tiers: ``make test-fast`` (``pytest -m "not slow" -n auto --dist loadscope``: a module per worker, so its
 fixtures are built once; under 3 minutes on 2 cores) runs every test that
 trains nothing, starts no server (PostgreSQL, TensorBoard) and spawns no ``src/train.py`` or other
-training process; ``make test`` runs them all. A test that needs any of those is marked ``slow``
-(pytest.mark.slow, or ``pytestmark`` for a whole module), and so is one that needs a trained run
-(``tiny_run``, a module fixture that trains). The one other kind marked slow: two sweep workers of
-real 6-second stub trials, one killed (test_sweeper_liveness.py, about 25 s each).
+training process; ``make test`` runs them all, on two workers the same way. A test that needs any
+of those is marked ``slow`` (pytest.mark.slow, or ``pytestmark`` for a whole module), and so is one
+that needs a trained run (``tiny_run``, a module fixture that trains). The one other kind marked
+slow: two sweep workers of real 6-second stub trials, one killed (test_sweeper_liveness.py, about 25 s each).
 A test not marked slow that trains (``Trainer.fit``), starts ``src/train.py`` or asks for a server
 fixture fails and says so (``_fast_tier_guard``).
 """
