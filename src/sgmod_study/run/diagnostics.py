@@ -109,8 +109,10 @@ class GradNormMonitor(L.Callback):
         if not _due(trainer, self.every_n_steps):
             return
         stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}  # G or D in a GAN
+        # float64: in float32 the squares of a vanishing layer's gradient (elements near 1e-22, as in a deep
+        # sigmoid MLP's first layers) underflow, and its norm reads 0 or too low
         norms = {
-            f"grad_norm/{_layer_name(name)}": p.grad.detach().norm().item()
+            f"grad_norm/{_layer_name(name)}": torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float64).item()
             for name, p in pl_module.named_parameters()
             if id(p) in stepped and p.grad is not None and p.dim() >= 2
         }
