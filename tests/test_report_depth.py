@@ -114,6 +114,12 @@ def test_the_slope_of_log_norms_over_the_layers_is_exact_and_excludes_the_output
     assert gradients.complete_norms(row, 500) is None  # a step the curves lack
 
 
+def test_the_first_layer_which_reads_the_image_is_left_out_of_the_slope():
+    norms = {k: 10 ** (0.5 * k) for k in range(1, 5)}
+    assert gradients.slope({**norms, 1: 1e-9}) == pytest.approx(0.5, abs=1e-12)  # layer 1 alone off the line
+    assert gradients.slope({**norms, 2: 1e-9}) != pytest.approx(0.5, abs=1e-3)
+
+
 def test_gradients_give_the_median_slope_per_step_skipping_missing_steps_and_broken_norms(tmp_path):
     broken = depth_row("sigmoid", 4, 2, slopes={0: 0.3, 50: 0.1})
     broken["curves"]["grad_norm/net.layer2.fc"][0][1] = 0.0  # step 0: a zero norm leaves the run out there
@@ -131,10 +137,10 @@ def test_gradients_give_the_median_slope_per_step_skipping_missing_steps_and_bro
     assert cell.slopes[0] == pytest.approx([0.5, 0.7]) and cell.slopes[50] == pytest.approx([0.2, 0.4, 0.1])
     assert cell.median(0) == pytest.approx(0.6) and cell.median(50) == pytest.approx(0.2) and cell.median(500) is None
     assert data.parts[1].steps == [0, 50, 500]
-    # median at depth 8 times 7 layers: 0.25 x 7 = 1.75 decades
-    assert "| sigmoid | 0 | +0.600 (2) | +0.250 | +1.75 |" in text
-    assert "| sigmoid | 50 | +0.200 | +0.125 | +0.875 |" in text
-    assert "| sigmoid | 500 | - | - | - |" in text and "| relu | 500 | - | -0.500 | -3.50 |" in text
+    # median at depth 8 times layers 2..8: 0.25 x 6 = 1.5 decades
+    assert "| sigmoid | 0 | +0.600 (2) | +0.250 | +1.50 |" in text
+    assert "| sigmoid | 50 | +0.200 | +0.125 | +0.750 |" in text
+    assert "| sigmoid | 500 | - | - | - |" in text and "| relu | 500 | - | -0.500 | -3.00 |" in text
     assert "b > 0 means the gradient shrinks toward the input" in text
     # the figure: at depth 8, the first and the last step any run logged (0 and 500), where each has them
     drawn = [(p.activation, p.step) for p in data.parts[1].profiles]

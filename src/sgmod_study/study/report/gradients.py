@@ -4,9 +4,13 @@ and depth, at the optimizer steps STEPS.
 Read from each run's ``curves["grad_norm/net.layerK.fc"]``: the L2 norm of the gradient of the
 training loss (on that step's batch, before the optimizer step) with respect to hidden layer K's
 weight matrix, K = 1 at the input; the output layer (``net.out``) is left out. Per run and step, the
-least-squares slope b of log10(norm) against K over the hidden layers 1..depth: b > 0 is a gradient
-that shrinks toward the input (vanishing), b < 0 one that grows toward it (exploding); b (depth - 1)
-is the fitted change in decades from the last hidden layer to the first. A run (a diverged one too,
+least-squares slope b of log10(norm) against K over the hidden layers 2..depth: b > 0 is a gradient
+that shrinks toward the input (vanishing), b < 0 one that grows toward it (exploding); b (depth - 2)
+is the fitted change in decades from the last hidden layer to the second. Layer 1 is left out of the
+fit (not the figure): a weight gradient's norm scales with its layer's input, and layer 1's input is
+the standardized image (784 values of unit variance), not the 256 activations every other hidden
+layer reads, so its norm differs by an activation-dependent factor (1.8-2.6x for ReLU, tanh, sigmoid)
+that would tilt the slope, most at depth 4. A run (a diverged one too,
 at the steps it logged) is left out at a step its curves lack, or where a layer's norm is missing,
 zero or not finite. The table gives the median slope over the seeds; the figure the median norm by
 layer at the part's largest depth."""
@@ -40,6 +44,7 @@ from sgmod_study.study.report.rows import table_head
 from sgmod_study.study.spec import Study
 
 STEPS = (0, 50, 500)  # the optimizer steps the slopes are taken at
+FIRST_FITTED = 2  # the first hidden layer in the slope's fit (layer 1 reads the image: see above)
 PREFIX, SUFFIX = "grad_norm/", ".fc"  # a hidden layer's Linear: grad_norm/net.layer3.fc
 
 
@@ -110,15 +115,16 @@ def layer_norms(row: Mapping, step: int) -> dict[int, float]:
 
 
 def complete_norms(row: Mapping, step: int) -> dict[int, float] | None:
-    """``layer_norms`` where every hidden layer 1..depth has a positive, finite norm; else None."""
+    """``layer_norms`` where every hidden layer 1..depth has a positive, finite norm, and the fit has two
+    layers or more; else None."""
     norms = layer_norms(row, step)
-    usable = set(norms) == set(range(1, depth_of(row) + 1)) and len(norms) >= 2
+    usable = set(norms) == set(range(1, depth_of(row) + 1)) and len(norms) > FIRST_FITTED
     return norms if usable and all(0 < v < math.inf for v in norms.values()) else None
 
 
 def slope(norms: Mapping[int, float]) -> float:
-    """The least-squares slope of log10(norm) against the layer number."""
-    x = list(norms)
+    """The least-squares slope of log10(norm) against the layer number, over layers FIRST_FITTED on."""
+    x = [k for k in norms if k >= FIRST_FITTED]
     y = [math.log10(norms[k]) for k in x]
     mean_x, mean_y = sum(x) / len(x), sum(y) / len(y)
     spread = sum((k - mean_x) ** 2 for k in x)
@@ -163,11 +169,15 @@ def render(data: Gradients, page: figures.Page) -> list[str]:
         "The gradient's norm with respect to each hidden layer's weight matrix (layer 1 at the input; the "
         "output layer left out), on the batch of optimizer step 0 (at initialisation), 50 and 500"
         f"{epoch}. For each run and step, b is the least-squares slope of log10(norm) against the layer "
-        "number: **b > 0 means the gradient shrinks toward the input (vanishing), b < 0 that it grows toward "
-        "the input (exploding)**. A diverged run counts at the steps it logged; a run is left out at a step where "
-        "a layer's norm is missing, zero or not finite. Each cell is the median b over the seeds (their number in "
-        "brackets where fewer than the runs); the last column is that median times (depth - 1) at the largest "
-        "depth: the fitted change in decades from the last hidden layer to the first.",
+        f"number, over layers {FIRST_FITTED} to the last: **b > 0 means the gradient shrinks toward the "
+        "input (vanishing), b < 0 that it grows toward the input (exploding)**. A diverged run counts at "
+        "the steps it logged; a run is left out at a step where a layer's norm is missing, zero or not "
+        "finite. Each cell is the median b over the seeds (their number in brackets where fewer than the "
+        f"runs); the last column is that median times (depth - {FIRST_FITTED}) at the largest depth: the "
+        f"fitted change in decades from the last hidden layer to layer {FIRST_FITTED}. Layer 1 is in the "
+        "figure but not the fit: a weight gradient's norm scales with the layer's input, and layer 1 reads "
+        "the image (784 standardized pixels), not 256 activations as the others do, which alone moves its "
+        "norm by a factor that depends on the activation.",
     ]
     return lines + parts_lines(data.parts, _part_lines) + _figure(data, page)
 
@@ -184,7 +194,7 @@ def _part_lines(part: Part) -> list[str]:
             found = [_slope_text(by_depth.get(d), step) for d in shown]
             deepest = by_depth.get(shown[-1])
             median = deepest.median(step) if deepest else None
-            decades = "-" if median is None else f"{median * (shown[-1] - 1):+#.3g}"
+            decades = "-" if median is None else f"{median * (shown[-1] - FIRST_FITTED):+#.3g}"
             lines.append(f"| {activation} | {step} | " + " | ".join(found) + f" | {decades} |")
     missing = [s for s in STEPS if s not in part.steps]
     if missing:
