@@ -174,7 +174,7 @@ def test_gamma_by_layer_compares_the_lower_half_with_the_upper_half_over_seeds(t
     assert cell.median_difference("gamma") == pytest.approx(0.5) and cell.lower_above("gamma") == 1
     assert cell.median_difference("beta") == pytest.approx(1.0) and cell.lower_above("beta") == 1
     assert "| sgmod_2tanh | 4 | 2 | 4.000 | 2.000 | 2.000 | 1.500 | +0.500 | 1/2 | -2.000 | +1.000 | 1/2 |" in text
-    assert "### none_kaiming: no norm, variance-preserving initialisation" in text
+    assert "### none_kaiming: no norm, Kaiming initialisation at each activation's gain" in text
     assert _page(tmp_path).path("gamma_by_layer").stat().st_size > 0
 
 
