@@ -94,14 +94,18 @@ def test_the_new_studies_declare_their_picks_and_cell_contrasts():
     assert (confirm.of, confirm.pick, confirm.where) == ("lr_ln_after", "best_cell", (("activation", "relu"),))
     assert sum(p.trials for p in norm.parts.values()) == 5 * 12 + 20 * 8
     assert sum(p.trials for p in depth.parts.values()) == 4 * 6 * 4 * 8
-    at_depth = [c for c in depth.contrasts["cell_contrasts"] if c.at]
-    assert {(c.part, c.by, c.at) for c in at_depth} == {
-        ("none_default", "model.depth", (16, 32)),
-        ("none_kaiming", "model.depth", (16, 32)),
-    }
+    contrasts = depth.contrasts["cell_contrasts"]
+    assert all(c.by == "model.depth" and c.at for c in contrasts)
+    primary = [(c.part, c.variant, c.reference, c.at) for c in contrasts if c.primary]
+    assert primary[-2:] == [
+        ("none_default", "sgmod_2tanh", "sigmoid", (16, 32)),  # one Sgmod named before the runs
+        ("none_kaiming", "sgmod_2tanh", "sigmoid", (16, 32)),
+    ]
+    assert sum(len(at) for *_, at in primary) == 4 * 4 + 2 * 2  # Holm's family, known before any run
+    assert all(isinstance(c.variant, str) for c in contrasts if c.primary)  # a best-of list is secondary
 
 
-def test_a_bad_where_or_contrast_part_is_one_line(tmp_path):
+def test_a_bad_where_contrast_part_or_contrast_without_its_values_is_one_line(tmp_path):
     grid = "g: {kind: grid, overrides: [], trials: 2}"
     confirm = "c: {kind: confirm, of: g, pick: best_cell, where: sigmoid, seeds: [1]}"
     (tmp_path / "w.yaml").write_text(f"parts:\n  {grid}\n  {confirm}\nsections: {{}}\n")
@@ -111,6 +115,10 @@ def test_a_bad_where_or_contrast_part_is_one_line(tmp_path):
     (tmp_path / "p.yaml").write_text(f"parts:\n  {grid}\ncontrasts:\n  {contrast}\nsections: {{}}\n")
     with pytest.raises(ConfigError, match=r"contrasts: part='h' is not a known choice; valid choices: g"):
         load_study("p", tmp_path)
+    contrast = "cell_contrasts:\n    - {part: g, variant: a, reference: b, by: model.depth}"
+    (tmp_path / "b.yaml").write_text(f"parts:\n  {grid}\ncontrasts:\n  {contrast}\nsections: {{}}\n")
+    with pytest.raises(ConfigError, match=r"by=model.depth without at is not allowed: list the values it is tested at"):
+        load_study("b", tmp_path)
 
 
 def test_a_confirm_part_says_which_of_its_overrides_change_its_pick():

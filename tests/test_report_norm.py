@@ -101,11 +101,15 @@ def _depth_record(tmp_path) -> Record:
 
 SGMODS = ("sgmod_own_lr", "sgmod_2tanh")
 CELL_CONTRASTS = (
-    Contrast("sgmod_2tanh", "sgmod_2tanh_fixed", "learnable vs fixed", part="none_kaiming", by="model.depth"),
+    Contrast(
+        "sgmod_2tanh", "sgmod_2tanh_fixed", "learnable vs fixed", part="none_kaiming", by="model.depth", at=(4, 8)
+    ),
     Contrast(SGMODS, "sigmoid", "best Sgmod vs sigmoid", part="none_kaiming", by="model.depth", at=(8,)),
-    Contrast(SGMODS, "sigmoid", "best Sgmod vs sigmoid, all", primary=False, part="none_kaiming", by="model.depth"),
+    Contrast(
+        SGMODS, "sigmoid", "best Sgmod vs sigmoid, all", primary=False, part="none_kaiming", by="model.depth", at=(4, 8)
+    ),
     Contrast("sgmod_2tanh", "relu", "learnable vs relu", part="none_kaiming", by="model.depth", at=(4,)),
-    Contrast("sgmod_2tanh", "sigmoid", "not run", part="layer_kaiming", by="model.depth"),
+    Contrast("sgmod_2tanh", "sigmoid", "not run", part="layer_kaiming", by="model.depth", at=(4, 8, 16)),
 )
 
 
@@ -145,14 +149,15 @@ def test_cell_contrasts_pair_by_seed_at_each_depth_and_holm_correct_the_primary_
     assert [found[k]["excluded"] for k in tests] == [0, 1, 1, 0, 1]
     assert found[("learnable vs fixed", "depth 8")]["n"] == 7
     assert math.isclose(found[("learnable vs fixed", "depth 4")]["mean"], 0.002 + np.mean(NOISE))
-    # Holm over the three primary rows together with the primary cell still waiting (learnable vs relu
-    # at depth 4: no relu runs), which counts as p = 1; the secondary rows are not corrected
+    # Holm over the three primary rows together with the primary cells still waiting, each counted as
+    # p = 1: learnable vs relu at depth 4 (no relu runs) and the unrun part's three declared depths;
+    # the secondary rows are not corrected
     primary = list(tests)[:3]
     raw = [found[k]["p"] for k in primary]
-    holm = stats.holm([*raw, 1.0])
+    holm = stats.holm([*raw, 1.0, 1.0, 1.0, 1.0])
     assert [found[k]["p_holm"] for k in primary] == holm[:3]
-    assert math.isclose(min(holm), 4 * min(raw))  # four primary tests, not five, not three
-    assert data.family == 4
+    assert math.isclose(min(holm), 7 * min(raw))  # seven primary tests declared, three of them run
+    assert data.family == 7
     assert not any("p_holm" in found[k] for k in list(tests)[3:])
 
 

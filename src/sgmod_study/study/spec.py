@@ -77,8 +77,8 @@ class Part:
 class Contrast:
     """Variant minus reference, named before the runs. A tuple is the best mean of its members,
     picked after the runs. Between parts, or (with ``part``) between two values of a grid's
-    activation in that part, once per value of the grid parameter ``by`` (``model.depth``), or
-    only at the values ``at``."""
+    activation in that part, at each of the values ``at`` of the grid parameter ``by``
+    (``model.depth``), listed before the runs: they fix how many tests Holm's correction counts."""
 
     variant: str | tuple[str, ...]
     reference: str | tuple[str, ...]
@@ -339,6 +339,11 @@ def _contrast(path: Path, section: str, data: Mapping) -> Contrast:
     where = f"contrasts.{section}[]."
     allowed = ("variant", "reference", "question", "primary", "part", "by", "at")
     _check_keys(path, where, data, allowed, ("variant", "reference"))
+    if data.get("by") and not data.get("at"):
+        raise ConfigError(
+            f"{path}: {where}by={data['by']} without at is not allowed: list the values it is tested at "
+            "(at: [4, 8, 16, 32]), so that Holm's family is known before the runs"
+        )
     return Contrast(
         _names(data["variant"]),
         _names(data["reference"]),

@@ -1,5 +1,5 @@
 """Section "cell_contrasts": the study's contrasts between two activations within one grid part,
-once per value of a grid parameter (``by``, e.g. the depth), or only at the values ``at``.
+at each of the values ``at`` of a grid parameter (``by``, e.g. the depth).
 
 At each value, variant minus reference of the study's metric, paired by seed over the part's runs
 with that activation and that value (``stats.paired``). A side named by a list is the member with
@@ -29,7 +29,7 @@ class CellContrasts:
     margins: tuple[float, ...]
     rows: list[dict] = field(default_factory=list)  # one per contrast and value of its ``by``
     waiting: list[str] = field(default_factory=list)  # a contrast at a value where a side has no runs yet
-    family: int = 0  # the primary tests known so far: rows, cells waiting, the ``at`` values of unrun parts
+    family: int = 0  # the primary tests declared: each primary contrast's ``at`` values
     letters: dict[str, str] = field(default_factory=dict)  # {machine: its letter in the section "What ran"}
 
 
@@ -37,18 +37,16 @@ def compute(study: Study, record: Record) -> CellContrasts:
     data = CellContrasts(study.metric, paired.margins_of(study), letters=ledger.machine_letters(study, record))
     for contrast in study.contrasts.get("cell_contrasts", ()):
         runs = results(record.rows(contrast.part))
+        data.family += len(contrast.at) * contrast.primary
         if not runs:
             data.waiting.append(f"{_question(contrast)}: not run yet")
-            data.family += len(contrast.at) * contrast.primary
             continue
-        values = list(contrast.at) or sorted({r["params"][contrast.by] for r in runs if contrast.by in r["params"]})
-        for value in values:
+        for value in contrast.at:
             found = contrast_row(contrast, value, runs, study)
             if isinstance(found, str):
                 data.waiting.append(found)
             else:
                 data.rows.append(found)
-            data.family += contrast.primary
     paired.correct_holm([r for r in data.rows if r["primary"]], data.family)
     return data
 
