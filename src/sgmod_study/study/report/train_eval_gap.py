@@ -87,7 +87,8 @@ def render(data: Gap, page: figures.Page) -> list[str]:
         page.title("train_eval_gap", "The train/eval gap"),
         "",
         f"Trials of {data.of} that reached a training accuracy of at least 0.91 but validated far lower, each "
-        "retrained as it was (same configuration and seed; the sweep ran on a GPU, a rerun may run elsewhere) and "
+        "retrained as it was (same configuration and seed, on a CPU as the sweep's trials were; the machines "
+        "are in What ran) and "
         "validated every epoch with BatchNorm's running statistics (as usual) and with each batch's own statistics. "
         f"Final epoch. Reading: {RUNNING} (batch statistics within {GAP:g} of the training accuracy, the usual "
         f"validation further below), {GENERALISE} (both further below), {NONE} (the usual validation within "
