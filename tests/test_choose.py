@@ -92,7 +92,10 @@ def test_the_new_studies_declare_their_picks_and_cell_contrasts():
     norm, depth = load_study("norm"), load_study("depth")
     confirm = norm.parts["confirm_ln_after_relu"]
     assert (confirm.of, confirm.pick, confirm.where) == ("lr_ln_after", "best_cell", (("activation", "relu"),))
-    assert sum(p.trials for p in norm.parts.values()) == 5 * 12 + 20 * 8
+    assert sum(p.trials for p in norm.parts.values()) == 5 * 12 + 21 * 8
+    control = norm.parts["confirm_bn_after_sgmod_at_sigmoid_lr"]  # learnable Sgmod at sigmoid's lr
+    assert (control.of, control.where) == ("lr_bn_after", (("activation", "sigmoid"),))
+    assert control.overrides[-1] == "activation=sgmod"  # a part's own setting wins over its pick's (confirm_overrides)
     assert sum(p.trials for p in depth.parts.values()) == 4 * 6 * 4 * 8
     contrasts = depth.contrasts["cell_contrasts"]
     assert all(c.by == "model.depth" and c.at for c in contrasts)
