@@ -118,7 +118,9 @@ def render(data: GammaByLayer, page: figures.Page) -> list[str]:
         "(layer 1 at the input), over the finished runs of each activation at each depth. Layer columns: the "
         "median over the seeds. Lower - upper: the mean over the lower half of the hidden layers minus the mean "
         "over the upper half (the middle layer of an odd depth in neither), median over the seeds; lower > upper: "
-        "the seeds whose lower half ends above its upper half.",
+        "the seeds whose lower half ends above its upper half. This is the parameter, not the gain the network "
+        "sees: the next Linear layer can absorb any scale of gamma (only gamma times the norm of the weights that "
+        "read the channel matters), and a LayerNorm after it cancels a scale shared by the layer's channels.",
     ]
     return lines + parts_lines(data.parts, _part_lines) + _figure(data, page)
 
