@@ -65,6 +65,7 @@ BAD_INPUTS = [
     (["scheduler.min_lr_ratio=2"], 2, "error: scheduler.min_lr_ratio=2 is not allowed: it must be a number in [0, 1]"),
     (["seed=-1"], 2, "error: seed=-1 is not allowed: it must be an integer in [0, 4294967295]"),
     (["diagnostics.every_n_steps=-5"], 2, "error: diagnostics.every_n_steps=-5 is not allowed: it must be null or an integer >= 0"),
+    (["diagnostics.steps=[0,-50]"], 2, "error: diagnostics.steps=[0, -50] is not allowed: it must be null or a non-empty list of integers >= 0, e.g. [32, 64]"),
     (["trainer.log_every_n_steps=0"], 2, "error: trainer.log_every_n_steps=0 is not allowed: it must be an integer >= 1"),
     (["trainer.devices=0"], 2, "error: trainer.devices=0 is not allowed: it must be an integer >= 1, -1 (all), 'auto'"),
     # settings that trained forever or did nothing
@@ -218,7 +219,7 @@ GOOD_INPUTS = [
     *([f"experiment={option}"] for option in _options("experiment")),
     ["task=gan", "model.discriminator.activation={name:leaky_relu,negative_slope:0.2}", "model.discriminator.norm={name:layer}", "task.loss=wgan_gp"],
     ["+trainer.fast_dev_run=true", "+trainer.limit_val_batches=2", "+trainer.max_steps=-1", "trainer.precision=32"],
-    ["+optimizer.amsgrad=true", "optimizer.betas=[0.5,0.999]", "speed.compile=true", "diagnostics.every_n_steps=null"],
+    ["+optimizer.amsgrad=true", "optimizer.betas=[0.5,0.999]", "speed.compile=true", "diagnostics.every_n_steps=null", "diagnostics.steps=[0,50,500]"],
     ["optimized_metric=[val/acc_best,test/loss]", "checkpoint.monitor=val/loss", "checkpoint.mode=min"],
     ["activation.gamma_bounds=null", "activation.gamma_init=50", "trainer.devices=[0]", "trainer.limit_train_batches=3"],
     ["activation=sgmod", "+activation.search={gamma_init:'tag(log, interval(0.5, 4.0))'}"],

@@ -19,14 +19,14 @@ class _Logger:
         self.logged.update(metrics)
 
 
-def _norms(grad_value: float, step: int = 0) -> dict[str, float]:
+def _norms(grad_value: float, step: int = 0, steps: list[int] | None = None) -> dict[str, float]:
     model = nn.Sequential(nn.Linear(256, 256), nn.Linear(256, 10))
     for p in model.parameters():
         p.grad = torch.full_like(p, grad_value)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     logger = _Logger()
     trainer = SimpleNamespace(global_step=step, optimizers=[optimizer], loggers=[logger])
-    GradNormMonitor(every_n_steps=50).on_before_optimizer_step(trainer, model, optimizer)
+    GradNormMonitor(every_n_steps=50, steps=steps).on_before_optimizer_step(trainer, model, optimizer)
     return logger.logged
 
 
@@ -41,3 +41,9 @@ def test_a_vanishing_gradient_keeps_its_norm_instead_of_underflowing_to_zero(val
 
 def test_norms_are_logged_only_every_n_steps():
     assert _norms(1.0, step=50) and not _norms(1.0, step=49)
+
+
+def test_listed_steps_replace_every_n_steps():
+    logged = [s for s in range(0, 1001, 50) if _norms(1.0, step=s, steps=[0, 50, 500])]
+    assert logged == [0, 50, 500]  # not 100, 150, ... 1000
+    assert _norms(1.0, step=7, steps=[7])

@@ -180,7 +180,7 @@ CONFIG: dict[str, Rule] = {
             "channels_last": boolean(),
         }
     ),
-    "diagnostics": group({"every_n_steps": nullable(integer(0))}),
+    "diagnostics": group({"every_n_steps": nullable(integer(0)), "steps": nullable(int_list(0))}),
     "optimized_metric": metric_names(),
     "checkpoint": group({"monitor": text(), "mode": choice("min", "max")}),
     "ckpt_path": nullable(text()),

@@ -12,8 +12,8 @@
   what can absorb them (the next layer's incoming weight norms, a norm in between), written
   to ``<run>/sgmod_final.json`` for the study's per-run table.
 
-The two monitors log every ``every_n_steps`` training batches through ``trainer.loggers``, which
-write on rank zero only, so they work unchanged under DDP.
+The two monitors log every ``every_n_steps`` training batches, or at the batches ``steps`` only,
+through ``trainer.loggers``, which write on rank zero only, so they work unchanged under DDP.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -43,9 +43,13 @@ def _layer_name(parameter_name: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
-def _due(trainer: L.Trainer, every_n_steps: int) -> bool:
-    """Every N training batches: global_step counts optimizer steps, two per batch for a GAN."""
-    return (trainer.global_step // max(1, len(trainer.optimizers))) % every_n_steps == 0
+def _due(trainer: L.Trainer, every_n_steps: int | None, steps: Sequence[int] | None = None) -> bool:
+    """At the training batches ``steps`` if given, else every N: global_step counts optimizer steps,
+    two per batch for a GAN."""
+    batch = trainer.global_step // max(1, len(trainer.optimizers))
+    if steps:
+        return batch in steps
+    return bool(every_n_steps) and batch % every_n_steps == 0
 
 
 def _log_scalars(trainer: L.Trainer, values: Mapping[str, float]) -> None:
@@ -54,18 +58,19 @@ def _log_scalars(trainer: L.Trainer, values: Mapping[str, float]) -> None:
 
 
 class ActivationMonitor(L.Callback):
-    """gamma/beta of every Sgmod layer at the start, every ``every_n_steps`` training batches and
-    at the end of training: a run shorter than N steps still shows where they went."""
+    """gamma/beta of every Sgmod layer at the start, every ``every_n_steps`` training batches (or at
+    the batches ``steps``) and at the end of training: a run shorter than N steps still shows where
+    they went."""
 
-    def __init__(self, every_n_steps: int = 50) -> None:
-        self.every_n_steps = every_n_steps
+    def __init__(self, every_n_steps: int | None = 50, steps: Sequence[int] | None = None) -> None:
+        self.every_n_steps, self.steps = every_n_steps, steps
         self._logged_step = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log(trainer, pl_module)  # the initial values start every trajectory
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        if _due(trainer, self.every_n_steps):
+        if _due(trainer, self.every_n_steps, self.steps):
             self._log(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -102,11 +107,11 @@ class ActivationMonitor(L.Callback):
 
 
 class GradNormMonitor(L.Callback):
-    def __init__(self, every_n_steps: int = 50) -> None:
-        self.every_n_steps = every_n_steps
+    def __init__(self, every_n_steps: int | None = 50, steps: Sequence[int] | None = None) -> None:
+        self.every_n_steps, self.steps = every_n_steps, steps
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        if not _due(trainer, self.every_n_steps):
+        if not _due(trainer, self.every_n_steps, self.steps):
             return
         stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}  # G or D in a GAN
         # float64: in float32 the squares of a vanishing layer's gradient (elements near 1e-22, as in a deep

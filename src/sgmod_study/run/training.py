@@ -70,9 +70,9 @@ def build_callbacks(cfg: Mapping, output_dir: Path) -> tuple[ModelCheckpoint | N
             save_last=True,
         )
     callbacks: list[L.Callback] = [c for c in (checkpoint, LearningRateLog(), FinalActivationRecord()) if c]
-    every = cfg["diagnostics"]["every_n_steps"]
-    if every:
-        callbacks += [ActivationMonitor(every), GradNormMonitor(every)]
+    every, steps = cfg["diagnostics"]["every_n_steps"], cfg["diagnostics"].get("steps")
+    if every or steps:
+        callbacks += [ActivationMonitor(every, steps), GradNormMonitor(every, steps)]
     pruning = pruning_callback(_first(cfg["optimized_metric"]))
     if pruning is not None:
         callbacks.append(pruning)
