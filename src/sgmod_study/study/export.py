@@ -1,8 +1,9 @@
 """A part's per-run table, ``runs.jsonl``: each trial as Optuna saw it, plus what its run folder
-holds (configuration, status, metrics, every evaluation, final gamma/beta, the machine, learning
-curves) while the folder is on this machine. Rows of folders that are elsewhere are kept as they
-were read there. With ``samples``, each run's final sample grid (a GAN's) is copied into the
-record too, as ``<part>/samples/NNNN.png``."""
+holds (configuration, status, metrics, every evaluation, final gamma/beta: per channel, or a wide
+layer's summary (``sgmod_layers``), the machine, learning curves) while the folder is on this
+machine. Rows of folders that are elsewhere are kept as they were read there. With ``samples``,
+each run's final sample grid (a GAN's) is copied into the record too, as
+``<part>/samples/NNNN.png``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import yaml
 
 from sgmod_study.paths import STUDY_RUNS
 from sgmod_study.study.record import MACHINE_FILE, RUNS_FILE, Record, read_rows
+from sgmod_study.study.sgmod_layers import for_record
 from sgmod_study.trial_contract import RESULT_FILE, SGMOD_FINAL_FILE
 
 # Config entries a run's row keeps (the rest is in the run folder's .hydra/config.yaml).
@@ -88,7 +90,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
     row["status"] = result.get("status")
     if "evaluations" in result:
         row["evaluations"] = result["evaluations"]
-    row["sgmod"] = _json(folder / SGMOD_FINAL_FILE) or None
+    row["sgmod"] = for_record(_json(folder / SGMOD_FINAL_FILE))
     row["machine"] = _json(folder.parent / MACHINE_FILE) or None
     row["curves"] = curves(folder / "tensorboard")
     return row

@@ -29,6 +29,7 @@ from sgmod_study.study.report.depth_grid import (
     so_far,
 )
 from sgmod_study.study.report.rows import config_value, table_head
+from sgmod_study.study.sgmod_layers import summary
 from sgmod_study.study.spec import Study
 
 PARAMETERS = ("gamma", "beta")
@@ -96,7 +97,7 @@ def final_values(row: Mapping) -> dict[str, dict[int, float]]:
     learned = {layer_index(n): v for n, v in layers.items() if v.get("learn_gamma") and layer_index(n) is not None}
     if not learned:
         return {}
-    return {p: {k: statistics.fmean(v[p]) for k, v in sorted(learned.items())} for p in PARAMETERS}
+    return {p: {k: summary(v)[f"{p}_mean"] for k, v in sorted(learned.items())} for p in PARAMETERS}
 
 
 def cell(depth: int, runs: Sequence[Mapping]) -> Cell:

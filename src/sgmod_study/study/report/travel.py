@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sgmod_study.study.record import Record, complete
 from sgmod_study.study.report import figures
 from sgmod_study.study.report.rows import mean
+from sgmod_study.study.sgmod_layers import has_channels, summary
 from sgmod_study.study.spec import Study
 
 # From the default (1, 0) to the zero-centred tanh point (2, -1): the distance a budget must allow.
@@ -71,23 +72,22 @@ def layer_travel(rows: Sequence[Mapping]) -> dict[str, dict]:
 
 
 def _layer_values(values: Mapping, act: Mapping, bound: float) -> dict[str, float]:
-    gamma, beta = values["gamma"], values["beta"]
-    seen = values.get("next_weight_norm") or [1.0] * len(gamma)
+    found = summary(values)
     return {
         "bound": bound,
         "moved": moved(values, act),
-        "gamma": mean(gamma),
-        "beta": mean(beta),
-        "centred": mean([b + g / 2 for g, b in zip(gamma, beta, strict=True)]),
-        "gamma_w": mean([g * w for g, w in zip(gamma, seen, strict=True)]),
+        "gamma": found["gamma_mean"],
+        "beta": found["beta_mean"],
+        "centred": found["centred_mean"],
+        "gamma_w": found["gamma_w_mean"],
     }
 
 
 def moved(layer: Mapping, act: Mapping) -> float:
-    """The largest distance of any channel's gamma or beta of one layer from its init."""
-    return max(
-        max(abs(g - act["gamma_init"]) for g in layer["gamma"]), max(abs(b - act["beta_init"]) for b in layer["beta"])
-    )
+    """The largest distance of any channel's gamma or beta of one layer from its init (the farthest
+    channel is at one of the extremes)."""
+    found = summary(layer)
+    return max(abs(found[f"{p}_{end}"] - act[f"{p}_init"]) for p in ("gamma", "beta") for end in ("min", "max"))
 
 
 def sweep_travel(rows: Sequence[Mapping]) -> dict | None:
@@ -130,9 +130,10 @@ def channel_points(groups: Mapping[str, Sequence[Mapping]]) -> dict[str, dict[st
     for name, rows in groups.items():
         for row in rows:
             for layer, values in row["sgmod"]["layers"].items():
-                points.setdefault(layer, {}).setdefault(name, []).extend(
-                    zip(values["gamma"], values["beta"], strict=True)
-                )
+                if has_channels(values):  # a wide layer's record keeps only its summary
+                    points.setdefault(layer, {}).setdefault(name, []).extend(
+                        zip(values["gamma"], values["beta"], strict=True)
+                    )
     return points
 
 
