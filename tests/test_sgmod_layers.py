@@ -39,7 +39,7 @@ def test_a_layer_up_to_the_cap_keeps_its_channels_and_a_wider_one_only_its_summa
     assert (layer["next_layer"], layer["learn_gamma"], wide["activation_lr_sum"]) == ("net.layer2.fc", True, 2.0)
     channels = _layer(256, 1)
     g, b, w = channels["gamma"], channels["beta"], channels["next_weight_norm"]
-    assert layer["summary"]["channels"] == 256
+    assert layer["summary"]["channels"] == 256 and isinstance(layer["summary"]["channels"], int)
     assert layer["summary"]["gamma_max"] == pytest.approx(max(g), rel=1e-5)
     assert layer["summary"]["beta_min"] == pytest.approx(min(b), rel=1e-5)
     assert layer["summary"]["gamma_w_mean"] == pytest.approx(

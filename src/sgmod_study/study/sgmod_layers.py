@@ -54,4 +54,7 @@ def _layer(values: Mapping) -> dict:
     if len(values.get("gamma") or ()) <= CHANNELS_KEPT:
         return dict(values)
     kept = {key: value for key, value in values.items() if key not in LISTS}
-    return kept | {"summary": {key: float(f"{value:.6g}") for key, value in summary(values).items()}}
+    rounded = {
+        key: value if isinstance(value, int) else float(f"{value:.6g}") for key, value in summary(values).items()
+    }
+    return kept | {"summary": rounded}
