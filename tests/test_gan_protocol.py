@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 import sgmod_study.tasks.gan as gan_module
 import sgmod_study.tasks.gan_metrics as gan_metrics
+from helpers.records import gan_row
 from helpers.runs import CONF, compose_config, gan_overrides, read_events
 from hydra_plugins.sgmod_sweeper.sgmod_sweeper import SAMPLERS
 from sgmod_study.data import ImageDataModule
@@ -23,6 +24,7 @@ from sgmod_study.run.training import train
 from sgmod_study.study.choose import best_cell, chosen_overrides
 from sgmod_study.study.export import export
 from sgmod_study.study.record import Record
+from sgmod_study.study.report import outcomes
 from sgmod_study.study.spec import load_study
 from sgmod_study.sweeper.storage import DIVERGED
 from sgmod_study.tasks.gan_metrics import eval_noise, sampling_mode
@@ -207,6 +209,21 @@ def test_a_grids_best_cell_counts_failed_runs_before_its_mean():
     assert chosen_overrides(study, "best_cell") == ["optimizer.lr=0.0002"]
     study = _grid_study([(1e-3, 0, "complete", 10.0), (1e-3, 1, "complete", 12.0), (2e-4, 0, "complete", 11.5)])
     assert chosen_overrides(study, "best_cell") == ["optimizer.lr=0.001"]  # equal failures: the lower mean
+
+
+def test_the_reports_best_cell_is_the_sweepers_when_validation_and_test_flag_different_runs():
+    # (lr, seed, val/fid, val flag, test flag): 1e-3 has the lower FID but collapsed in validation;
+    # 2e-4's collapse shows only in the test evaluation, which the pick never sees
+    runs = [(1e-3, 0, 10.0, 0, 0), (1e-3, 1, 11.0, 1, 0), (2e-4, 0, 20.0, 0, 1), (2e-4, 1, 22.0, 0, 0)]
+    study = _grid_study([(lr, seed, "collapsed" if val else "complete", fid) for lr, seed, fid, val, _ in runs])
+    rows = []
+    for number, (lr, seed, fid, val, test) in enumerate(runs):
+        row = gan_row(seed, fid - 1.0, lr=lr, number=number)
+        row["metrics"] |= {"val/collapsed": val, "test/collapsed": test}
+        rows.append(row)
+    assert best_cell(study.get_trials(), maximize=False) == (("optimizer.lr", 2e-4),)
+    assert outcomes.best_cell(rows, maximize=False) == (("optimizer.lr", 2e-4),)
+    assert [outcomes.failure(r) for r in rows] == [None, None, "collapsed", None]  # stability reads the test flag
 
 
 def test_a_confirm_of_a_grid_must_pick_its_best_cell(tmp_path):

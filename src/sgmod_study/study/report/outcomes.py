@@ -13,6 +13,9 @@ from sgmod_study.study.record import is_diverged
 
 SEED = "seed"  # the grid parameter a cell's runs differ in
 COLLAPSED = "test/collapsed"  # the final test evaluation's flag: 1 where the samples collapsed
+# The final validation's flag: what choose.best_cell ranks cells by (a pick is made on validation;
+# the two flags can differ on a borderline run)
+VAL_COLLAPSED = "val/collapsed"
 DIVERGED, COLLAPSE = "diverged", "collapsed"
 
 # Decimals by metric name (the part after "test/", "val/" or "test_eval_mode/").
@@ -84,12 +87,17 @@ def matching(rows: Sequence[Mapping], where: Sequence[tuple[str, object]]) -> li
     return [r for r in rows if all((r.get("params") or {}).get(k) == v for k, v in where)]
 
 
+def failed_in_validation(row: Mapping) -> bool:
+    """Diverged, or finished with a final validation that flagged a collapse: choose.failed on a row."""
+    return is_diverged(row) or (row["state"] == "COMPLETE" and (row.get("metrics") or {}).get(VAL_COLLAPSED) == 1)
+
+
 def cell_score(runs: Sequence[Mapping], maximize: bool) -> tuple[int, float]:
-    """How choose.best_cell ranks a cell's runs, lowest best: its failed runs, then its mean
-    objective (the rows' first value) over its other runs, negated when the sweep maximises."""
-    kept = [r["values"][0] for r in runs if failure(r) is None and r.get("values")]
+    """How choose.best_cell ranks a cell's runs, lowest best: its runs failed in validation, then
+    its mean objective (the rows' first value) over its other runs, negated when the sweep maximises."""
+    kept = [r["values"][0] for r in runs if not failed_in_validation(r) and r.get("values")]
     sign = -1 if maximize else 1
-    return len(failed(runs)), sign * sum(kept) / len(kept) if kept else math.inf
+    return sum(map(failed_in_validation, results(runs))), sign * sum(kept) / len(kept) if kept else math.inf
 
 
 def best_cell(rows: Sequence[Mapping], maximize: bool) -> tuple | None:
