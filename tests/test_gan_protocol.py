@@ -226,6 +226,13 @@ def test_the_reports_best_cell_is_the_sweepers_when_validation_and_test_flag_dif
     assert [outcomes.failure(r) for r in rows] == [None, None, "collapsed", None]  # stability reads the test flag
 
 
+def test_a_sweeps_best_trial_to_retrain_is_the_best_that_did_not_fail():
+    study = _grid_study([(1e-3, 0, "collapsed", 5.0), (2e-4, 1, "complete", 9.0), (5e-5, 2, "complete", 12.0)])
+    assert chosen_overrides(study, "best") == ["optimizer.lr=0.0002", "seed=1"]  # not the collapsed 5.0
+    with pytest.raises(ConfigError, match="has no finished trial that did not fail yet"):
+        chosen_overrides(_grid_study([(1e-3, 0, "collapsed", 5.0)]), "best")
+
+
 def test_a_confirm_of_a_grid_must_pick_its_best_cell(tmp_path):
     base = {"kind": "grid", "overrides": ["experiment=gan_grid"], "trials": 4}
     for pick, allowed in (("best", False), ("best_cell", True)):

@@ -124,9 +124,10 @@ def chosen_overrides(
             shown = f" with {', '.join(f'{k}={v}' for k, v in where)}" if where else ""
             raise ConfigError(f"part={study.study_name} has no finished trial{shown} yet; run it first")
         return [f"{key}={value}" for key, value in best_cell(trials, maximizes(study))]
-    trials = finished_trials(study)
+    # a finished trial whose final evaluation flagged a collapse is a result, not a configuration to retrain
+    trials = [t for t in finished_trials(study) if not failed(t)]
     if not trials:
-        raise ConfigError(f"part={study.study_name} has no finished trial yet; run it first")
+        raise ConfigError(f"part={study.study_name} has no finished trial that did not fail yet; run it first")
     if pick == "best":
         return [f"{key}={value}" for key, value in sorted(best_trial(trials, maximizes(study)).params.items())]
     top = top_trials(trials, maximize=maximizes(study))
