@@ -65,7 +65,7 @@ class Contrasts:
     seeds: int = 0  # a confirm part's seeds
     waiting: list[str] = field(default_factory=list)  # contrasts with a side not run yet
     letters: dict[str, str] = field(default_factory=dict)  # {machine: its letter in the section "What ran"}
-    family: int = 0  # the primary contrasts declared: Holm's correction counts them all
+    family: int = 0  # the primary tests declared (contrasts x co-primary metrics): Holm's correction counts them all
 
 
 def compute(study: Study, record: Record) -> Contrasts:
@@ -87,15 +87,23 @@ def compute(study: Study, record: Record) -> Contrasts:
             data.tests[metric].append(
                 {"question": contrast.question, "label": named, "primary": contrast.primary} | row
             )
-    data.family = paired.family(study, "contrasts")
+    # the metrics are co-primary (a GAN's FID and KID): one family over every primary contrast of each
+    data.family = paired.family(study, "contrasts") * len(study.metrics)
+    paired.correct_holm([r for m in study.metrics for r in data.tests[m] if r["primary"]], data.family)
     for metric in study.metrics:
-        paired.correct_holm([r for r in data.tests[metric] if r["primary"]], data.family)
         groups = [values(good(runs[p]), metric) for p in study.sections["contrasts"]]
         data.spread[metric] = (*stats.pooled_sd(groups), sum(len(g) >= 2 for g in groups))
     data.seeds = min(
         (len(study.parts[p].seeds) for p in study.sections["contrasts"] if study.parts[p].seeds), default=0
     )
     return data
+
+
+def _family_words(data: Contrasts) -> str:
+    contrasts = data.family // max(len(data.metrics), 1)
+    if len(data.metrics) == 1:
+        return f"{contrasts} tests"
+    return f"{data.family} tests: {contrasts} contrasts x {len(data.metrics)} co-primary metrics"
 
 
 def declared(study: Study) -> str:
@@ -199,12 +207,13 @@ def render(data: Contrasts, page: figures.Page) -> list[str]:
             f"Variant minus reference of each final test metric ({direction} is better), paired by seed. A seed "
             f"where either side failed ({failed}) has no comparable metrics: its pair is left out of the "
             "paired test and counted (`excluded`); the failures are compared below. p: paired t-test of no "
-            f"difference, Holm-corrected over the primary contrasts of each metric (secondary ones: raw p, "
-            f"optimistic); TOST p: two one-sided tests that the difference lies within {within}; "
-            f"verdicts at {ALPHA:g}; machines: where the paired runs ran, lettered as in the last section.",
+            f"difference, Holm-corrected over the primary contrasts of every metric together "
+            f"({_family_words(data)}; secondary ones: raw p, optimistic); TOST p: two one-sided tests that "
+            f"the difference lies within {within}; verdicts at {ALPHA:g}; machines: where the paired runs ran, "
+            "lettered as in the last section.",
             *machine_note(data.tests.values()),
         ]
-        lines += paired.family_note([r for r in data.tests[data.metrics[0]] if r["primary"]], data.family)
+        lines += paired.family_note([r for m in data.metrics for r in data.tests[m] if r["primary"]], data.family)
         for metric in data.metrics:
             lines += _metric_lines(data, metric)
         lines += _failure_lines(data.failures)
