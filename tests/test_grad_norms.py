@@ -47,3 +47,14 @@ def test_listed_steps_replace_every_n_steps():
     logged = [s for s in range(0, 1001, 50) if _norms(1.0, step=s, steps=[0, 50, 500])]
     assert logged == [0, 50, 500]  # not 100, 150, ... 1000
     assert _norms(1.0, step=7, steps=[7])
+
+
+def test_a_spectrally_normalised_layer_is_named_as_the_layer():
+    model = nn.Sequential(nn.utils.parametrizations.spectral_norm(nn.Linear(4, 4)), nn.Linear(4, 2))
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    logger = _Logger()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = SimpleNamespace(global_step=0, optimizers=[optimizer], loggers=[logger])
+    GradNormMonitor(every_n_steps=50).on_before_optimizer_step(trainer, model, optimizer)
+    assert set(logger.logged) == {"grad_norm/0", "grad_norm/1"}

@@ -39,7 +39,8 @@ from sgmod_study.trial_contract import ENV_STUDY, ENV_TRIAL_NUMBER, SGMOD_FINAL_
 
 
 def _layer_name(parameter_name: str) -> str:
-    name = parameter_name.removeprefix("model.")
+    # a spectrally normalised layer's weight is its parametrization's original: name the layer itself
+    name = parameter_name.removeprefix("model.").replace(".parametrizations.weight.original", ".weight")
     return name.rsplit(".", 1)[0]
 
 
