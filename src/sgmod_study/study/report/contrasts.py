@@ -100,7 +100,7 @@ def compute(study: Study, record: Record) -> Contrasts:
 
 
 def _family_words(data: Contrasts) -> str:
-    contrasts = data.family // max(len(data.metrics), 1)
+    contrasts = data.family // len(data.metrics)
     if len(data.metrics) == 1:
         return f"{contrasts} tests"
     return f"{data.family} tests: {contrasts} contrasts x {len(data.metrics)} co-primary metrics"

@@ -75,7 +75,7 @@ def _layer_values(values: Mapping, act: Mapping, bound: float) -> dict[str, floa
     found = summary(values)
     return {
         "bound": bound,
-        "moved": moved(values, act),
+        "moved": _farthest(found, act),
         "gamma": found["gamma_mean"],
         "beta": found["beta_mean"],
         "centred": found["centred_mean"],
@@ -86,7 +86,11 @@ def _layer_values(values: Mapping, act: Mapping, bound: float) -> dict[str, floa
 def moved(layer: Mapping, act: Mapping) -> float:
     """The largest distance of any channel's gamma or beta of one layer from its init (the farthest
     channel is at one of the extremes)."""
-    found = summary(layer)
+    return _farthest(summary(layer), act)
+
+
+def _farthest(found: Mapping, act: Mapping) -> float:
+    """``moved`` from a layer's summary."""
     return max(abs(found[f"{p}_{end}"] - act[f"{p}_init"]) for p in ("gamma", "beta") for end in ("min", "max"))
 
 
