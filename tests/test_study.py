@@ -403,6 +403,29 @@ def test_every_part_stops_at_the_deadline_and_resumes_next_time(tmp_path, stub_p
     assert {p: record.finished(p) for p in study.parts} == {"sweep_a": 4, "sweep_b": 2, "confirm_a": 2}
 
 
+def test_a_part_not_run_yet_starts_only_if_the_studys_median_run_ends_before_the_deadline(tmp_path, stub_parts, capsys):
+    """A new part's sweep has no trial length of its own to go by: the study judges by the median
+    run recorded so far (10 minutes here), so with 60 s left neither sweep_b nor confirm_a starts
+    (the stub sweeps would have run one round each)."""
+    study, record = stub_parts
+    journal = record.folder / "sweep_a" / "study.journal"
+    journal.parent.mkdir(parents=True)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    finished = optuna.create_study(study_name="sweep_a", storage=storage, direction="maximize")
+    rows = []
+    for number, minutes in enumerate((9, 10, 12, 30)):
+        trial = optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=0.9)
+        finished.add_trial(trial)
+        rows.append({"number": number, "state": "COMPLETE", "duration_s": 60 * minutes, "metrics": {"test/acc": 0.9}})
+    (journal.parent / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=60.0) == 0
+    assert StubSweep.log == []
+    assert "not started (time limit reached): confirm_a, sweep_b; they run next time" in capsys.readouterr().out
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=12 * 60.0) == 0
+    # the median, 11 minutes, fits in 12: both start, one after the other on the 2 slots
+    assert [(n, j) for n, j, _ in StubSweep.log] == [("confirm_a", 2), ("sweep_b", 2)]
+
+
 def test_sweeps_that_outlive_the_deadline_are_all_terminated(tmp_path, stub_parts, monkeypatch):
     study, record = stub_parts
     monkeypatch.setattr(StubSweep, "deaf", True)

@@ -130,18 +130,28 @@ def run_minutes(rows: Sequence[Mapping]) -> list[float]:
     return [float(r["duration_s"]) / 60 for r in complete(rows) if r.get("duration_s")]
 
 
-def time_left(study: Study, record: Record) -> str:
-    """The runs ``study`` has left and the run-hours they should take: each part's median
-    recorded run where it has one, the study's median for the parts not run yet."""
-    left = {name: max(part.trials - record.finished(name), 0) for name, part in study.parts.items()}
+def expected_run_minutes(study: Study, record: Record) -> dict[str, float]:
+    """How long a run of each part should take, in minutes: the median of the part's own recorded
+    runs, else of the whole study's (the machine that runs it next may be faster or slower); empty
+    before the study's first finished run."""
     timed = {name: run_minutes(record.rows(name)) for name in study.parts}
     everything = [m for minutes in timed.values() for m in minutes]
+    if not everything:
+        return {}
+    return {name: statistics.median(timed[name] or everything) for name in study.parts}
+
+
+def time_left(study: Study, record: Record) -> str:
+    """The runs ``study`` has left and the run-hours they should take (``expected_run_minutes``)."""
+    left = {name: max(part.trials - record.finished(name), 0) for name, part in study.parts.items()}
+    expected = expected_run_minutes(study, record)
     total, planned = sum(left.values()), sum(part.trials for part in study.parts.values())
     if not total:
         return f"left: none of {planned} runs"
-    if not everything:
+    if not expected:
         return f"left: {total} of {planned} runs (no finished run to time them by yet)"
-    hours = sum(n * statistics.median(timed[name] or everything) for name, n in left.items()) / 60
+    hours = sum(n * expected[name] for name, n in left.items()) / 60
+    everything = [m for name in study.parts for m in run_minutes(record.rows(name))]
     return (
         f"left: {total} of {planned} runs, about {hours:.1f} run-hours at the median recorded run "
         f"({statistics.median(everything):.1f} min, on the machines that ran them; each part's own where it has one). "

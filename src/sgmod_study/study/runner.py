@@ -25,7 +25,7 @@ from sgmod_study.paths import STUDY_RUNS, TRAIN_SCRIPT
 from sgmod_study.run.cli import RESUME_COMMAND_ENV, command_line
 from sgmod_study.study.choose import confirm_overrides
 from sgmod_study.study.export import export
-from sgmod_study.study.record import JOURNAL, MACHINE_FILE, Record, summary
+from sgmod_study.study.record import JOURNAL, MACHINE_FILE, Record, expected_run_minutes, summary
 from sgmod_study.study.spec import Part, Study
 
 ALL = "all"  # `run STUDY all`: every unfinished part
@@ -220,40 +220,56 @@ def run_parts(
     deadline = None if time_limit is None else time.monotonic() + time_limit
     total = slots(overrides)
     kept = [o for o in overrides if not o.startswith(N_JOBS)]
-    waiting, running, code, out_of_time = list(parts), [], 0, False
+    waiting, running, code, out_of_time, held_back = list(parts), [], 0, False, False
     with forwarding_signals(running):
         while waiting or running:
             if code == 0 and not (out_of_time or _past(deadline)):
-                running += _start_ready(study, record, waiting, running, total, kept, deadline)
+                started, too_late = _start_ready(study, record, waiting, running, total, kept, deadline)
+                running += started  # in place: forwarding_signals reads this list
+                held_back = held_back or too_late
             if not running:
                 break
             ended = _wait_for_one(record, running, deadline)
             running.remove(ended)
             code = code or _finish(record, ended)
-            # a sweep that ended short of its trials without an error stopped at its time limit: it
-            # started no trial that would not end in time, and a new part, which has no trial
-            # length to go by, would start one blind only to have it stopped at the deadline
+            # a sweep that ended short of its trials without an error stopped at its time limit: its
+            # next trial would not have ended in time, so no other part starts either
             out_of_time = out_of_time or (deadline is not None and record.finished(ended.part.name) < ended.part.trials)
     if waiting and code == 0:
         left = ", ".join(p.name for p in waiting)
-        reason = "time limit reached" if out_of_time or _past(deadline) else "their sweeps are not complete"
+        timed_out = out_of_time or held_back or _past(deadline)
+        reason = "time limit reached" if timed_out else "their sweeps are not complete"
         print(f"[study] {study.name}: not started ({reason}): {left}; they run next time")
     return code
 
 
-def _start_ready(study, record, waiting, running, total, overrides, deadline) -> list[Launch]:
-    started = []
+def _start_ready(study, record, waiting, running, total, overrides, deadline) -> tuple[list[Launch], bool]:
+    """The parts started now, and whether one was held back because its run would not end in time."""
+    started, too_late = [], False
     free = total - sum(launch.jobs for launch in running)
     for part in list(waiting):
         if free <= 0:
             break
         if not sweep_complete(study, record, part):
             continue  # its sweep is still running (or unfinished): it starts when that one is complete
+        if not _ends_in_time(study, record, part, deadline):
+            too_late = True
+            continue
         jobs = min(free, part.trials - record.finished(part.name))
         started.append(_start(study, record, part, jobs, overrides, deadline))
         waiting.remove(part)
         free -= jobs
-    return started
+    return started, too_late
+
+
+def _ends_in_time(study, record, part, deadline) -> bool:
+    """Whether a run of ``part`` is expected to end before the deadline. The sweep itself starts a
+    trial only if it ends in time, but only once it has a trial length of its own to go by: a part
+    not run yet would start one blind, only to have it stopped at the deadline."""
+    if deadline is None:
+        return True
+    expected = expected_run_minutes(study, record).get(part.name)
+    return expected is None or time.monotonic() + 60 * expected <= deadline
 
 
 def _start(study, record, part, jobs, overrides, deadline) -> Launch:
