@@ -405,8 +405,8 @@ def test_every_part_stops_at_the_deadline_and_resumes_next_time(tmp_path, stub_p
 
 def test_a_part_not_run_yet_starts_only_if_the_studys_median_run_ends_before_the_deadline(tmp_path, stub_parts, capsys):
     """A new part's sweep has no trial length of its own to go by: the study judges by the median
-    run recorded so far (10 minutes here), so with 60 s left neither sweep_b nor confirm_a starts
-    (the stub sweeps would have run one round each)."""
+    run recorded so far (11 minutes here), so with 60 s left neither sweep_b nor confirm_a starts
+    (the stub sweeps would have run one round each); the sweeper's margin applies as to its own trials."""
     study, record = stub_parts
     journal = record.folder / "sweep_a" / "study.journal"
     journal.parent.mkdir(parents=True)
@@ -421,8 +421,11 @@ def test_a_part_not_run_yet_starts_only_if_the_studys_median_run_ends_before_the
     assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=60.0) == 0
     assert StubSweep.log == []
     assert "not started (time limit reached): confirm_a, sweep_b; they run next time" in capsys.readouterr().out
-    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=12 * 60.0) == 0
-    # the median, 11 minutes, fits in 12: both start, one after the other on the 2 slots
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=13 * 60.0) == 0
+    # the median, 11 minutes, with the sweeper's margin (1.25: 13.75) does not fit in 13
+    assert StubSweep.log == []
+    assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=14 * 60.0) == 0
+    # with 14 minutes both start, one after the other on the 2 slots
     assert [(n, j) for n, j, _ in StubSweep.log] == [("confirm_a", 2), ("sweep_b", 2)]
 
 

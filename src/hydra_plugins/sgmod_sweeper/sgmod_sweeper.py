@@ -41,7 +41,7 @@ class SgmodOptunaSweeperConf:
     enqueue_trials: List[Any] = field(default_factory=list)
     trial_timeout: Optional[float] = None  # seconds
     # seconds for the whole sweep (a session's or a job allocation's end): a trial starts only if it
-    # is expected to end within it (1.1 x the median duration of the worker's finished trials); at the
+    # is expected to end within it (1.25 x the median duration of the worker's finished trials); at the
     # limit the running ones are stopped (interrupted: new trials take their place next time)
     time_limit: Optional[float] = None
     trials_per_gpu: int = 1  # one-GPU trials sharing a GPU; trials of trainer.devices=k > 1 GPUs never share

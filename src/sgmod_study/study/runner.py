@@ -27,6 +27,7 @@ from sgmod_study.study.choose import confirm_overrides
 from sgmod_study.study.export import export
 from sgmod_study.study.record import JOURNAL, MACHINE_FILE, Record, expected_run_minutes, summary
 from sgmod_study.study.spec import Part, Study
+from sgmod_study.sweeper.scheduler import expected_duration
 
 ALL = "all"  # `run STUDY all`: every unfinished part
 # After --time-limit the sweeps stop their trials and write their tables; past this many seconds
@@ -269,7 +270,7 @@ def _ends_in_time(study, record, part, deadline) -> bool:
     if deadline is None:
         return True
     expected = expected_run_minutes(study, record).get(part.name)
-    return expected is None or time.monotonic() + 60 * expected <= deadline
+    return expected is None or time.monotonic() + expected_duration([60 * expected]) <= deadline
 
 
 def _start(study, record, part, jobs, overrides, deadline) -> Launch:
