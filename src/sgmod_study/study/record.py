@@ -130,31 +130,36 @@ def run_minutes(rows: Sequence[Mapping]) -> list[float]:
     return [float(r["duration_s"]) / 60 for r in complete(rows) if r.get("duration_s")]
 
 
-def expected_run_minutes(study: Study, record: Record) -> dict[str, float]:
-    """How long a run of each part should take, in minutes: the median of the part's own recorded
-    runs, else of the whole study's (the machine that runs it next may be faster or slower); empty
-    before the study's first finished run."""
-    timed = {name: run_minutes(record.rows(name)) for name in study.parts}
+def run_minutes_by_part(study: Study, record: Record) -> dict[str, list[float]]:
+    """Each part's ``run_minutes``."""
+    return {name: run_minutes(record.rows(name)) for name in study.parts}
+
+
+def expected_run_minutes(timed: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """How long a run of each part should take, in minutes, from ``run_minutes_by_part``: the median
+    of the part's own recorded runs, else of the whole study's (the machine that runs it next may be
+    faster or slower); empty before the study's first finished run."""
     everything = [m for minutes in timed.values() for m in minutes]
     if not everything:
         return {}
-    return {name: statistics.median(timed[name] or everything) for name in study.parts}
+    return {name: statistics.median(minutes or everything) for name, minutes in timed.items()}
 
 
 def time_left(study: Study, record: Record) -> str:
     """The runs ``study`` has left and the run-hours they should take (``expected_run_minutes``)."""
     left = {name: max(part.trials - record.finished(name), 0) for name, part in study.parts.items()}
-    expected = expected_run_minutes(study, record)
+    timed = run_minutes_by_part(study, record)
+    expected = expected_run_minutes(timed)
     total, planned = sum(left.values()), sum(part.trials for part in study.parts.values())
     if not total:
         return f"left: none of {planned} runs"
     if not expected:
         return f"left: {total} of {planned} runs (no finished run to time them by yet)"
     hours = sum(n * expected[name] for name, n in left.items()) / 60
-    everything = [m for name in study.parts for m in run_minutes(record.rows(name))]
+    overall = statistics.median(m for minutes in timed.values() for m in minutes)
     return (
         f"left: {total} of {planned} runs, about {hours:.1f} run-hours at the median recorded run "
-        f"({statistics.median(everything):.1f} min, on the machines that ran them; each part's own where it has one). "
+        f"({overall:.1f} min, on the machines that ran them; each part's own where it has one). "
         "Runs side by side share them: divide by their number for the wall time"
     )
 

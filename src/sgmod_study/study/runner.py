@@ -25,7 +25,7 @@ from sgmod_study.paths import STUDY_RUNS, TRAIN_SCRIPT
 from sgmod_study.run.cli import RESUME_COMMAND_ENV, command_line
 from sgmod_study.study.choose import confirm_overrides
 from sgmod_study.study.export import export
-from sgmod_study.study.record import JOURNAL, MACHINE_FILE, Record, expected_run_minutes, summary
+from sgmod_study.study.record import JOURNAL, MACHINE_FILE, Record, expected_run_minutes, run_minutes_by_part, summary
 from sgmod_study.study.spec import Part, Study
 from sgmod_study.sweeper.scheduler import expected_duration
 
@@ -248,12 +248,13 @@ def _start_ready(study, record, waiting, running, total, overrides, deadline) ->
     """The parts started now, and whether one was held back because its run would not end in time."""
     started, too_late = [], False
     free = total - sum(launch.jobs for launch in running)
+    expected = {} if deadline is None else expected_run_minutes(run_minutes_by_part(study, record))
     for part in list(waiting):
         if free <= 0:
             break
         if not sweep_complete(study, record, part):
             continue  # its sweep is still running (or unfinished): it starts when that one is complete
-        if not _ends_in_time(study, record, part, deadline):
+        if not _ends_in_time(expected.get(part.name), deadline):
             too_late = True
             continue
         jobs = min(free, part.trials - record.finished(part.name))
@@ -263,14 +264,14 @@ def _start_ready(study, record, waiting, running, total, overrides, deadline) ->
     return started, too_late
 
 
-def _ends_in_time(study, record, part, deadline) -> bool:
-    """Whether a run of ``part`` is expected to end before the deadline. The sweep itself starts a
-    trial only if it ends in time, but only once it has a trial length of its own to go by: a part
-    not run yet would start one blind, only to have it stopped at the deadline."""
-    if deadline is None:
+def _ends_in_time(expected_minutes: float | None, deadline: float | None) -> bool:
+    """Whether a run of a part, expected to take ``expected_minutes`` (None: no run finished yet), ends
+    before the deadline. The sweep itself starts a trial only if it ends in time, but only once it has
+    a trial length of its own to go by: a part not run yet would start one blind, only to have it
+    stopped at the deadline."""
+    if deadline is None or expected_minutes is None:
         return True
-    expected = expected_run_minutes(study, record).get(part.name)
-    return expected is None or time.monotonic() + expected_duration([60 * expected]) <= deadline
+    return time.monotonic() + expected_duration([60 * expected_minutes]) <= deadline
 
 
 def _start(study, record, part, jobs, overrides, deadline) -> Launch:
