@@ -136,12 +136,27 @@ def test_stability_counts_diverged_and_collapsed_runs_with_an_exact_interval(tmp
     # 2 of 3 failed: Clopper-Pearson [beta(0.025; 2, 2), beta(0.975; 3, 1)] = [0.094, 0.992]
     assert "| g_relu | lr 1e-3 | 3 | 1 | 1 | 2/3 = 0.67 [0.09, 0.99] | 50.00 | 0.0200 |" in text
     # no failure in 3: [0, 1 - 0.025^(1/3)] = [0, 0.708]; FID 32 +- t(0.975, 2) * 2 / sqrt(3) = 4.97
-    assert "| g_relu | lr 1e-4 | 3 | 0 | 0 | 0/3 = 0.00 [0.00, 0.71] | 32.00 [27.03, 36.97] |" in text
+    assert "| g_relu | lr 1e-4* | 3 | 0 | 0 | 0/3 = 0.00 [0.00, 0.71] | 32.00 [27.03, 36.97] |" in text
     # the total counts failures; no mean over the lrs, which would leave the failed runs out
     assert "| **g_relu** | all | 6 | 1 | 1 | 2/6 = 0.33 [0.04, 0.78] | - | - |" in text
     assert "Runs so far: grid_g_relu 6 of 18 runs; grid_g_sgmod not run yet;" in text
     assert "![test FID against the learning rate](gan_figures/stability.png)" in text
     assert (tmp_path / "gan_figures" / "stability.png").stat().st_size > 5000
+
+
+def test_stability_marks_the_lr_the_confirmation_retrains_and_flags_it_at_the_end_of_the_grid(tmp_path):
+    # 1e-2 has the lowest val FID, but a diverged run: the fewest failures come first, so 1e-3 is picked
+    rows = [gan_row(s, f, lr=1e-4, number=s) for s, f in enumerate([30.0, 32.0])]
+    rows += [gan_row(s, f, lr=1e-3, number=2 + s) for s, f in enumerate([20.0, 22.0])]
+    rows += [gan_row(0, 10.0, lr=1e-2, number=4), diverged_row(1, lr=1e-2, number=5)]
+    text = _text(stability, write_parts(tmp_path / "middle", {"grid_g_relu": rows}), tmp_path)
+    assert "| g_relu | lr 1e-3* | 2 |" in text and "| g_relu | lr 1e-2 | 2 |" in text
+    assert "Picked at the end" not in text
+
+    rows[5] = gan_row(1, 12.0, lr=1e-2, number=5)  # now 1e-2 fails no run and has the lowest val FID
+    text = _text(stability, write_parts(tmp_path / "edge", {"grid_g_relu": rows}), tmp_path)
+    assert "| g_relu | lr 1e-2* | 2 |" in text and "| g_relu | lr 1e-3 | 2 |" in text
+    assert "Picked at the end of the learning rates tried: g_relu (lr 1e-2, the largest tried)." in text
 
 
 def test_stability_says_which_criterion_flagged_each_cells_collapsed_runs(tmp_path):

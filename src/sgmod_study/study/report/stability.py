@@ -1,8 +1,9 @@
 """Section "stability": each configuration of the stability grid at each learning rate: how many of
 its runs failed (diverged, or a collapse flagged by the final test evaluation), that share with an
 exact Clopper-Pearson interval, and the final test metrics over the runs that did not fail; a total
-row per configuration; which criterion flagged the collapsed runs and what they scored; and the
-test FID against the learning rate in a figure."""
+row per configuration; the learning rate each configuration's confirmation retrains, flagged where it
+is the largest or smallest tried (a better one may lie beyond); which criterion flagged the collapsed
+runs and what they scored; and the test FID against the learning rate in a figure."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sgmod_study.study.report import figures
 from sgmod_study.study.report.outcomes import (
     COLLAPSE,
     DIVERGED,
+    best_cell,
     cell_text,
     cell_x,
     cells,
@@ -68,6 +70,8 @@ class Configuration:
     progress: str
     cells: list[Cell] = field(default_factory=list)
     total: Cell | None = None
+    picked: str = ""  # the label of the cell its confirmation retrains
+    edge: str = ""  # "largest" or "smallest": the picked lr is at the end of the lrs tried
 
 
 @dataclass
@@ -85,8 +89,18 @@ def compute(study: Study, record: Record) -> Stability:
         configuration.cells = [cell(cell_text(k), cell_x(k), runs, study.metrics) for k, runs in cells(rows).items()]
         if configuration.cells:
             configuration.total = cell("all", None, results(rows), study.metrics)
+            configuration.picked, configuration.edge = _pick(rows, study.maximize)
         found.append(configuration)
     return Stability(study.metrics, found)
+
+
+def _pick(rows: Sequence[Mapping], maximize: bool) -> tuple[str, str]:
+    """The cell a best_cell confirm part retrains, and which end of the lrs tried it sits at, if any."""
+    picked = best_cell(rows, maximize)
+    xs = sorted(x for x in map(cell_x, cells(rows)) if x is not None)
+    at = cell_x(picked)
+    edge = "" if at is None or len(xs) < 2 else "largest" if at == xs[-1] else "smallest" if at == xs[0] else ""
+    return cell_text(picked), edge
 
 
 def cell(label: str, x: float | None, runs: Sequence[Mapping], metrics: Sequence[str]) -> Cell:
@@ -111,18 +125,31 @@ def render(data: Stability, page: figures.Page) -> list[str]:
         "run stopped) or when its final test evaluation flagged a collapse; the failed share has an exact "
         f"(Clopper-Pearson) 95% interval. The test {' and '.join(name(m) for m in data.metrics)} are the means "
         "[95% CI] over the runs that did not fail. A configuration's total row counts its failures only: a mean "
-        "over the learning rates would leave out the failed runs, and so favour the configurations that fail more.",
+        "over the learning rates would leave out the failed runs, and so favour the configurations that fail more. "
+        "`*`: the learning rate the configuration's confirmation retrains (the fewest runs failed in validation, "
+        "then the best mean validation objective, as the sweeper picks it).",
         "",
         _header(data.metrics),
         "|" + "---|" * (6 + len(data.metrics)),
     ]
     for c in ran:
-        lines += [_line(c.label, cell, data.metrics) for cell in c.cells]
+        lines += [_line(c.label, cell, data.metrics, picked=cell.label == c.picked) for cell in c.cells]
         lines.append(_line(f"**{c.label}**", c.total, data.metrics, total=True))
     unfinished = [f"{c.part} {c.progress}" for c in data.configurations if not c.cells or c.total.runs < c.planned]
     if unfinished:
         lines += ["", f"Runs so far: {'; '.join(unfinished)}."]
-    return lines + _flagged_lines(ran) + _figure(ran, data.metrics[0], page)
+    return lines + _edge_lines(ran) + _flagged_lines(ran) + _figure(ran, data.metrics[0], page)
+
+
+def _edge_lines(configurations: Sequence[Configuration]) -> list[str]:
+    edges = [f"{c.label} ({c.picked}, the {c.edge} tried)" for c in configurations if c.edge]
+    if not edges:
+        return []
+    return [
+        "",
+        f"Picked at the end of the learning rates tried: {'; '.join(edges)}. A better learning rate may lie "
+        "beyond the grid, so that configuration's confirmation, and the contrasts it is in, may understate it.",
+    ]
 
 
 def _flagged_lines(configurations: Sequence[Configuration]) -> list[str]:
@@ -158,10 +185,11 @@ def _header(metrics: Sequence[str]) -> str:
     return "| " + " | ".join([*columns, *(f"test {name(m)} [95% CI]" for m in metrics)]) + " |"
 
 
-def _line(label: str, cell: Cell, metrics: Sequence[str], total: bool = False) -> str:
+def _line(label: str, cell: Cell, metrics: Sequence[str], total: bool = False, picked: bool = False) -> str:
     share = f"{cell.failed}/{cell.runs} = {cell.failed / cell.runs:.2f} [{cell.low:.2f}, {cell.high:.2f}]"
     found = ["-" if total else mean_cell(m, cell.metrics[m]) for m in metrics]
-    return f"| {label} | {cell.label} | {cell.runs} | {cell.diverged} | {cell.collapsed} | {share} | " + (
+    setting = f"{cell.label}*" if picked else cell.label
+    return f"| {label} | {setting} | {cell.runs} | {cell.diverged} | {cell.collapsed} | {share} | " + (
         " | ".join(found) + " |"
     )
 
