@@ -71,7 +71,8 @@ def test_four_trial_sweep_runs_baseline_first_and_writes_results(tmp_path):
     assert study.metric_names == ["val/acc_best"]
     folder = study.best_trial.user_attrs["folder"]  # relative to where the sweep started
     assert study.best_trial.user_attrs["test/acc"] > 0 and folder == f"sweep/trial_{study.best_trial.number:04d}"
-    assert f"[sweep] best trial {study.best_trial.number} of 4 finished: val/acc_best={study.best_value:.4f}" in output
+    best = f"trial {study.best_trial.number}, val/acc_best={study.best_value:.4f}"
+    assert f"[sweep] best of the 4 finished trials: {best}" in output
     # Optuna's chatter (QMCSampler is experimental, "[I ...] A new study created") is in sweep.log only
     assert "ExperimentalWarning" not in output and "[I " not in output, output[-3000:]
     log = (sweep_dir / "sweep.log").read_text()

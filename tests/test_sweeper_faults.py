@@ -216,9 +216,8 @@ def test_trials_carry_their_metrics_and_relative_folder_and_the_study_names_its_
         assert trial.user_attrs["folder"] == f"sweep/trial_{trial.number:04d}"
         assert trial.user_attrs["command"].startswith("python stub.py x=")
     best = study.best_trial
-    assert (
-        best_summary(study).splitlines()[0] == f"[sweep] best trial {best.number} of 3 finished: val/x={best.value:.4f}"
-    )
+    first = best_summary(study).splitlines()[0]
+    assert first == f"[sweep] best of the 3 finished trials: trial {best.number}, val/x={best.value:.4f}"
 
 
 # -- end to end: what a user sees ----------------------------------------------------------------

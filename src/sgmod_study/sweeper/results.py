@@ -40,7 +40,7 @@ def best_summary(study: optuna.Study) -> str:
         return "[sweep] no trial has finished: no best trial"
     best = best_trials(study)
     lines = [
-        f"[sweep] best trial {t.number} of {len(complete)} finished: {named_values(study, t.values)}\n"
+        f"[sweep] best of the {len(complete)} finished trials: trial {t.number}, {named_values(study, t.values)}\n"
         f"        {shown_params(t.params)}\n"
         f"        folder: {t.user_attrs.get('folder', '?')}\n"
         f"        again:  {t.user_attrs.get('command', '?')}"
