@@ -21,6 +21,7 @@ from sgmod_study.study.report.outcomes import (
     best_cell,
     cell_score,
     cells,
+    edge,
     failed,
     failure,
     good,
@@ -89,7 +90,7 @@ def _setting(part: str, study: Study, record: Record) -> Setting:
     lrs = sorted({r["params"][LR] for r in rows if LR in (r.get("params") or {})})
     for activation in activations(part, rows, study):
         choice = choose(matching(rows, ((ACTIVATION, activation),)), activation, study.maximize)
-        choice.edge = _edge(choice.picked, lrs)
+        choice.edge = edge(choice.picked, lrs)
         choice.confirmed = _confirmed(part, activation, choice.picked, study, record)
         setting.choices.append(choice)
     return setting
@@ -115,12 +116,6 @@ def choose(rows: Sequence[Mapping], activation: str, maximize: bool) -> Choice:
 def _cell(runs: Sequence[Mapping]) -> Cell:
     kept = [r["values"][0] for r in runs if failure(r) is None and r.get("values")]
     return Cell(len(runs), len(failed(runs)), mean_of(kept), mean_of(values(good(runs), METRIC)))
-
-
-def _edge(picked: float | None, lrs: Sequence[float]) -> str:
-    if picked is None or len(lrs) < 2:
-        return ""
-    return "largest" if picked == lrs[-1] else "smallest" if picked == lrs[0] else ""
 
 
 def _confirmed(grid: str, activation: str, picked: float | None, study: Study, record: Record) -> dict[str, float]:

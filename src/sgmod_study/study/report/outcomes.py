@@ -125,6 +125,14 @@ def lr_text(value: float) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
+def edge(picked: float | None, tried: Sequence[float]) -> str:
+    """ "largest" or "smallest" where ``picked`` is at that end of the values ``tried`` (two or
+    more; a better one may lie beyond the range), else ""."""
+    if picked is None or len(tried) < 2:
+        return ""
+    return "largest" if picked == max(tried) else "smallest" if picked == min(tried) else ""
+
+
 def cell_text(key: tuple) -> str:
     """A cell as the report names it: "lr 2e-4", "lr 1.5e-2" (a parameter's last dotted part and its value)."""
     return ", ".join(f"{k.rsplit('.', 1)[-1]} {_setting(k, v)}" for k, v in key) or "-"

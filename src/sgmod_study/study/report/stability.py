@@ -21,6 +21,7 @@ from sgmod_study.study.report.outcomes import (
     cell_text,
     cell_x,
     cells,
+    edge,
     failure,
     good,
     label,
@@ -89,18 +90,11 @@ def compute(study: Study, record: Record) -> Stability:
         configuration.cells = [cell(cell_text(k), cell_x(k), runs, study.metrics) for k, runs in cells(rows).items()]
         if configuration.cells:
             configuration.total = cell("all", None, results(rows), study.metrics)
-            configuration.picked, configuration.edge = _pick(rows, study.maximize)
+            picked = best_cell(rows, study.maximize)  # the cell a best_cell confirm part retrains
+            configuration.picked = cell_text(picked)
+            configuration.edge = edge(cell_x(picked), [c.x for c in configuration.cells if c.x is not None])
         found.append(configuration)
     return Stability(study.metrics, found)
-
-
-def _pick(rows: Sequence[Mapping], maximize: bool) -> tuple[str, str]:
-    """The cell a best_cell confirm part retrains, and which end of the lrs tried it sits at, if any."""
-    picked = best_cell(rows, maximize)
-    xs = sorted(x for x in map(cell_x, cells(rows)) if x is not None)
-    at = cell_x(picked)
-    edge = "" if at is None or len(xs) < 2 else "largest" if at == xs[-1] else "smallest" if at == xs[0] else ""
-    return cell_text(picked), edge
 
 
 def cell(label: str, x: float | None, runs: Sequence[Mapping], metrics: Sequence[str]) -> Cell:
