@@ -360,11 +360,18 @@ def test_failures_are_compared_by_seed_and_the_margins_are_put_beside_the_spread
     # one seed failed on the reference side only: the exact sign test over 1 discordant seed, p = 1
     assert "| g_sgmod - g_sgmod_fixed | 8 | 0 | 1 | 0 | 1 | 1 |" in text
     assert "exact McNemar test" in text
-    groups = [REFERENCE, BETTER, ALIKE, [f + 5 for i, f in enumerate(REFERENCE) if i != 3]]
-    groups.append([f + 1 + 0.1 * (i % 3) for i, f in enumerate(REFERENCE)])
-    squares = sum(((np.array(g) - np.mean(g)) ** 2).sum() for g in groups)
+    groups = {"g_relu": REFERENCE, "g_sgmod": BETTER, "d_sgmod": ALIKE}
+    groups["g_sgmod_fixed"] = [f + 5 for i, f in enumerate(REFERENCE) if i != 3]
+    groups["g_tanh"] = [f + 1 + 0.1 * (i % 3) for i, f in enumerate(REFERENCE)]
+    squares = sum(((np.array(g) - np.mean(g)) ** 2).sum() for g in groups.values())
     sd = math.sqrt(squares / 34)  # 39 runs in 5 configurations
-    assert f"test FID {sd:.2f} (34 degrees of freedom over 5 configurations" in text
+    own = {c: np.std(g, ddof=1) for c, g in groups.items()}
+    low, high = min(own, key=own.get), max(own, key=own.get)
+    assert low != high and f"{own[low]:.2f}" != f"{own[high]:.2f}"
+    assert (
+        f"test FID {sd:.2f} (34 degrees of freedom over 5 configurations, their own from {own[low]:.2f} in {low} "
+        f"to {own[high]:.2f} in {high};" in text
+    )
     assert f"about {sd * 0.5:.2f}" in text  # sd x sqrt(2/8)
     assert "docs/gan_metric_sanity.md" in text and "+-2 in FID and +-0.05 in KID" in text
     assert "Waiting for runs: d_sgmod - d_sgmod_fixed; sn_sgmod - sn_sgmod_fixed;" in text

@@ -54,6 +54,19 @@ class Failures:
 
 
 @dataclass
+class Spread:
+    """One metric's spread over seeds: pooled over the confirmed configurations, and the range of
+    the configurations' own standard deviations (a pool can mix configurations whose noise differs
+    tenfold, and the range shows when it does)."""
+
+    sd: float
+    freedom: int
+    groups: int
+    lowest: tuple[str, float] = ("", math.nan)  # (configuration, its own sd)
+    highest: tuple[str, float] = ("", math.nan)
+
+
+@dataclass
 class Contrasts:
     metrics: tuple[str, ...]
     margins: dict[str, tuple[float, ...]]  # {metric: its equivalence margin, then the ones also reported}
@@ -61,7 +74,7 @@ class Contrasts:
     declared: str  # the study's file, where the margins were set: conf/study/gan.yaml
     tests: dict[str, list[dict]] = field(default_factory=dict)  # {metric: a row per contrast}
     failures: list[Failures] = field(default_factory=list)
-    spread: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # {metric: (pooled sd, df, groups)}
+    spread: dict[str, Spread] = field(default_factory=dict)
     seeds: int = 0  # a confirm part's seeds
     waiting: list[str] = field(default_factory=list)  # contrasts with a side not run yet
     letters: dict[str, str] = field(default_factory=dict)  # {machine: its letter in the section "What ran"}
@@ -91,12 +104,32 @@ def compute(study: Study, record: Record) -> Contrasts:
     data.family = paired.family(study, "contrasts") * len(study.metrics)
     paired.correct_holm([r for m in study.metrics for r in data.tests[m] if r["primary"]], data.family)
     for metric in study.metrics:
-        groups = [values(good(runs[p]), metric) for p in study.sections["contrasts"]]
-        data.spread[metric] = (*stats.pooled_sd(groups), sum(len(g) >= 2 for g in groups))
+        data.spread[metric] = spread({label(p): values(good(runs[p]), metric) for p in study.sections["contrasts"]})
     data.seeds = min(
         (len(study.parts[p].seeds) for p in study.sections["contrasts"] if study.parts[p].seeds), default=0
     )
     return data
+
+
+def spread(groups: Mapping[str, Sequence[float]]) -> Spread:
+    """The pooled sd of ``groups`` ({configuration: its values}) and the configurations with the
+    smallest and the largest sd of their own, over those with two values or more."""
+    own = {c: stats.pooled_sd([v])[0] for c, v in groups.items() if len(v) >= 2}
+    sd, freedom = stats.pooled_sd(list(groups.values()))
+    if not own:
+        return Spread(sd, freedom, 0)
+    ordered = sorted(own.items(), key=itemgetter(1))
+    return Spread(sd, freedom, len(own), ordered[0], ordered[-1])
+
+
+def _spread_words(metric: str, each: Spread, seeds: int) -> str:
+    words = f"{each.freedom} degrees of freedom over {each.groups} configuration{'s' if each.groups > 1 else ''}"
+    if each.groups > 1:
+        (low, low_sd), (high, high_sd) = each.lowest, each.highest
+        words += f", their own from {fmt(metric, low_sd)} in {low} to {fmt(metric, high_sd)} in {high}"
+    if seeds:
+        words += f"; a difference of two {seeds}-seed means: about {fmt(metric, each.sd * math.sqrt(2 / seeds))}"
+    return words
 
 
 def _family_words(data: Contrasts) -> str:
@@ -291,13 +324,9 @@ def _margin_lines(data: Contrasts) -> list[str]:
     also = " and ".join(f"+-{a:g} in {name(m)}" for m in data.metrics for a in data.margins[m][1:])
     spreads = []
     for metric in data.metrics:
-        sd, freedom, groups = data.spread[metric]
-        if freedom:
-            se = f"; a difference of two {data.seeds}-seed means: about {fmt(metric, sd * math.sqrt(2 / data.seeds))}"
-            spreads.append(
-                f"test {name(metric)} {fmt(metric, sd)} ({freedom} degrees of freedom over {groups} configurations"
-                f"{se if data.seeds else ''})"
-            )
+        each = data.spread[metric]
+        if each.freedom:
+            spreads.append(f"test {name(metric)} {fmt(metric, each.sd)} ({_spread_words(metric, each, data.seeds)})")
     spread = "; ".join(spreads) if spreads else "not measured yet (no configuration has two runs that did not fail)"
     floor = (
         f"Two yardsticks to judge them by. The floor: FID/KID of two disjoint sets of real images against each other "
