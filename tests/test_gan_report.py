@@ -255,14 +255,16 @@ def test_sweeps_are_compared_by_the_expected_lowest_fid_with_diverged_trials_cou
 
 def test_each_configuration_shows_its_first_seeds_sample_grid_copied_beside_the_report(tmp_path):
     rows = [gan_row(101, 31.0, samples="samples/0001.png"), gan_row(100, 30.0, samples="samples/0000.png")]
-    record = write_parts(tmp_path / "gan", {"confirm_g_relu": rows})
-    (tmp_path / "gan" / "confirm_g_relu" / "samples").mkdir()
-    (tmp_path / "gan" / "confirm_g_relu" / "samples" / "0000.png").write_bytes(PNG)
+    collapsed = [gan_row(100, 40.0, collapsed=1, samples="samples/0000.png")]  # its caption says so
+    record = write_parts(tmp_path / "gan", {"confirm_g_relu": rows, "confirm_g_tanh": collapsed})
+    for part in ("confirm_g_relu", "confirm_g_tanh"):
+        (tmp_path / "gan" / part / "samples").mkdir()
+        (tmp_path / "gan" / part / "samples" / "0000.png").write_bytes(PNG)
     (tmp_path / "gan" / "confirm_g_relu" / "samples" / "0001.png").write_bytes(b"not this one")
     text = _text(samples, record, tmp_path)
     assert (
-        "| g_relu (seed 100; FID 30.00, KID 0.0200) |\n|---|\n| ![g_relu samples](gan_figures/samples_g_relu.png) |"
-        in text
+        "| g_relu (seed 100; FID 30.00, KID 0.0200) | g_tanh (seed 100; FID 40.00, KID 0.0200; collapsed) |\n"
+        "|---|---|\n| ![g_relu samples](gan_figures/samples_g_relu.png) | ![g_tanh samples]" in text
     )
     assert (tmp_path / "gan_figures" / "samples_g_relu.png").read_bytes() == PNG
     assert "No sample grid yet: confirm_g_sgmod," in text

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sgmod_study.study.record import Record
 from sgmod_study.study.report import figures
-from sgmod_study.study.report.outcomes import fmt, label, name, results, seed_of
+from sgmod_study.study.report.outcomes import failure, fmt, label, name, results, seed_of
 from sgmod_study.study.spec import Study
 
 PER_ROW = 4  # sample grids side by side
@@ -23,6 +23,7 @@ class Sample:
     seed: int | None
     source: Path
     test: dict[str, float | None]  # its run's test metrics
+    failed: str | None = None  # "collapsed" where its final evaluation flagged a collapse
 
 
 @dataclass
@@ -43,7 +44,7 @@ def compute(study: Study, record: Record) -> Samples:
         first = min(rows, key=lambda r: (seed_of(r) is None, seed_of(r) or 0))
         test = {m: (first.get("metrics") or {}).get(m) for m in study.metrics}
         source = record.part_dir(part) / first["samples"]
-        data.found.append(Sample(part, label(part), seed_of(first), source, test))
+        data.found.append(Sample(part, label(part), seed_of(first), source, test, failure(first)))
     return data
 
 
@@ -53,7 +54,8 @@ def render(data: Samples, page: figures.Page) -> list[str]:
         return [*lines, f"Not run yet (no sample grid in parts {', '.join(data.missing)})."]
     lines.append(
         "64 images from each configuration's generator (train mode, as the metrics are measured) after the last "
-        "epoch of its first seed's confirmation run, with that run's test metrics."
+        "epoch of its first seed's confirmation run, with that run's test metrics (and its failure, where it "
+        "failed: the grid shows a failed run as it is)."
     )
     page.figures.mkdir(parents=True, exist_ok=True)
     for s in data.found:
@@ -68,7 +70,10 @@ def render(data: Samples, page: figures.Page) -> list[str]:
 def _table(found: list[Sample], page: figures.Page) -> list[str]:
     """A row of sample grids under their configurations' names and metrics."""
     heads = [
-        f"{s.label} (seed {s.seed}; " + ", ".join(f"{name(m)} {fmt(m, v)}" for m, v in s.test.items()) + ")"
+        f"{s.label} (seed {s.seed}; "
+        + ", ".join(f"{name(m)} {fmt(m, v)}" for m, v in s.test.items())
+        + (f"; {s.failed}" if s.failed else "")
+        + ")"
         for s in found
     ]
     images = [page.link(f"{s.label} samples", f"samples_{s.label}") for s in found]
