@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import math
+import statistics
 import subprocess
 import sys
 
@@ -281,6 +282,23 @@ def test_quality_reports_train_mode_metrics_the_eval_mode_difference_and_the_bes
     assert "Secondary (best epoch, selected on the validation set)" in text
     assert f"| g_relu | 7 | {mean + 1:.2f} [" in text  # val/fid = test FID + 1
     assert "Not run yet: confirm_g_sgmod," in text
+
+
+def test_quality_puts_the_collapsed_runs_beside_the_runs_kept(tmp_path):
+    rows = _confirm(REFERENCE)
+    rows[6] = gan_row(106, 40.0, number=6, collapsed=1)
+    rows[6]["metrics"] |= {"test/classes": 5.0, "test/recall": 0.3}  # few classes
+    rows[7] = gan_row(107, 50.0, number=7, collapsed=1)
+    rows[7]["metrics"] |= {"test/classes": 4.0, "test/recall": 0.004}  # both criteria
+    text = _text(quality, write_parts(tmp_path / "gan", {"confirm_g_relu": rows}), tmp_path)
+    # collapsed: classes 5 and 4, recall 0.3 and 0.004, FID 40 and 50; kept: 9 classes, recall 0.5
+    kept = statistics.median(REFERENCE[:6])
+    assert "| configuration | runs | collapsed | few classes | no recall | classes covered: collapsed / kept |" in text
+    assert f"| g_relu | 8 | 2 | 2 | 1 | 4.5 / 9.0 | 0.152 / 0.500 | 45.00 / {kept:.2f} |" in text
+    # a configuration without a collapsed run gets no table
+    assert "Where the collapse flag fell" not in _text(
+        quality, write_parts(tmp_path / "other", {"confirm_g_relu": _confirm(REFERENCE)}), tmp_path
+    )
 
 
 def test_quality_names_sgmods_settings_only_for_configurations_with_sgmod_layers(tmp_path):

@@ -1,7 +1,8 @@
 """Section "quality": each confirmed configuration on its fresh seeds. Its runs and failures, the
 final test metrics with the generator in train mode (the chosen sampling mode), the same FID/KID
 with the generator in eval mode (BatchNorm running statistics) and the paired difference of the two
-modes, and, as a secondary result, the best epoch's validation FID."""
+modes, where the collapse flag fell (the flagged runs beside the runs it kept), and, as a secondary
+result, the best epoch's validation FID."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from sgmod_study.study.report.outcomes import (
     values,
 )
 from sgmod_study.study.report.rows import config_value, table_head
+from sgmod_study.study.report.stability import FLAG_DIGITS, FLAG_METRICS, flagged, median
 from sgmod_study.study.spec import Study
+from sgmod_study.tasks.gan_collapse import FEW_CLASSES, NO_RECALL
 
 # The means shown beside the metrics (with their interval): test metrics in train mode.
 MEANS = ("test/kid_se", "test/precision", "test/recall", "test/classes", "test/class_entropy")
@@ -51,6 +54,8 @@ class Configuration:
     settings: str
     metrics: dict[str, list[float]]  # over the runs that did not fail
     modes: dict[str, dict] = field(default_factory=dict)  # {metric: train minus eval mode, paired by seed}
+    reasons: list[tuple[str, ...]] = field(default_factory=list)  # each collapsed run's criteria
+    flagged: dict[str, list[float]] = field(default_factory=dict)  # {FLAG_METRICS: the collapsed runs' values}
 
 
 @dataclass
@@ -69,7 +74,7 @@ def compute(study: Study, record: Record) -> Quality:
             continue
         outcomes = [failure(r) for r in rows]
         kept = good(rows)
-        keys = (*study.metrics, *MEANS, *BEST_EPOCH)
+        keys = dict.fromkeys((*study.metrics, *MEANS, *BEST_EPOCH, *FLAG_METRICS))
         configuration = Configuration(
             part,
             label(part),
@@ -80,6 +85,7 @@ def compute(study: Study, record: Record) -> Quality:
             settings(rows),
             {k: values(kept, k) for k in keys},
         )
+        configuration.reasons, configuration.flagged = flagged(rows)
         for m in study.metrics:
             paired = stats.paired(by_seed(kept, m), by_seed(kept, eval_mode(m)), ())
             configuration.modes[m] = paired | {"eval": values(kept, eval_mode(m))}
@@ -124,7 +130,33 @@ def render(data: Quality, page: figures.Page) -> list[str]:
     ]
     if data.waiting:
         lines += ["", f"Not run yet: {', '.join(data.waiting)}."]
-    return lines + _mode_lines(data) + _best_epoch_lines(data)
+    return lines + _flagged_lines(data) + _mode_lines(data) + _best_epoch_lines(data)
+
+
+def _flagged_lines(data: Quality) -> list[str]:
+    """The collapsed runs of each configuration that has some, beside the runs that did not fail."""
+    found = [c for c in data.configurations if c.collapsed]
+    if not found:
+        return []
+    columns = ["configuration", "runs", "collapsed", FEW_CLASSES, NO_RECALL]
+    columns += [f"{name(m)}: collapsed / kept" for m in FLAG_METRICS]
+    lines = [
+        "",
+        "Where the collapse flag fell (its criteria as in the stability section): the collapsed runs beside the "
+        "runs kept, medians of their final test values. Where the two sides are close in every column, the flag "
+        "splits runs of one kind near its thresholds, and the means above, over the runs kept, leave out runs much "
+        "like them.",
+        "",
+        *table_head(columns),
+    ]
+    for c in found:
+        counts = [str(sum(reason in r for r in c.reasons)) for reason in (FEW_CLASSES, NO_RECALL)]
+        sides = [
+            f"{median(c.flagged[m], digits)} / {median(c.metrics[m], digits)}"
+            for m, digits in zip(FLAG_METRICS, FLAG_DIGITS, strict=True)
+        ]
+        lines.append(f"| {c.label} | {c.runs} | {c.collapsed} | " + " | ".join(counts + sides) + " |")
+    return lines
 
 
 def _main_table(data: Quality) -> list[str]:

@@ -43,6 +43,7 @@ from sgmod_study.tasks.gan_collapse import (
 )
 
 FLAG_METRICS = ("test/classes", "test/recall", "test/fid")  # what the flagged runs' table gives
+FLAG_DIGITS = (1, 3, 2)  # their digits there
 
 
 @dataclass
@@ -103,10 +104,15 @@ def cell(label: str, x: float | None, runs: Sequence[Mapping], metrics: Sequence
     low, high = stats.clopper_pearson(diverged + collapsed, len(runs))
     kept = good(runs)
     found = Cell(label, x, len(runs), diverged, collapsed, low, high, {m: values(kept, m) for m in metrics})
-    flagged = [r for r, outcome in zip(runs, outcomes, strict=True) if outcome == COLLAPSE]
-    found.reasons = [collapse_reasons(*(r["metrics"].get(k, 0.0) for k in FLAG_METRICS[:2])) for r in flagged]
-    found.flagged = {m: values(flagged, m) for m in FLAG_METRICS}
+    found.reasons, found.flagged = flagged(runs)
     return found
+
+
+def flagged(runs: Sequence[Mapping]) -> tuple[list[tuple[str, ...]], dict[str, list[float]]]:
+    """Each collapsed run's criteria, and the collapsed runs' values of FLAG_METRICS."""
+    collapsed = [r for r in runs if failure(r) == COLLAPSE]
+    reasons = [collapse_reasons(*(r["metrics"].get(k, 0.0) for k in FLAG_METRICS[:2])) for r in collapsed]
+    return reasons, {m: values(collapsed, m) for m in FLAG_METRICS}
 
 
 def render(data: Stability, page: figures.Page) -> list[str]:
@@ -165,12 +171,12 @@ def _flagged_lines(configurations: Sequence[Configuration]) -> list[str]:
     ]
     for configuration, at in found:
         counts = [str(sum(reason in r for r in at.reasons)) for reason in (FEW_CLASSES, NO_RECALL)]
-        medians = [_median(at.flagged[m], digits) for m, digits in zip(FLAG_METRICS, (1, 3, 2), strict=True)]
+        medians = [median(at.flagged[m], digits) for m, digits in zip(FLAG_METRICS, FLAG_DIGITS, strict=True)]
         lines.append(f"| {configuration} | {at.label} | {at.collapsed} | " + " | ".join(counts + medians) + " |")
     return lines
 
 
-def _median(found: Sequence[float], digits: int) -> str:
+def median(found: Sequence[float], digits: int) -> str:
     return f"{statistics.median(found):.{digits}f}" if found else "-"
 
 
