@@ -30,7 +30,7 @@ from sgmod_study.study.report.outcomes import (
     values,
 )
 from sgmod_study.study.report.rows import config_value, table_head
-from sgmod_study.study.report.stability import FLAG_DIGITS, FLAG_METRICS, flagged, median
+from sgmod_study.study.report.stability import FLAG_DIGITS, FLAG_METRICS, flagged, median, reason_counts
 from sgmod_study.study.spec import Study
 from sgmod_study.tasks.gan_collapse import FEW_CLASSES, NO_RECALL
 
@@ -150,7 +150,7 @@ def _flagged_lines(data: Quality) -> list[str]:
         *table_head(columns),
     ]
     for c in found:
-        counts = [str(sum(reason in r for r in c.reasons)) for reason in (FEW_CLASSES, NO_RECALL)]
+        counts = reason_counts(c.reasons)
         sides = [
             f"{median(c.flagged[m], digits)} / {median(c.metrics[m], digits)}"
             for m, digits in zip(FLAG_METRICS, FLAG_DIGITS, strict=True)

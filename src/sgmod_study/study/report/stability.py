@@ -170,10 +170,15 @@ def _flagged_lines(configurations: Sequence[Configuration]) -> list[str]:
         ),
     ]
     for configuration, at in found:
-        counts = [str(sum(reason in r for r in at.reasons)) for reason in (FEW_CLASSES, NO_RECALL)]
+        counts = reason_counts(at.reasons)
         medians = [median(at.flagged[m], digits) for m, digits in zip(FLAG_METRICS, FLAG_DIGITS, strict=True)]
         lines.append(f"| {configuration} | {at.label} | {at.collapsed} | " + " | ".join(counts + medians) + " |")
     return lines
+
+
+def reason_counts(reasons: Sequence[tuple[str, ...]]) -> list[str]:
+    """How many of the collapsed runs each criterion flagged: few classes, then no recall."""
+    return [str(sum(reason in r for r in reasons)) for reason in (FEW_CLASSES, NO_RECALL)]
 
 
 def median(found: Sequence[float], digits: int) -> str:
