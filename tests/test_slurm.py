@@ -151,7 +151,7 @@ def test_a_requeued_worker_job_rejoins_the_study_and_the_command_waits_for_it(tm
     import subprocess
     import time
 
-    from helpers.slurm import running_trials
+    from helpers.slurm import release_requeued, running_trials
 
     process = sweep(tmp_path, *slurm, "trainer.max_epochs=8", n_trials=2, wait=False)  # workers=1: one job
     deadline = time.monotonic() + 300
@@ -160,10 +160,7 @@ def test_a_requeued_worker_job_rejoins_the_study_and_the_command_waits_for_it(tm
         time.sleep(0.5)
     job = next(iter(running_trials(tmp_path / "sweep")))
     subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
-    for _ in range(60):  # SLURM holds a requeued job for 2 minutes: release it once it is pending again
-        time.sleep(1)
-        if subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True).returncode == 0:
-            break
+    release_requeued(job)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0 and "interrupted" not in output, output[-3000:]
     study = load(tmp_path)
