@@ -46,9 +46,17 @@ def states(study) -> list[str]:
     return [t.state.name for t in study.trials]
 
 
+@pytest.fixture(scope="module")
+def four_trials(tmp_path_factory):
+    """One sweep of 4 trials, 2 at a time, shared by the tests that read it: (folder, exit code, console)."""
+    tmp_path = tmp_path_factory.mktemp("four_trials")
+    code, output = sweep(tmp_path, n_trials=4, n_jobs=2)
+    return tmp_path, code, output
+
+
 @pytest.mark.slow
-def test_four_trial_sweep_runs_baseline_first_and_writes_results(tmp_path):
-    code, output = sweep(tmp_path, n_trials=4)
+def test_four_trial_sweep_runs_baseline_first_and_writes_results(four_trials):
+    tmp_path, code, output = four_trials
     assert code == 0, output[-3000:]
     study = load(tmp_path)
     assert states(study) == ["COMPLETE"] * 4
@@ -170,8 +178,8 @@ def test_too_many_failures_stop_the_sweep_with_the_list(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_jobs_run_concurrently_on_distinct_slots(tmp_path):
-    code, output = sweep(tmp_path, n_trials=4, n_jobs=2)
+def test_two_jobs_run_concurrently_on_distinct_slots(four_trials):
+    tmp_path, code, output = four_trials
     assert code == 0, output[-3000:]
     trials = load(tmp_path).trials
     assert {t.user_attrs["slot"] for t in trials} == {0, 1}
