@@ -134,13 +134,13 @@ def release_requeued(job: str, timeout_s: float = 60) -> None:
     """Start a requeued job now: SLURM holds one for 2 minutes (its begin time). The hold is set
     when the requeue takes effect, after ``scontrol requeue`` returns, so an update sent before the
     job is listed as pending succeeded and was overwritten: the test waited out the 2 minutes."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     while True:
         state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=15)
         if state.stdout.strip() == "PENDING":
             break
-        assert time.monotonic() < deadline, f"job {job} is not pending {timeout_s:.0f} s after its requeue: {state.stdout!r}"
+        assert time.monotonic() < deadline, (
+            f"job {job} is not pending {timeout_s:.0f} s after requeue: {state.stdout!r}"
+        )
         time.sleep(0.5)
     subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], check=True, capture_output=True, timeout=15)
