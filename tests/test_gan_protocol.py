@@ -211,6 +211,22 @@ def test_a_grids_best_cell_counts_failed_runs_before_its_mean():
     assert chosen_overrides(study, "best_cell") == ["optimizer.lr=0.001"]  # equal failures: the lower mean
 
 
+def test_where_every_run_collapsed_the_best_cell_is_the_lowest_mean_of_all_its_runs():
+    # grid_sn_sgmod_fixed: all 18 runs collapse-flagged; the pick fell to the first cell (tie at inf)
+    runs = [(5e-5, 0, 22.2), (5e-5, 1, 20.5), (5e-4, 0, 17.4), (5e-4, 1, 18.3), (5e-3, 0, 14.1), (5e-3, 1, 30.4)]
+    study = _grid_study([(lr, seed, "collapsed", fid) for lr, seed, fid in runs])
+    assert chosen_overrides(study, "best_cell") == ["optimizer.lr=0.0005"]  # mean 17.85, not 5e-5's 21.35
+    rows = []
+    for number, (lr, seed, fid) in enumerate(runs):
+        row = gan_row(seed, fid, lr=lr, number=number)
+        row["metrics"] |= {"val/collapsed": 1, "test/collapsed": 1}
+        rows.append(row)
+    assert outcomes.best_cell(rows, maximize=False) == (("optimizer.lr", 5e-4),)
+    # at equal failures a cell with a run left beats one without, whatever the means
+    one_kept = _grid_study([(lr, seed, "collapsed", fid) for lr, seed, fid in runs] + [(5e-3, 2, "complete", 40.0)])
+    assert chosen_overrides(one_kept, "best_cell") == ["optimizer.lr=0.005"]
+
+
 def test_the_reports_best_cell_is_the_sweepers_when_validation_and_test_flag_different_runs():
     # (lr, seed, val/fid, val flag, test flag): 1e-3 has the lower FID but collapsed in validation;
     # 2e-4's collapse shows only in the test evaluation, which the pick never sees

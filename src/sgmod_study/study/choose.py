@@ -96,13 +96,17 @@ def cells(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[tuple, list[optuna
 
 
 def best_cell(trials: Sequence[optuna.trial.FrozenTrial], maximize: bool = True) -> tuple:
-    """The grid cell with the fewest failed runs, then the best mean objective over its other runs."""
+    """The grid cell with the fewest failed runs, then one with a run that did not fail, then the
+    best mean objective over those runs; where every run failed, over all its runs with a value (a
+    collapsed run's FID is still a measurement: without it a grid whose every run collapsed had its
+    first cell picked)."""
     sign = -1 if maximize else 1
 
     def score(item: tuple) -> tuple:
         runs = item[1]
-        values = [t.values[0] for t in runs if not failed(t)]
-        return (sum(failed(t) for t in runs), sign * sum(values) / len(values) if values else math.inf)
+        kept = [t.values[0] for t in runs if not failed(t)]
+        values = kept or [t.values[0] for t in runs if t.values]
+        return (sum(failed(t) for t in runs), not kept, sign * sum(values) / len(values) if values else math.inf)
 
     return min(cells(trials).items(), key=score)[0]
 

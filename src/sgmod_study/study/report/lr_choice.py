@@ -3,11 +3,12 @@
 Each lr-grid part trains every activation at a few learning rates (``optimizer.lr``). The lr an
 activation's confirm part retrains is the grid's best cell among the cells with that activation,
 decided as the sweeper decides it (``outcomes.best_cell``, the rule of ``choose.best_cell``): the
-fewest failed runs, then the best mean objective (val/acc_best, the rows' first value), an exact tie
-to the cell run first. One table, a row per norm setting and activation, a column per lr: each cell
-shows the objective and the test accuracy (which played no part in the choice), the picked lr in
-bold. A pick at the grid's largest or smallest lr is flagged (the range may bind), and so is a
-confirm part that trained at another lr than the grid picks now."""
+fewest failed runs, then the best mean objective (val/acc_best, the rows' first value; over all runs
+with a value where every one failed), an exact tie to the cell run first. One table, a row per norm
+setting and activation, a column per lr: each cell shows the objective and the test accuracy (which
+played no part in the choice), the picked lr in bold. A pick at the grid's largest or smallest lr
+is flagged (the range may bind), and so is a confirm part that trained at another lr than the grid
+picks now."""
 
 from __future__ import annotations
 

@@ -92,12 +92,16 @@ def failed_in_validation(row: Mapping) -> bool:
     return is_diverged(row) or (row["state"] == "COMPLETE" and (row.get("metrics") or {}).get(VAL_COLLAPSED) == 1)
 
 
-def cell_score(runs: Sequence[Mapping], maximize: bool) -> tuple[int, float]:
+def cell_score(runs: Sequence[Mapping], maximize: bool) -> tuple[int, bool, float]:
     """How choose.best_cell ranks a cell's runs, lowest best: its runs failed in validation, then
-    its mean objective (the rows' first value) over its other runs, negated when the sweep maximises."""
-    kept = [r["values"][0] for r in runs if not failed_in_validation(r) and r.get("values")]
+    whether none of its runs is left, then its mean objective (the rows' first value, negated when
+    the sweep maximises) over its other runs, or over all with a value where every run failed."""
+    with_value = [r for r in results(runs) if r.get("values")]
+    kept = [r["values"][0] for r in with_value if not failed_in_validation(r)]
+    values = kept or [r["values"][0] for r in with_value]
     sign = -1 if maximize else 1
-    return sum(map(failed_in_validation, results(runs))), sign * sum(kept) / len(kept) if kept else math.inf
+    mean = sign * sum(values) / len(values) if values else math.inf
+    return sum(map(failed_in_validation, results(runs))), not kept, mean
 
 
 def best_cell(rows: Sequence[Mapping], maximize: bool) -> tuple | None:

@@ -95,7 +95,8 @@ def render(data: Trajectories, page: figures.Page) -> list[str]:
     lines += [
         "Each layer's mean gamma and beta (over its channels) at the end of training, mean over the seeds of the "
         "runs that did not fail, as gamma / beta at each learning rate (`*`: the configuration's best learning "
-        "rate, fewest failed runs and then the lowest mean val FID: the one its confirmation retrains):",
+        "rate, fewest failed runs and then the lowest mean val FID, over all its runs where every one failed: "
+        "the one its confirmation retrains):",
         "",
         "| configuration | layer | " + " | ".join(labels) + " |",
         "|---|---|" + "---|" * len(labels),
