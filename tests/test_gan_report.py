@@ -362,9 +362,9 @@ def test_contrasts_are_paired_by_seed_holm_corrected_over_both_metrics_and_judge
     assert data.tests["test/fid"][0]["p_holm"] == pytest.approx(holm[0])
     assert "| Sgmod vs LeakyReLU in D | d_sgmod - g_relu | 8 | 0 |" in text
     assert f"| {holm[1]:.3g} |" in text and "| equivalent within +-2 |" in text
-    # the seed where the reference diverged leaves its pair out: 7 pairs, preliminary
+    # the seed where the reference diverged leaves its pair out: 7 pairs, and the verdict says why
     assert "| learnable vs fixed at (1, 0) in G | g_sgmod - g_sgmod_fixed | 7 | 1 |" in text
-    assert "preliminary (n < 8): variant better" in text
+    assert "only 7 pairs, the other seeds failed: variant better" in text
     # KID = FID / 1000: g_sgmod better by about 0.003, well within the KID margin 0.05
     assert f"| Sgmod vs ReLU in G | g_sgmod - g_relu | 8 | 0 | {difference / 1000:+.4f} [" in text
     assert "| variant better, but within +-0.05 |" in text

@@ -39,7 +39,7 @@ def test_paired_difference_matches_scipy_and_tost_says_equivalent_only_within_th
 
 
 def test_holm_counts_the_declared_tests_not_run_yet_as_p_1_so_an_interim_p_is_never_below_its_final_one():
-    rows = [{"p": 0.01}, {"p": 0.04}, {"p": math.nan}]  # a third test has too few pairs for a p
+    rows = [{"p": 0.01}, {"p": 0.04}, {"p": math.nan, "n": 1}]  # a third test has too few pairs for a p
     paired.correct_holm(rows, family=4)
     assert [r["p_holm"] for r in rows[:2]] == pytest.approx([0.04, 0.12])  # 4 x 0.01, 3 x 0.04
     assert "p_holm" not in rows[2]
@@ -74,6 +74,23 @@ def test_contrasts_are_holm_corrected_and_the_verdict_follows_the_data(tmp_path)
     # the margin in the same unit as the differences beside it (percentage points)
     equivalent = {**first, "p_holm": 0.5, "p_tost": {0.005: 0.01, 0.002: 0.3}}
     assert paired.verdict(equivalent) == "equivalent within +-0.5 points"
+
+
+def test_where_every_seed_has_run_too_few_pairs_are_blamed_on_failures_not_called_preliminary():
+    seven = paired.compare(dict(enumerate(LEARNED[:7])), dict(enumerate(FIXED[:7])), MARGINS)
+    assert paired.verdict({**seven, "excluded": 0}).startswith("preliminary (n < 8): ")  # a seed still to run
+    assert paired.verdict({**seven, "excluded": 1}).startswith("only 7 pairs, the other seeds failed: ")
+    none = {**paired.compare({}, {}, MARGINS), "excluded": 8}
+    assert paired.verdict(none) == "no pair: on every seed one side or both failed"
+    rows = [{"p": 0.01, "n": 8}, none, {"p": math.nan, "n": 1, "excluded": 0}]
+    paired.correct_holm(rows, family=4)
+    assert rows[0]["p_holm"] == pytest.approx(0.04)  # the test with no pair counts as p = 1, for good
+    assert paired.family_note(rows, 4) == [
+        "",
+        "Holm's correction counts the 4 primary tests declared; the 3 without a p count as p = 1: 1 for good "
+        "(too few seeds where neither side failed); 2 until they have one (runs still to come), so no corrected "
+        "p here is below its final value.",
+    ]
 
 
 def test_a_verdict_can_be_different_and_within_the_margin_at_once():

@@ -217,9 +217,7 @@ def verdict(row: Mapping, maximize: bool) -> str:
         text = f"equivalent within +-{margin:g}"
     else:
         text = "inconclusive"
-    if row["n"] < paired.SEEDS_FOR_A_VERDICT:
-        return f"preliminary (n < {paired.SEEDS_FOR_A_VERDICT}): {text}"
-    return text
+    return paired.qualified(text, row)
 
 
 def render(data: Contrasts, page: figures.Page) -> list[str]:

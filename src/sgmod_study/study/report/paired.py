@@ -47,11 +47,21 @@ def family_note(rows: Sequence[Mapping], family: int) -> list[str]:
     tested = sum(not math.isnan(r["p"]) for r in rows)
     if tested >= family:
         return []
-    return [
-        "",
-        f"Holm's correction counts the {family} primary tests declared; the {family - tested} without a p yet "
-        "count as p = 1 until they have one, so no corrected p here is below the value it will have then.",
-    ]
+    head = f"Holm's correction counts the {family} primary tests declared; the {family - tested} without a p"
+    unpaired = sum(math.isnan(r["p"]) and _all_ran(r) for r in rows)
+    if not unpaired:
+        return [
+            "",
+            f"{head} yet count as p = 1 until they have one, so no corrected p here is below the value it "
+            "will have then.",
+        ]
+    waiting = family - tested - unpaired
+    later = (
+        f"; {waiting} until they have one (runs still to come), so no corrected p here is below its final value"
+        if waiting
+        else ""
+    )
+    return ["", f"{head} count as p = 1: {unpaired} for good (too few seeds where neither side failed){later}."]
 
 
 def points(margin: float) -> str:
@@ -67,10 +77,25 @@ def tightest_equivalence(row: Mapping, alpha: float = ALPHA) -> float | None:
 def verdict(row: Mapping, corrected: bool = True, alpha: float = ALPHA) -> str:
     """ "different" where p (Holm-corrected, unless not ``corrected``) < alpha, "equivalent within
     +-m" at the tightest margin m whose TOST p < alpha; both where both hold."""
-    text = _verdict(row, corrected, alpha)
-    if row["n"] < SEEDS_FOR_A_VERDICT:
+    return qualified(_verdict(row, corrected, alpha), row)
+
+
+def qualified(text: str, row: Mapping) -> str:
+    """A verdict marked where fewer than SEEDS_FOR_A_VERDICT seeds are paired: preliminary while seeds
+    are still to run; once every seed has run (paired, or ``excluded`` for a failure), the failures
+    that left too few pairs are named instead."""
+    n = row["n"]
+    if n >= SEEDS_FOR_A_VERDICT:
+        return text
+    if not _all_ran(row):
         return f"preliminary (n < {SEEDS_FOR_A_VERDICT}): {text}"
-    return text
+    if n == 0:
+        return "no pair: on every seed one side or both failed"
+    return f"only {n} pairs, the other seeds failed: {text}"
+
+
+def _all_ran(row: Mapping) -> bool:
+    return row["n"] + row.get("excluded", 0) >= SEEDS_FOR_A_VERDICT
 
 
 def _verdict(row: Mapping, corrected: bool, alpha: float) -> str:
