@@ -11,7 +11,7 @@ from sgmod_study.study import stats
 from sgmod_study.study.report.rows import table_head
 
 ALPHA = 0.05
-# Fewer paired seeds than this and a verdict is marked preliminary (the study brief asks for >= 8).
+# Fewer paired seeds than this and a verdict is qualified (`qualified`; the study brief asks for >= 8).
 SEEDS_FOR_A_VERDICT = 8
 
 
