@@ -96,19 +96,25 @@ def cells(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[tuple, list[optuna
 
 
 def best_cell(trials: Sequence[optuna.trial.FrozenTrial], maximize: bool = True) -> tuple:
-    """The grid cell with the fewest failed runs, then one with a run that did not fail, then the
-    best mean objective over those runs; where every run failed, over all its runs with a value (a
-    collapsed run's FID is still a measurement: without it a grid whose every run collapsed had its
-    first cell picked)."""
-    sign = -1 if maximize else 1
+    """The grid cell whose runs rank best by ``cell_rank``."""
 
     def score(item: tuple) -> tuple:
         runs = item[1]
-        kept = [t.values[0] for t in runs if not failed(t)]
-        values = kept or [t.values[0] for t in runs if t.values]
-        return (sum(failed(t) for t in runs), not kept, sign * sum(values) / len(values) if values else math.inf)
+        return cell_rank([failed(t) for t in runs], [t.values[0] if t.values else None for t in runs], maximize)
 
     return min(cells(trials).items(), key=score)[0]
+
+
+def cell_rank(failures: Sequence[bool], values: Sequence[float | None], maximize: bool) -> tuple[int, bool, float]:
+    """How a grid cell's runs (each failed or not, with its objective or None) rank, lowest best: the
+    fewest failed, then a cell with a run that did not fail, then the best mean objective over those
+    runs; where every run failed, over all its runs with a value (a collapsed run's FID is still a
+    measurement: without it a grid whose every run collapsed had its first cell picked). The report
+    ranks its rows with it too (``outcomes.cell_score``)."""
+    kept = [v for f, v in zip(failures, values, strict=True) if not f and v is not None]
+    pool = kept or [v for v in values if v is not None]
+    sign = -1 if maximize else 1
+    return sum(failures), not kept, sign * sum(pool) / len(pool) if pool else math.inf
 
 
 def chosen_overrides(

@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from sgmod_study.study import stats
+from sgmod_study.study.choose import cell_rank
 from sgmod_study.study.record import is_diverged
 
 SEED = "seed"  # the grid parameter a cell's runs differ in
@@ -93,15 +94,11 @@ def failed_in_validation(row: Mapping) -> bool:
 
 
 def cell_score(runs: Sequence[Mapping], maximize: bool) -> tuple[int, bool, float]:
-    """How choose.best_cell ranks a cell's runs, lowest best: its runs failed in validation, then
-    whether none of its runs is left, then its mean objective (the rows' first value, negated when
-    the sweep maximises) over its other runs, or over all with a value where every run failed."""
-    with_value = [r for r in results(runs) if r.get("values")]
-    kept = [r["values"][0] for r in with_value if not failed_in_validation(r)]
-    values = kept or [r["values"][0] for r in with_value]
-    sign = -1 if maximize else 1
-    mean = sign * sum(values) / len(values) if values else math.inf
-    return sum(map(failed_in_validation, results(runs))), not kept, mean
+    """How choose.best_cell ranks a cell's runs with a result (``choose.cell_rank``), lowest best:
+    failed in validation, objective the rows' first value."""
+    done = results(runs)
+    values = [r["values"][0] if r.get("values") else None for r in done]
+    return cell_rank([failed_in_validation(r) for r in done], values, maximize)
 
 
 def best_cell(rows: Sequence[Mapping], maximize: bool) -> tuple | None:
