@@ -286,19 +286,23 @@ def test_list_gives_the_run_hours_left_at_this_machines_pace_where_it_ran_some_o
     def timed(seed, minutes, machine):
         return {**row("sgmod", seed, 0.9), "duration_s": 60.0 * minutes, "machine": machine}
 
+    gpu = {**fast, "gpu": "Some GPU"}
     controls = [timed(0, 8, fast), timed(1, 10, fast), timed(2, 12, fast), timed(3, 25, slow), timed(4, 35, slow)]
-    write_parts(record_of(repo).folder, {"controls": controls})
+    # GPU runs, here and in a part Slow never ran, are no yardstick for a CPU: with them, 1 min each, the
+    # other machines' median would be 1 min and Slow 30x as slow
+    gpu_runs = [timed(seed, 1, gpu) for seed in range(5, 12)]
+    write_parts(record_of(repo).folder, {"controls": controls + gpu_runs, "sweep_relu": gpu_runs})
     monkeypatch.setattr(study_script(), "cpu_here", lambda: "Slow (2 cores, AVX2)")
     out = cli(["list", "classifier"], repo, monkeypatch, capsys)[1].splitlines()
-    # Slow took 25/10 and 35/10 of the other machine's median: 3.0x. The controls' 67 runs left at Slow's
-    # own median there (30 min); every other part at 3.0 x the other machine's median (10 min)
+    # Slow took 25/10 and 35/10 of the other CPU's median: 3.0x. The controls' 60 runs left at Slow's
+    # own median there (30 min); every other part at 3.0 x the other CPU's median (10 min)
     planned = sum(part.trials for part in CLASSIFIER.parts.values())
-    hours = ((72 - 5) * 30 + (planned - 72) * 30) / 60
+    hours = ((72 - 12) * 30 + (planned - 72 - 7) * 30) / 60
     assert out[-2] == (
-        "  this machine, Slow (2 cores, AVX2), took 3.0x as long as the other machines over the same parts (the "
+        "  this machine, Slow (2 cores, AVX2), took 3.0x as long as the other CPUs over the same parts (the "
         f"median of its 2 finished runs): about {hours:.1f} run-hours left at its pace"
     )
-    assert out[-3].startswith(f"  left: {planned - 5} of {planned} runs, about ")
+    assert out[-3].startswith(f"  left: {planned - 19} of {planned} runs, about ")
     # a machine that ran none of them, or ran every one of them (nothing to compare with): no such line
     monkeypatch.setattr(study_script(), "cpu_here", lambda: "Other (2 cores)")
     assert "this machine" not in cli(["list", "classifier"], repo, monkeypatch, capsys)[1]

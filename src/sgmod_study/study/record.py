@@ -165,12 +165,13 @@ def time_left(study: Study, record: Record) -> str:
 
 
 def pace_here(study: Study, record: Record, here: str) -> str | None:
-    """How fast this machine (``here``, as ``machine_name`` names it) ran its share of the study's
-    finished runs against the same parts' runs on other machines, and the run-hours left at that pace;
-    None where it ran none of them, or only runs with no other machine's to compare."""
+    """How fast this CPU (``here``, as ``cpu_here`` names it) ran its share of the study's finished
+    runs against the same parts' runs on other CPUs, and the run-hours left at that pace; None where
+    it ran none of them, or only runs with no other CPU's to compare. GPU runs are no yardstick: a
+    GPU ran the classifier's runs ~10x faster, and with them in, a CPU as fast as the others read as 9x slower."""
     mine, others, ratios = {}, {}, []
     for name in study.parts:
-        rows = record.rows(name)
+        rows = [r for r in record.rows(name) if not is_gpu(r)]
         mine[name] = run_minutes([r for r in rows if machine_name(r) == here])
         others[name] = run_minutes([r for r in rows if machine_name(r) != here])
         if others[name]:
@@ -184,7 +185,7 @@ def pace_here(study: Study, record: Record, here: str) -> str | None:
         each = statistics.median(mine[name]) if mine[name] else factor * statistics.median(others[name] or elsewhere)
         hours += max(part.trials - record.finished(name), 0) * each / 60
     return (
-        f"this machine, {here}, took {factor:.1f}x as long as the other machines over the same parts (the median of "
+        f"this machine, {here}, took {factor:.1f}x as long as the other CPUs over the same parts (the median of "
         f"its {len(ratios)} finished runs): about {hours:.1f} run-hours left at its pace"
     )
 
