@@ -166,19 +166,14 @@ def test_a_list_side_is_the_best_member_at_each_cell_and_the_table_says_which(tm
     variant, reference = _pairs("sgmod_2tanh", "sgmod_2tanh_fixed", 8)
     difference = 100 * np.mean(np.subtract(variant, reference))
     assert (
-        f"| learnable vs fixed (none_kaiming) | depth 8 | sgmod_2tanh - sgmod_2tanh_fixed | 7 | 1 | {difference:+.2f} ["
-        in text
+        "| learnable vs fixed (none_kaiming) | depth 8 | sgmod_2tanh - sgmod_2tanh_fixed | 7 | 1 | 0 | "
+        f"{difference:+.2f} [" in text
     )
     assert "| only 7 pairs, the other seeds failed: different (variant better) |" in text  # 8 seeds, 1 failed
     best = "(best of sgmod_own_lr/sgmod_2tanh)"
-    assert (
-        f"| best Sgmod vs sigmoid, all (none_kaiming) (secondary) | depth 4 | sgmod_own_lr {best} - sigmoid | 8 | 0 |"
-        in text
-    )
-    assert (
-        f"| best Sgmod vs sigmoid, all (none_kaiming) (secondary) | depth 8 | sgmod_2tanh {best} - sigmoid | 7 | 1 |"
-        in text
-    )
+    question = "| best Sgmod vs sigmoid, all (none_kaiming) (secondary)"
+    assert f"{question} | depth 4 | sgmod_own_lr {best} - sigmoid | 8 | 0 | 0 |" in text
+    assert f"{question} | depth 8 | sgmod_2tanh {best} - sigmoid | 7 | 1 | 0 |" in text
     raw = scipy_stats.ttest_rel(*_pairs("sgmod_own_lr", "sigmoid", 4)).pvalue
     assert f"| {raw:.3g} (raw) |" in text
     assert "| TOST p (+-1) | TOST p (+-0.5) | verdict |" in text
@@ -205,6 +200,33 @@ def test_cell_contrasts_letter_the_machines_of_their_pairs_and_name_the_pairs_ac
     assert "Paired across machines: sgmod_2tanh - sgmod_2tanh_fixed at depth 4. Machines round" in text
     # on one machine: no such paragraph
     assert "Paired across machines" not in _text(cell_contrasts, _depth_study(), record, tmp_path)
+
+
+def _trained(row: dict, best: float) -> dict:
+    """``row`` with a two-epoch training-accuracy curve whose best is ``best``."""
+    return row | {"curves": {"train/acc": [[214, 0.1], [429, best]]}}
+
+
+def test_pairs_where_neither_side_trained_are_counted_and_a_cell_of_only_such_pairs_says_so(tmp_path):
+    rows = []
+    for seed in SEEDS:
+        for activation in ("sgmod_2tanh", "sgmod_2tanh_fixed"):
+            # depth 4: both sides at chance on every seed, their best training accuracy 50% (not above)
+            rows.append(_trained(_run({"activation": activation, "model.depth": 4, "seed": seed}, 0.1, len(rows)), 0.5))
+            # depth 8: seeds 0 and 1 untrainable on both sides; on seed 2 only the variant; seed 3 has no curve
+            untrainable = seed < 2 or (seed == 2 and activation == "sgmod_2tanh")
+            row = _run({"activation": activation, "model.depth": 8, "seed": seed}, 0.1 if untrainable else 0.9, 0)
+            rows.append(row if seed == 3 else _trained(row, 0.3 if untrainable else 0.9 + NOISE[seed]))
+    data = cell_contrasts.compute(_depth_study(), _record(tmp_path / "chance", {"none_kaiming": rows}))
+    found = {r["at"]: r for r in data.rows if r["question"].startswith("learnable vs fixed")}
+    assert (found["depth 4"]["untrainable"], found["depth 8"]["untrainable"]) == (8, 2)
+    lines = _text(cell_contrasts, _depth_study(), Record(tmp_path / "chance"), tmp_path).splitlines()
+    depth_4, depth_8 = (
+        next(x for x in lines if x.startswith(f"| learnable vs fixed (none_kaiming) | depth {d} |")) for d in (4, 8)
+    )
+    assert "| 8 | 0 | 8 | +0.00 [+0.00, +0.00] |" in depth_4
+    assert depth_4.endswith("(both untrainable in every pair) | A |")
+    assert "| 8 | 0 | 2 |" in depth_8 and "untrainable in every pair" not in depth_8
 
 
 def test_cell_contrasts_with_nothing_run_say_so(tmp_path):

@@ -5,19 +5,22 @@ At each value, variant minus reference of the study's metric, paired by seed ove
 with that activation and that value (``stats.paired``). A side named by a list is the member with
 the best mean of the metric at that value, picked after the runs on the runs tested (its p-value is
 optimistic). A seed where either side failed (diverged) has no comparable metric: its pair is left
-out and counted (``excluded``). The p-values of the primary rows of the whole section are
-Holm-corrected together; a secondary row keeps its raw p and its verdict uses it."""
+out and counted (``excluded``). The pairs where neither side trained (``untrainable``) are counted
+too: at chance both sides score alike, and an "equivalent" there means both failed to learn. The
+p-values of the primary rows of the whole section are Holm-corrected together; a secondary row
+keeps its raw p and its verdict uses it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sgmod_study.study.record import Record
+from sgmod_study.study.record import Record, is_diverged
 from sgmod_study.study.report import figures, ledger, paired
 from sgmod_study.study.report.contrasts import machine_note, paired_test, pick
-from sgmod_study.study.report.outcomes import cell_text, results
+from sgmod_study.study.report.outcomes import cell_text, results, seed_of
 from sgmod_study.study.report.rows import metric_words, table_head
+from sgmod_study.study.report.trainability import TRAINABLE, best_train_accuracy
 from sgmod_study.study.spec import Contrast, Study
 
 ACTIVATION = "activation"  # the grid parameter the two sides differ in
@@ -76,7 +79,20 @@ def contrast_row(contrast: Contrast, value, runs: Sequence[Mapping], study: Stud
         "label": f"{_label(contrast.variant, variant)} - {_label(contrast.reference, reference)}",
         "primary": contrast.primary,
         "picked": not isinstance(contrast.variant, str) or not isinstance(contrast.reference, str),
+        "untrainable": both_untrainable(table[variant], table[reference]),
     } | tested
+
+
+def both_untrainable(variant: Sequence[Mapping], reference: Sequence[Mapping]) -> int:
+    """The seeds where both sides finished with a best training accuracy of at most TRAINABLE."""
+    ours, theirs = ({seed_of(r): r for r in rows} for rows in (variant, reference))
+    return sum(_untrainable(ours[s]) and _untrainable(theirs[s]) for s in set(ours) & set(theirs))
+
+
+def _untrainable(row: Mapping) -> bool:
+    """A finished run that never trained; a run without a training curve is not counted as one."""
+    best = best_train_accuracy(row)
+    return not is_diverged(row) and best is not None and best <= TRAINABLE
 
 
 def _question(contrast: Contrast) -> str:
@@ -101,11 +117,15 @@ def render(data: CellContrasts, page: figures.Page) -> list[str]:
             f"Variant minus reference of {metric_words(data.metric)} within one part, at each value of the grid "
             "parameter named (its other settings shared), paired by seed; differences in percentage points. A seed "
             "where either side failed (diverged) has no comparable result: its pair is left out and counted "
-            "(`excluded`). Machines: where the paired runs ran, lettered as in the last section.",
+            "(`excluded`). Both untrainable: the paired seeds where neither side's best training accuracy rose above "
+            f"{TRAINABLE:.0%}; both sit near chance there, so where every pair is such a pair the verdict says so: an "
+            '"equivalent" then means that neither learned, not that they learned alike. Machines: where the paired '
+            "runs ran, lettered as in the last section.",
             *machine_note([data.rows], lambda row: f"{row['label']} at {row['at']}"),
             "",
             *table_head(
-                ["question", "at", "variant - reference", "paired n", "excluded", "difference [95% CI]", "p (Holm)"]
+                ["question", "at", "variant - reference", "paired n", "excluded", "both untrainable"]
+                + ["difference [95% CI]", "p (Holm)"]
                 + [*paired.tost_header(data.margins), "verdict", "machines"]
             ),
             *(_line(r, data.margins, data.letters) for r in data.rows),
@@ -124,8 +144,11 @@ def _line(row: Mapping, margins: Sequence[float], letters: Mapping[str, str]) ->
     p marked), with the excluded pairs beside the paired n, and the machines last."""
     question = row["question"] + ("" if row["primary"] else " (secondary)")
     n, *tests = paired.cells(row, margins)
+    if row["n"] and row["untrainable"] >= row["n"]:
+        tests[-1] += " (both untrainable in every pair)"
     machines = ledger.lettered(row["machines"], letters)
-    return "| " + " | ".join([question, row["at"], row["label"], n, str(row["excluded"]), *tests, machines]) + " |"
+    counts = [n, str(row["excluded"]), str(row["untrainable"])]
+    return "| " + " | ".join([question, row["at"], row["label"], *counts, *tests, machines]) + " |"
 
 
 def _notes(rows: Sequence[Mapping]) -> list[str]:
