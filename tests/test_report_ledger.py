@@ -45,7 +45,8 @@ def test_the_section_lists_every_part_of_the_study_with_its_machines_by_letter(t
     assert "and the machines: A = Test CPU (2 cores, AVX512); B = Test GPU." in lines[2]
     # seed 4's interrupted run has not run again yet: it counts, and the text does not say "ran again"
     assert f"| grid_g_relu | grid | 5 of {PLANNED} | 2 | 1 | 15 | 0-3, 5 | 0.9 | A, B |" in lines
-    assert "runs interrupted or crashed, left without a result (their parameters run again" in lines[2]
+    lost = "runs interrupted, crashed or lost (ended, but their machine stopped before their run folder was read"
+    assert lost + " into the record), left without a result (their parameters run again" in lines[2]
     assert "| confirm_sweep_dcgan | confirm | 0 of 8 | 0 | 0 | - | - | 0.0 | - |" in lines
     assert len([x for x in lines if x.startswith("| ")]) == 1 + len(GAN.parts)  # the header and every part
     assert lines[-1] == f"In all 5 of {sum(p.trials for p in GAN.parts.values())} runs, 0.9 hours of runs."

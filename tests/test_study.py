@@ -210,6 +210,7 @@ class StubSweep:
         options = dict(a.split("=", 1) for a in command if a.startswith("hydra."))
         self.name, self.jobs = options["hydra.sweeper.study_name"], int(options["hydra.sweeper.n_jobs"])
         self.journal = Path(cwd) / options["hydra.sweeper.storage"]
+        self.runs = Path(cwd) / options["hydra.sweep.dir"]
         self.trials = int(options["hydra.sweeper.n_trials"])
         self.limit = float(options.get("hydra.sweeper.time_limit", "inf"))
         self.start, self.code, self.stdout, self.stderr = time.monotonic(), None, io.BytesIO(), io.BytesIO()
@@ -241,10 +242,16 @@ class StubSweep:
         return 0
 
     def _record(self, study, total):
-        for _ in range(total - len(study.trials)):
-            study.add_trial(
-                optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=0.9)
+        """Trials up to ``total``, each with a run folder (its configuration) as a real sweep leaves one."""
+        for number in range(len(study.trials), total):
+            folder = self.runs / f"trial_{number:04d}"
+            (folder / ".hydra").mkdir(parents=True)
+            (folder / ".hydra" / "config.yaml").write_text("seed: 0\n")
+            space = {"x": FloatDistribution(0, 1)}
+            done = optuna.trial.create_trial(
+                params={"x": 0.5}, distributions=space, value=0.9, user_attrs={"folder": str(folder)}
             )
+            study.add_trial(done)
 
     def wait(self, timeout=None):
         while self.poll() is None:
@@ -416,7 +423,15 @@ def test_a_part_not_run_yet_starts_only_if_the_studys_median_run_ends_before_the
     for number, minutes in enumerate((9, 10, 12, 30)):
         trial = optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=0.9)
         finished.add_trial(trial)
-        rows.append({"number": number, "state": "COMPLETE", "duration_s": 60 * minutes, "metrics": {"test/acc": 0.9}})
+        rows.append(
+            {
+                "number": number,
+                "state": "COMPLETE",
+                "duration_s": 60 * minutes,
+                "metrics": {"test/acc": 0.9},
+                "config": {},
+            }
+        )
     (journal.parent / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert runner.run(study, record, "all", ["hydra.sweeper.n_jobs=2"], time_limit=60.0) == 0
     assert StubSweep.log == []

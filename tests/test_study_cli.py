@@ -97,7 +97,9 @@ def test_a_finished_part_runs_nothing_and_changes_nothing(tmp_path, monkeypatch,
     for name, part in CLASSIFIER.parts.items():
         folder = record_dir(name, tmp_path)
         folder.mkdir(parents=True)
-        rows = [{"number": i, "state": "COMPLETE", "values": [0.9], "params": {}} for i in range(part.trials)]
+        rows = [
+            {"number": i, "state": "COMPLETE", "values": [0.9], "params": {}, "config": {}} for i in range(part.trials)
+        ]
         (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (folder / "study.journal").write_text('{"op_code": 0, "study_name": "%s"}\n' % name)
     before = _files(tmp_path)

@@ -64,7 +64,7 @@ def sweep_record(root, name, trials, space=None):
     rows = []
     for number, (params, value) in enumerate(trials):
         study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
-        rows.append({"number": number, "state": "COMPLETE", "values": [value], "params": params})
+        rows.append({"number": number, "state": "COMPLETE", "values": [value], "params": params, "config": {}})
     (journal.parent / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return study
 

@@ -93,7 +93,8 @@ STUB = """
 import json, sys, pathlib
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 folder = pathlib.Path(args["hydra.run.dir"])
-folder.mkdir(parents=True, exist_ok=True)
+(folder / ".hydra").mkdir(parents=True, exist_ok=True)
+(folder / ".hydra" / "config.yaml").write_text("seed: 0\\n")  # as Hydra writes it when a run starts
 value = float(args.get("value", args.get("x", 0)))
 (folder / "result.json").write_text(json.dumps({"value": value, "metrics": {"test/acc": value / 2}}))
 code = int(args.get("exit", 0))

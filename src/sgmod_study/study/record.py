@@ -53,8 +53,8 @@ class Record:
 
     def finished(self, part: str) -> int:
         """Trials of ``part`` with a result in its record: finished (COMPLETE) or diverged (a result
-        too: the sweeper never runs one again)."""
-        return sum(row["state"] == "COMPLETE" or is_diverged(row) for row in self.rows(part))
+        too: the sweeper never runs one again); a lost one (``is_lost``) does not count."""
+        return sum(has_result(row) for row in self.rows(part))
 
     def has_journal(self, part: str) -> bool:
         return (self.part_dir(part) / JOURNAL).is_file()
@@ -108,6 +108,24 @@ def is_diverged(row: Mapping) -> bool:
     return row["state"] == "FAIL" and str(row.get("fail_reason") or "").startswith(DIVERGED)
 
 
+def ended(row: Mapping) -> bool:
+    """Finished (COMPLETE) or diverged, as Optuna's record has it: what the sweeper counts."""
+    return row["state"] == "COMPLETE" or is_diverged(row)
+
+
+def is_lost(row: Mapping) -> bool:
+    """A run that ended but whose details never reached the record: its machine stopped (a killed
+    session, a lost node) after Optuna recorded its end and before its run folder was read into
+    ``runs.jsonl``, and the folder went with the machine. The row has Optuna's view only (no
+    configuration, metrics or curves). Not a result: its parameters run again (runner.requeue_lost)."""
+    return ended(row) and "config" not in row
+
+
+def has_result(row: Mapping) -> bool:
+    """A run with a result in the record: it ended, and its details are here."""
+    return ended(row) and not is_lost(row)
+
+
 def complete(rows: Sequence[Mapping]) -> list[Mapping]:
     """The rows of finished runs that have their metrics."""
     return [r for r in rows if r["state"] == "COMPLETE" and r.get("metrics")]
@@ -122,6 +140,8 @@ def summary(rows: Sequence[Mapping]) -> str:
 def _outcome(row: Mapping) -> str:
     if row.get("interrupted"):
         return "INTERRUPTED"
+    if is_lost(row):
+        return "LOST"
     return "DIVERGED" if is_diverged(row) else row["state"]
 
 

@@ -25,7 +25,16 @@ from sgmod_study.paths import STUDY_RUNS, TRAIN_SCRIPT
 from sgmod_study.run.cli import RESUME_COMMAND_ENV, command_line
 from sgmod_study.study.choose import confirm_overrides
 from sgmod_study.study.export import export
-from sgmod_study.study.record import JOURNAL, MACHINE_FILE, Record, expected_run_minutes, run_minutes_by_part, summary
+from sgmod_study.study.record import (
+    JOURNAL,
+    MACHINE_FILE,
+    Record,
+    expected_run_minutes,
+    has_result,
+    is_lost,
+    run_minutes_by_part,
+    summary,
+)
 from sgmod_study.study.spec import Part, Study
 from sgmod_study.sweeper.scheduler import expected_duration
 
@@ -40,10 +49,11 @@ ROWS_EVERY_S = 60.0
 N_JOBS = "hydra.sweeper.n_jobs="
 
 
-def sweep_command(study: Study, part: Part, record: Record, overrides: Sequence[str]) -> list[str]:
+def sweep_command(study: Study, part: Part, record: Record, overrides: Sequence[str], lost: int = 0) -> list[str]:
     """The ``python src/train.py -m ...`` that runs (or resumes) ``part`` in the repository (the
     working folder): its paths are relative to it where they can be, so the record holds no
-    machine's path."""
+    machine's path. ``lost``: the part's lost runs (``requeue_lost``), which its sweep runs again on
+    top of its trials (the sweeper counts their first trials as ended)."""
     journal = _relative(record.folder / part.name / JOURNAL)
     return [
         sys.executable,
@@ -52,7 +62,7 @@ def sweep_command(study: Study, part: Part, record: Record, overrides: Sequence[
         *study.setup_overrides(),
         *part.overrides,
         *(_confirm_overrides(part, record) if part.kind == "confirm" else ()),
-        f"hydra.sweeper.n_trials={part.trials}",
+        f"hydra.sweeper.n_trials={part.trials + lost}",
         f"hydra.sweeper.study_name={part.name}",
         f"hydra.sweeper.storage={journal}",
         f"hydra.sweep.dir={STUDY_RUNS / study.record / part.name}",
@@ -283,7 +293,8 @@ def _start(study, record, part, jobs, overrides, deadline) -> Launch:
     text = json.dumps(machine()).encode()
     write_atomic(sweep_dir / MACHINE_FILE, lambda f: f.write(text))
     limit = [] if deadline is None else [f"hydra.sweeper.time_limit={max(deadline - time.monotonic(), 1.0):.0f}"]
-    command = sweep_command(study, part, record, [*overrides, f"{N_JOBS}{jobs}", *limit])
+    lost = requeue_lost(record, part.name)
+    command = sweep_command(study, part, record, [*overrides, f"{N_JOBS}{jobs}", *limit], lost)
     print(f"[study] {part.name}: starting, {jobs} trial(s) at once")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", RESUME_COMMAND_ENV: command_line()}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -294,6 +305,33 @@ def _start(study, record, part, jobs, overrides, deadline) -> Launch:
     for thread in console:
         thread.start()
     return Launch(part, process, jobs, console)
+
+
+def requeue_lost(record: Record, name: str) -> int:
+    """Queue the parameters of part ``name``'s lost runs (``record.is_lost``) to run again, each once:
+    not where a trial with the same parameters waits, runs, or has a result in the record. Returns
+    the number of lost runs the part holds."""
+    from optuna.trial import TrialState
+
+    from sgmod_study.sweeper.liveness import REQUEUED_ATTR
+
+    rows = record.rows(name) if record.has_journal(name) else []
+    lost = [row for row in rows if is_lost(row)]
+    if not lost:
+        return 0
+    study = record.load(name, write=True)
+    live = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    covered = [row["params"] for row in rows if has_result(row)]
+    covered += [t.system_attrs.get("fixed_params", t.params) for t in live]
+    for row in lost:
+        if row["params"] not in covered:
+            study.enqueue_trial(row["params"], user_attrs={REQUEUED_ATTR: row["number"]})
+            covered.append(row["params"])
+            print(
+                f"[study] {name}: trial {row['number']} ended, but its machine stopped before its run folder was "
+                "read into the record, and the folder went with it; its parameters run again"
+            )
+    return len(lost)
 
 
 def _show(stream, name: str, shown) -> None:

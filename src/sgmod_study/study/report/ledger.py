@@ -1,7 +1,7 @@
 """The report's last section, "What ran": every part of the study as its record has it. Per part:
 the runs with a result against the runs it plans, those of them that failed (diverged, or finished
-with a collapse flag: the GAN's), the runs that were interrupted or crashed (left without a result:
-their parameters run again), the epochs, the seeds, the wall time and the machines. Every report
+with a collapse flag: the GAN's), the runs that were interrupted, crashed or lost (left without a
+result: their parameters run again), the epochs, the seeds, the wall time and the machines. Every report
 ends with it, so a study's budget is read from the record, not from a note.
 
 The wall time is the sum of the durations of every run the record holds, the interrupted ones
@@ -19,7 +19,17 @@ from sgmod_study.study.report.rows import config_value, table_head
 from sgmod_study.study.spec import Study
 
 SECTION = "ledger"  # its name among the page's section numbers: after the study's own sections
-COLUMNS = ("part", "kind", "runs", "failed", "interrupted or crashed", "epochs", "seeds", "wall time (h)", "machines")
+COLUMNS = (
+    "part",
+    "kind",
+    "runs",
+    "failed",
+    "interrupted, crashed or lost",
+    "epochs",
+    "seeds",
+    "wall time (h)",
+    "machines",
+)
 
 
 @dataclass
@@ -31,7 +41,7 @@ class Line:
     planned: int
     results: int  # finished, or diverged (never run again)
     failed: int  # of the results: diverged, or finished with a collapse flag
-    rerun: int  # interrupted or crashed: their parameters run again, or will (running ones not counted)
+    rerun: int  # interrupted, crashed or lost: their parameters run again, or will (running ones not counted)
     epochs: list[int]
     seeds: list[int]
     hours: float
@@ -92,8 +102,9 @@ def render(lines: Sequence[Line], page: figures.Page) -> list[str]:
         page.title(SECTION, "What ran"),
         "",
         "Every part as its record has it: runs with a result (finished, or diverged: never run again) of the runs "
-        "it plans; of those, the failed ones (diverged, or finished with a collapse flag); runs interrupted or "
-        "crashed, left without a result (their parameters run again, in that session or the part's next); the "
+        "it plans; of those, the failed ones (diverged, or finished with a collapse flag); runs interrupted, "
+        "crashed or lost (ended, but their machine stopped before their run folder was read into the record), left "
+        "without a result (their parameters run again, in that session or the part's next); the "
         "epochs and seeds of the runs with a result; the wall time, the sum of every recorded run's duration (runs "
         "side by side each count theirs); and the machines"
         + (": " + "; ".join(f"{letter} = {m}" for m, letter in letters_of.items()) if letters_of else "")

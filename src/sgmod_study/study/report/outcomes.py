@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from sgmod_study.study import stats
 from sgmod_study.study.choose import cell_rank
-from sgmod_study.study.record import is_diverged
+from sgmod_study.study.record import has_result, is_diverged
 
 SEED = "seed"  # the grid parameter a cell's runs differ in
 COLLAPSED = "test/collapsed"  # the final test evaluation's flag: 1 where the samples collapsed
@@ -29,12 +29,8 @@ NAMES |= {"acc": "accuracy", "acc_best": "best accuracy"}
 FLOORED = ("fid", "kid")
 
 
-def has_result(row: Mapping) -> bool:
-    return row["state"] == "COMPLETE" or is_diverged(row)
-
-
 def results(rows: Sequence[Mapping]) -> list[Mapping]:
-    """The runs with a result: finished or diverged (not the crashed, interrupted or running ones)."""
+    """The runs with a result: finished or diverged (not the crashed, interrupted, lost or running ones)."""
     return [r for r in rows if has_result(r)]
 
 
