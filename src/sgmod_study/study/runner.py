@@ -315,7 +315,11 @@ def requeue_lost(record: Record, name: str) -> int:
 
     from sgmod_study.sweeper.liveness import REQUEUED_ATTR
 
-    rows = record.rows(name) if record.has_journal(name) else []
+    if not record.has_journal(name):
+        return 0
+    # a record committed before its machine was lost may have no row at all for such a trial: the
+    # export adds Optuna's view of every trial that ended since, whose folder is not here
+    rows = export(record, name, new_only=True)
     lost = [row for row in rows if is_lost(row)]
     if not lost:
         return 0
