@@ -225,8 +225,8 @@ def test_pairs_where_neither_side_trained_are_counted_and_a_cell_of_only_such_pa
         next(x for x in lines if x.startswith(f"| learnable vs fixed (none_kaiming) | depth {d} |")) for d in (4, 8)
     )
     assert "| 8 | 0 | 8 | +0.00 [+0.00, +0.00] |" in depth_4
-    assert depth_4.endswith("(both untrainable in every pair) | A |")
-    assert "| 8 | 0 | 2 |" in depth_8 and "untrainable in every pair" not in depth_8
+    assert depth_4.endswith("(neither side trained, in any pair) | A |")
+    assert "| 8 | 0 | 2 |" in depth_8 and "neither side trained" not in depth_8
 
 
 def test_cell_contrasts_with_nothing_run_say_so(tmp_path):

@@ -6,7 +6,7 @@ with that activation and that value (``stats.paired``). A side named by a list i
 the best mean of the metric at that value, picked after the runs on the runs tested (its p-value is
 optimistic). A seed where either side failed (diverged) has no comparable metric: its pair is left
 out and counted (``excluded``). The pairs where neither side trained (``untrainable``) are counted
-too: at chance both sides score alike, and an "equivalent" there means both failed to learn. The
+too: a verdict over only such pairs compares two failures to train, not two that learned. The
 p-values of the primary rows of the whole section are Holm-corrected together; a secondary row
 keeps its raw p and its verdict uses it."""
 
@@ -118,8 +118,8 @@ def render(data: CellContrasts, page: figures.Page) -> list[str]:
             "parameter named (its other settings shared), paired by seed; differences in percentage points. A seed "
             "where either side failed (diverged) has no comparable result: its pair is left out and counted "
             "(`excluded`). Both untrainable: the paired seeds where neither side's best training accuracy rose above "
-            f"{TRAINABLE:.0%}; both sit near chance there, so where every pair is such a pair the verdict says so: an "
-            '"equivalent" then means that neither learned, not that they learned alike. Machines: where the paired '
+            f"{TRAINABLE:.0%} (the trainability threshold); where every pair is such a pair the verdict says so: a "
+            "verdict there compares two runs that failed to train, not two that learned. Machines: where the paired "
             "runs ran, lettered as in the last section.",
             *machine_note([data.rows], lambda row: f"{row['label']} at {row['at']}"),
             "",
@@ -145,7 +145,7 @@ def _line(row: Mapping, margins: Sequence[float], letters: Mapping[str, str]) ->
     question = row["question"] + ("" if row["primary"] else " (secondary)")
     n, *tests = paired.cells(row, margins)
     if row["n"] and row["untrainable"] >= row["n"]:
-        tests[-1] += " (both untrainable in every pair)"
+        tests[-1] += " (neither side trained, in any pair)"
     machines = ledger.lettered(row["machines"], letters)
     counts = [n, str(row["excluded"]), str(row["untrainable"])]
     return "| " + " | ".join([question, row["at"], row["label"], *counts, *tests, machines]) + " |"
