@@ -20,6 +20,7 @@ def _grid_rows():
     rows.append(diverged_row(3, number=3) | {"duration_s": 600.0})
     rows.append({"number": 4, "state": "FAIL", "interrupted": True, "params": {"seed": 4}, "duration_s": 300.0})
     rows.append({"number": 6, "state": "RUNNING", "params": {"seed": 6}})
+    rows.append({"number": 7, "state": "WAITING", "params": {"seed": 4}})  # seed 4 queued to run again
     return rows
 
 

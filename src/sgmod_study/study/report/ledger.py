@@ -41,7 +41,9 @@ class Line:
     planned: int
     results: int  # finished, or diverged (never run again)
     failed: int  # of the results: diverged, or finished with a collapse flag
-    rerun: int  # interrupted, crashed or lost: their parameters run again, or will (running ones not counted)
+    rerun: (
+        int  # interrupted, crashed or lost: their parameters run again, or will (running and queued ones not counted)
+    )
     epochs: list[int]
     seeds: list[int]
     hours: float
@@ -61,7 +63,7 @@ def line(name: str, kind: str, planned: int, rows: Sequence[Mapping]) -> Line:
         planned=planned,
         results=len(done),
         failed=sum(failure(r) is not None for r in done),
-        rerun=len(rows) - len(done) - sum(r["state"] == "RUNNING" for r in rows),
+        rerun=len(rows) - len(done) - sum(r["state"] in ("RUNNING", "WAITING") for r in rows),
         epochs=sorted(e for e in epochs if e is not None),
         seeds=sorted({s for r in done if (s := seed_of(r)) is not None}),
         hours=sum(float(r.get("duration_s") or 0.0) for r in rows) / 3600,
