@@ -41,9 +41,7 @@ class Line:
     planned: int
     results: int  # finished, or diverged (never run again)
     failed: int  # of the results: diverged, or finished with a collapse flag
-    rerun: (
-        int  # interrupted, crashed or lost: their parameters run again, or will (running and queued ones not counted)
-    )
+    rerun: int  # interrupted, crashed or lost: run again, or to be (running and queued ones not counted)
     epochs: list[int]
     seeds: list[int]
     hours: float
